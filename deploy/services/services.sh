@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# Start/stop real Kafka (KRaft, single node) and ClickHouse on loopback for tests and development.
+#
+#   services.sh up     [kafka|clickhouse]  start (no-op when already running and healthy)
+#   services.sh down   [kafka|clickhouse]  stop: SIGTERM, SIGKILL after a bounded wait; data kept
+#   services.sh status [kafka|clickhouse]  print state; exit 0 iff all (selected) are up
+#   services.sh env                        print shell exports (eval "$(services.sh env)")
+#   services.sh reset  [kafka|clickhouse]  down + delete data, config and logs
+#   services.sh kafka-tool CLASS [ARGS]    run a Kafka CLI class from the cached jars, e.g.
+#                                          org.apache.kafka.tools.TopicCommand --bootstrap-server ... --list
+#
+# Environment (all optional):
+#   ENGAGE_SERVICES_DIR  state dir: data, pid files, logs  (default: <repo>/.services)
+#   ENGAGE_CACHE_DIR     Kafka jar cache                   (default: ${XDG_CACHE_HOME:-~/.cache}/openengage)
+#   ENGAGE_KAFKA_PORT=19092  ENGAGE_KAFKA_CONTROLLER_PORT=19093  ENGAGE_KAFKA_HEAP=512m
+#   ENGAGE_KAFKA_VERSION=4.4.0
+#   ENGAGE_CLICKHOUSE_PORT=19000 (native)  ENGAGE_CLICKHOUSE_HTTP_PORT=18123
+#   ENGAGE_SERVICES_TIMEOUT=90   seconds to wait for a service to become ready
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DEPLOY_DIR=$(dirname "$SCRIPT_DIR")
+REPO=$(dirname "$DEPLOY_DIR")
+STATE=${ENGAGE_SERVICES_DIR:-$REPO/.services}
+CACHE=${ENGAGE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/openengage}
+HOST=127.0.0.1
+KAFKA_VERSION=${ENGAGE_KAFKA_VERSION:-4.4.0}
+KAFKA_PORT=${ENGAGE_KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=${ENGAGE_KAFKA_CONTROLLER_PORT:-19093}
+KAFKA_HEAP=${ENGAGE_KAFKA_HEAP:-512m}
+KAFKA_HOME=$CACHE/kafka-$KAFKA_VERSION
+CH_PORT=${ENGAGE_CLICKHOUSE_PORT:-19000}
+CH_HTTP_PORT=${ENGAGE_CLICKHOUSE_HTTP_PORT:-18123}
+READY_TIMEOUT=${ENGAGE_SERVICES_TIMEOUT:-90}
+STOP_TIMEOUT=30
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- generic helpers
+as_root() {
+  if [[ $(id -u) == 0 ]]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "need root (or sudo) to run: $*"; fi
+}
+
+apt_install() {
+  log "installing Debian packages: $* (first use only)"
+  local install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@")
+  as_root "${install[@]}" >&2 || { as_root apt-get update -q >&2 && as_root "${install[@]}" >&2; } \
+    || die "apt-get install $* failed"
+}
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null; }
+
+ensure_port_free() { # port env-var-name
+  port_open "$1" || return 0
+  local who=""
+  command -v ss >/dev/null && who=$(ss -ltnpH "sport = :$1" 2>/dev/null | head -n1)
+  die "port $HOST:$1 is already in use by another process${who:+ ($who)}; stop it or set $2"
+}
+
+svc_dir() { echo "$STATE/$1"; }
+pid_file() { echo "$STATE/$1/$1.pid"; }
+# A string only our process of that service has on its command line (guards against pid reuse).
+svc_marker() {
+  case $1 in
+    kafka) echo "kafka.Kafka $STATE/kafka/server.properties" ;;
+    clickhouse) echo "--config-file=$STATE/clickhouse/config.xml" ;;
+  esac
+}
+
+cmdline_has() { # pid marker
+  local args=()
+  mapfile -d '' args 2>/dev/null <"/proc/$1/cmdline" || return 1
+  [[ " ${args[*]} " == *"$2"* ]]
+}
+
+# Prints the pid of our running instance of $1; cleans stale pid files, adopts orphans.
+pid_of() {
+  local svc=$1 pf marker pid d
+  pf=$(pid_file "$svc"); marker=$(svc_marker "$svc")
+  if [[ -f $pf ]]; then
+    pid=$(<"$pf")
+    if [[ $pid =~ ^[0-9]+$ ]] && cmdline_has "$pid" "$marker"; then echo "$pid"; return 0; fi
+    log "$svc: removing stale pid file ($pid)"; rm -f "$pf"
+  fi
+  for d in /proc/[0-9]*; do   # pid file lost but process alive (e.g. started by hand)
+    pid=${d#/proc/}
+    [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+    if cmdline_has "$pid" "$marker"; then echo "$pid" >"$pf"; echo "$pid"; return 0; fi
+  done
+  return 1
+}
+
+# Launch "$@" detached in its own session; records the pid. $1=svc $2=stdout log, rest=command.
+launch() {
+  local svc=$1 out=$2; shift 2
+  setsid "$@" </dev/null >>"$out" 2>&1 9>&- &
+  echo $! >"$(pid_file "$svc")"
+}
+
+# wait_ready svc logfile check-function
+wait_ready() {
+  local svc=$1 logf=$2 check=$3 deadline=$((SECONDS + READY_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if ! pid_of "$svc" >/dev/null; then
+      log "$svc exited during startup; last log lines ($logf):"; tail -n 40 "$logf" >&2 || true
+      die "$svc failed to start"
+    fi
+    if "$check"; then return 0; fi
+    sleep 1
+  done
+  log "$svc not ready after ${READY_TIMEOUT}s; last log lines ($logf):"; tail -n 40 "$logf" >&2 || true
+  die "$svc did not become ready (it is left running; see '$0 down $svc')"
+}
+
+stop_svc() {
+  local svc=$1 pid i
+  if ! pid=$(pid_of "$svc"); then log "$svc: not running"; return 0; fi
+  log "$svc: stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 5; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$svc: still alive after ${STOP_TIMEOUT}s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+  rm -f "$(pid_file "$svc")"
+  log "$svc: stopped"
+}
+
+# ---------------------------------------------------------------- Kafka
+ensure_java() { command -v java >/dev/null || apt_install openjdk-17-jre-headless; }
+
+kafka_fetch() { # download jars once into $KAFKA_HOME/libs; reused while the pom is unchanged
+  local pom=$DEPLOY_DIR/kafka/pom.xml stamp
+  stamp="$KAFKA_VERSION $(sha256sum <"$pom" | cut -c1-16)"
+  [[ -f $KAFKA_HOME/.complete && $(<"$KAFKA_HOME/.complete") == "$stamp" ]] && return 0
+  command -v mvn >/dev/null || apt_install maven
+  log "fetching Kafka $KAFKA_VERSION jars with Maven into $KAFKA_HOME (first use only)"
+  rm -rf "$KAFKA_HOME.tmp"; mkdir -p "$KAFKA_HOME.tmp"
+  mvn -B -q -Dstyle.color=never -f "$pom" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DoutputDirectory="$KAFKA_HOME.tmp/libs" >&2 \
+    || die "maven could not fetch Kafka $KAFKA_VERSION (see output above)"
+  rm -rf "$KAFKA_HOME"; mv "$KAFKA_HOME.tmp" "$KAFKA_HOME"; echo "$stamp" >"$KAFKA_HOME/.complete"
+}
+
+kafka_java() { java -Xmx256m -XX:TieredStopAtLevel=1 -cp "$KAFKA_HOME/libs/*" "$@"; }
+
+kafka_write_config() {
+  local d; d=$(svc_dir kafka)
+  cat >"$d/server.properties" <<EOF
+# Generated by deploy/services/services.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$d/data
+num.partitions=8
+# auto.create.topics.enable stays at Kafka's default (true).
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+default.replication.factor=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+EOF
+}
+
+kafka_ready() { port_open "$KAFKA_PORT" &&
+  timeout 20 java -Xmx128m -XX:TieredStopAtLevel=1 -cp "$KAFKA_HOME/libs/*" org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "$HOST:$KAFKA_PORT" --list >/dev/null 2>&1; }
+
+kafka_up() {
+  local d pid; d=$(svc_dir kafka)
+  if pid=$(pid_of kafka); then
+    port_open "$KAFKA_PORT" && { log "kafka: already running (pid $pid) on $HOST:$KAFKA_PORT"; return 0; }
+    log "kafka: process $pid alive but not answering yet; waiting"
+    ensure_java; wait_ready kafka "$d/logs/server.log" kafka_ready; return 0
+  fi
+  ensure_port_free "$KAFKA_PORT" ENGAGE_KAFKA_PORT
+  ensure_port_free "$KAFKA_CONTROLLER_PORT" ENGAGE_KAFKA_CONTROLLER_PORT
+  ensure_java; kafka_fetch
+  mkdir -p "$d/data" "$d/logs"
+  kafka_write_config
+  if [[ ! -f $d/data/meta.properties ]]; then
+    local cluster_id; cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    log "kafka: formatting KRaft storage in $d/data (cluster id $cluster_id)"
+    kafka_java -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$d/logs" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$d/server.properties" >>"$d/logs/format.log" 2>&1 \
+      || { tail -n 20 "$d/logs/format.log" >&2; die "kafka storage format failed"; }
+  fi
+  log "kafka: starting $KAFKA_VERSION on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
+  launch kafka "$d/logs/kafka.out" java -Xms128m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$d/logs" \
+    -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$d/server.properties"
+  wait_ready kafka "$d/logs/server.log" kafka_ready
+  log "kafka: ready on $HOST:$KAFKA_PORT (pid $(<"$(pid_file kafka)"))"
+}
+
+# ---------------------------------------------------------------- ClickHouse
+CH_SERVER=""
+ensure_clickhouse() {
+  CH_SERVER=$(command -v clickhouse-server || true)
+  [[ -z $CH_SERVER && -x /usr/sbin/clickhouse-server ]] && CH_SERVER=/usr/sbin/clickhouse-server
+  if [[ -z $CH_SERVER ]] || ! command -v clickhouse-client >/dev/null; then
+    apt_install clickhouse-server clickhouse-client
+    CH_SERVER=$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)
+  fi
+}
+
+ch_ready() { timeout 5 clickhouse-client --host "$HOST" --port "$CH_PORT" -q 'SELECT 1' >/dev/null 2>&1; }
+
+ch_up() {
+  local d pid t; d=$(svc_dir clickhouse)
+  if pid=$(pid_of clickhouse); then
+    port_open "$CH_PORT" && { log "clickhouse: already running (pid $pid) on $HOST:$CH_PORT"; return 0; }
+    log "clickhouse: process $pid alive but not answering yet; waiting"
+    wait_ready clickhouse "$d/logs/clickhouse-server.log" ch_ready; return 0
+  fi
+  ensure_port_free "$CH_PORT" ENGAGE_CLICKHOUSE_PORT
+  ensure_port_free "$CH_HTTP_PORT" ENGAGE_CLICKHOUSE_HTTP_PORT
+  ensure_clickhouse
+  mkdir -p "$d/data" "$d/logs"
+  for t in config.xml users.xml; do
+    sed -e "s#@DATA_DIR@#$d/data#g; s#@LOG_DIR@#$d/logs#g" \
+      -e "s#@TCP_PORT@#$CH_PORT#g; s#@HTTP_PORT@#$CH_HTTP_PORT#g" "$DEPLOY_DIR/clickhouse/$t" >"$d/$t"
+  done
+  log "clickhouse: starting $("$CH_SERVER" --version 2>/dev/null | head -n1 || true) on $HOST:$CH_PORT (http $CH_HTTP_PORT)"
+  launch clickhouse "$d/logs/stdout.log" "$CH_SERVER" --config-file="$d/config.xml"
+  wait_ready clickhouse "$d/logs/clickhouse-server.log" ch_ready
+  log "clickhouse: ready on $HOST:$CH_PORT (pid $(<"$(pid_file clickhouse)"))"
+}
+
+# ---------------------------------------------------------------- commands
+svc_port() { case $1 in kafka) echo "$KAFKA_PORT" ;; clickhouse) echo "$CH_PORT" ;; esac; }
+
+status_one() {
+  local svc=$1 port pid; port=$(svc_port "$svc")
+  if pid=$(pid_of "$svc"); then
+    if port_open "$port"; then echo "$svc: up (pid $pid, $HOST:$port)"; return 0; fi
+    echo "$svc: starting or unhealthy (pid $pid alive, $HOST:$port not answering)"; return 1
+  fi
+  if port_open "$port"; then echo "$svc: down ($HOST:$port is used by another process)"; else echo "$svc: down"; fi
+  return 1
+}
+
+lock() { mkdir -p "$STATE"; exec 9>"$STATE/.lock"; flock -w 300 9 || die "another services.sh holds $STATE/.lock"; }
+
+main() {
+  local cmd=${1:-} target=${2:-all} svcs rc=0 s
+  if [[ $cmd == kafka-tool ]]; then
+    shift; [[ $# -gt 0 ]] || die "usage: $0 kafka-tool CLASS [ARGS...]"
+    ensure_java; kafka_fetch; exec java -Xmx256m -XX:TieredStopAtLevel=1 -cp "$KAFKA_HOME/libs/*" "$@"
+  fi
+  case $target in all) svcs=(kafka clickhouse) ;; kafka | clickhouse) svcs=("$target") ;;
+    *) die "unknown service '$target' (kafka|clickhouse)" ;; esac
+  case $cmd in
+    up) lock; for s in "${svcs[@]}"; do case $s in kafka) kafka_up ;; clickhouse) ch_up ;; esac; done ;;
+    down) lock; for s in "${svcs[@]}"; do stop_svc "$s"; done ;;
+    status) for s in "${svcs[@]}"; do status_one "$s" || rc=1; done; return $rc ;;
+    env)
+      echo "export ENGAGE_KAFKA_BROKERS=$HOST:$KAFKA_PORT"
+      echo "export ENGAGE_CLICKHOUSE_ADDR=$HOST:$CH_PORT"
+      echo "export ENGAGE_CLICKHOUSE_HTTP_ADDR=$HOST:$CH_HTTP_PORT" ;;
+    reset)
+      lock
+      for s in "${svcs[@]}"; do
+        stop_svc "$s"
+        [[ -n $STATE && $STATE != / ]] || die "refusing to delete under '$STATE'"
+        rm -rf "${STATE:?}/$s"; log "$s: data deleted"
+      done ;;
+    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,3 @@
+module github.com/openengage/engage
+
+go 1.26.8

@@ -1,0 +1,62 @@
+package tag
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"event","deviceId":"d1","name":"e","extras":{"a":1,"b":"x","c":true,"d":{"$date":"2026-01-01T00:00:00Z"}}}`,
+		`{"type":"device","deviceId":"d","device":{"platform":"ios","timeZone":"Europe/Paris","pushToken":"00aa","pushProvider":"apns"}}`,
+		`{"type":"job","deviceId":"d","name":"j","durationMs":12.5,"time":1764320000000}`,
+		`{"type":"push","deviceId":"d","push":{"action":"opened","deliveryId":"x"}}`,
+		`{"type":"app_info","deviceId":"d","appInfo":{"logged_in":true}}`,
+		`[1,2]`, `{`, `"x"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := DecodeJSON(data, env)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field == "" || fe.Reason == "" {
+				t.Fatalf("error without field and reason: %v", err)
+			}
+			return
+		}
+		// A record that decodes encodes, in both forms, to something that
+		// decodes to the same record.
+		var back Record
+		if err := back.UnmarshalBinary(r.AppendBinary(nil)); err != nil {
+			t.Fatalf("binary round trip of %s: %v", data, err)
+		}
+		if !reflect.DeepEqual(back, r) {
+			t.Fatalf("binary round trip\n got %+v\nwant %+v", back, r)
+		}
+		if _, err := json.Marshal(r); err != nil {
+			t.Fatalf("marshal: %v", err)
+		}
+	})
+}
+
+func FuzzUnmarshalBinary(f *testing.F) {
+	for _, r := range sampleRecords() {
+		f.Add(r.AppendBinary(nil))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var r Record
+		if err := r.UnmarshalBinary(data); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error not wrapping ErrCorrupt: %v", err)
+			}
+			return
+		}
+		var back Record
+		if err := back.UnmarshalBinary(r.AppendBinary(nil)); err != nil || !reflect.DeepEqual(back, r) {
+			t.Fatalf("re-encode: %v\n got %+v\nwant %+v", err, back, r)
+		}
+	})
+}

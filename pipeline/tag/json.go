@@ -1,0 +1,386 @@
+package tag
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"strconv"
+	"time"
+)
+
+// wireRecord is the native JSON form of a record (POST /v1/tags).
+type wireRecord struct {
+	Type      string                     `json:"type"`
+	App       string                     `json:"app,omitempty"`
+	DeviceID  string                     `json:"deviceId"`
+	UserID    string                     `json:"userId,omitempty"`
+	MessageID string                     `json:"messageId,omitempty"`
+	Time      *jsonTime                  `json:"time,omitempty"`
+	SentAt    *jsonTime                  `json:"sentAt,omitempty"`
+	Received  *jsonTime                  `json:"receivedAt,omitempty"`
+	Session   string                     `json:"session,omitempty"`
+	Name      string                     `json:"name,omitempty"`
+	Activity  string                     `json:"activity,omitempty"`
+	JobID     string                     `json:"jobId,omitempty"`
+	Duration  *float64                   `json:"durationMs,omitempty"`
+	Extras    map[string]json.RawMessage `json:"extras,omitempty"`
+	AppInfo   map[string]json.RawMessage `json:"appInfo,omitempty"`
+	Device    *wireDevice                `json:"device,omitempty"`
+	Push      *wirePush                  `json:"push,omitempty"`
+	Unplanned []string                   `json:"unplanned,omitempty"`
+}
+
+type wireDevice struct {
+	Platform     string       `json:"platform,omitempty"`
+	AppVersion   string       `json:"appVersion,omitempty"`
+	AppBuild     string       `json:"appBuild,omitempty"`
+	OSVersion    string       `json:"osVersion,omitempty"`
+	Model        string       `json:"model,omitempty"`
+	Manufacturer string       `json:"manufacturer,omitempty"`
+	Locale       string       `json:"locale,omitempty"`
+	TimeZone     string       `json:"timeZone,omitempty"`
+	Country      string       `json:"country,omitempty"`
+	PushToken    string       `json:"pushToken,omitempty"`
+	PushProvider PushProvider `json:"pushProvider,omitempty"`
+}
+
+type wirePush struct {
+	Action     string `json:"action"`
+	DeliveryID string `json:"deliveryId"`
+	CampaignID string `json:"campaignId,omitempty"`
+}
+
+// jsonTime accepts an RFC 3339 string or a number of milliseconds since the
+// Unix epoch.
+type jsonTime struct{ time.Time }
+
+func (t *jsonTime) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		v, err := ParseTime(s)
+		if err != nil {
+			return err
+		}
+		t.Time = v
+		return nil
+	}
+	ms, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || math.IsInf(ms, 0) || math.IsNaN(ms) || math.Abs(ms) > 1e15 {
+		return fmt.Errorf("%s is neither an RFC 3339 time nor milliseconds since 1970", b)
+	}
+	t.Time = time.UnixMilli(int64(ms)).UTC()
+	return nil
+}
+
+func (t jsonTime) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + t.UTC().Format(time.RFC3339Nano) + `"`), nil
+}
+
+// ParseTime parses an RFC 3339 time (with or without fractional seconds).
+func ParseTime(s string) (time.Time, error) {
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time such as 2026-01-31T09:30:00Z", s)
+	}
+	return v.UTC(), nil
+}
+
+// Envelope is what the collector knows about a record besides its body.
+type Envelope struct {
+	AppID      string
+	ReceivedAt time.Time
+	SentAt     time.Time // batch-level sentAt, used when a record has none
+}
+
+// DecodeJSON decodes one record in the native JSON form, corrects its event
+// time for clock skew, gives it a message id if it has none, and validates
+// it. Errors are *FieldError.
+func DecodeJSON(raw []byte, env Envelope) (Record, error) {
+	var w wireRecord
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return Record{}, jsonFieldError(err)
+	}
+	if dec.More() {
+		return Record{}, fieldErr("record", "trailing data after the record")
+	}
+	r, err := w.record(env)
+	if err != nil {
+		return Record{}, err
+	}
+	if err := r.Validate(); err != nil {
+		return Record{}, err
+	}
+	return r, nil
+}
+
+func jsonFieldError(err error) *FieldError {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		if field == "" {
+			field = "record"
+		}
+		return fieldErr(field, "expected %s, got JSON %s", te.Type, te.Value)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fieldErr("record", "malformed JSON at byte %d of the record: %v", se.Offset, se)
+	}
+	msg := err.Error()
+	if len(msg) > 5 && msg[:5] == "json:" {
+		msg = msg[6:]
+	}
+	return fieldErr("record", "%s", msg)
+}
+
+func (w *wireRecord) record(env Envelope) (Record, error) {
+	kind, ok := ParseKind(w.Type)
+	if !ok {
+		if w.Type == "" {
+			return Record{}, fieldErr("type", "missing")
+		}
+		return Record{}, fieldErr("type", "%q is not a record type", w.Type)
+	}
+	if w.App != "" && w.App != env.AppID {
+		return Record{}, fieldErr("app", "%q does not match the app of the write key", w.App)
+	}
+	r := Record{
+		Kind: kind, AppID: env.AppID, DeviceID: w.DeviceID, UserID: w.UserID, MessageID: w.MessageID,
+		ReceivedAt: env.ReceivedAt, SentAt: env.SentAt,
+		SessionID: w.Session, Name: w.Name, Activity: w.Activity, JobID: w.JobID, Unplanned: w.Unplanned,
+	}
+	var clientTime time.Time
+	if w.Time != nil {
+		clientTime = w.Time.Time
+	}
+	if w.SentAt != nil {
+		r.SentAt = w.SentAt.Time
+	}
+	if w.Received != nil && env.ReceivedAt.IsZero() {
+		r.ReceivedAt = w.Received.Time
+	}
+	r.Time = CorrectSkew(clientTime, r.SentAt, r.ReceivedAt)
+	if w.Duration != nil {
+		d := *w.Duration
+		if d < 0 || d > float64(math.MaxInt64/int64(time.Millisecond)) || math.IsNaN(d) {
+			return Record{}, fieldErr("durationMs", "%v is not a duration in milliseconds", d)
+		}
+		r.Duration = time.Duration(d * float64(time.Millisecond))
+	}
+	var err error
+	if r.Extras, err = decodeExtras("extras", w.Extras); err != nil {
+		return Record{}, err
+	}
+	if r.AppInfo, err = decodeExtras("appInfo", w.AppInfo); err != nil {
+		return Record{}, err
+	}
+	if w.Device != nil {
+		d := DeviceInfo(*w.Device)
+		r.Device = &d
+	}
+	if w.Push != nil {
+		r.Push = &Push{Action: PushAction(w.Push.Action), DeliveryID: w.Push.DeliveryID, CampaignID: w.Push.CampaignID}
+	}
+	if r.MessageID == "" {
+		r.MessageID = GenerateID(&r, clientTime)
+	}
+	return r, nil
+}
+
+func decodeExtras(field string, m map[string]json.RawMessage) ([]Extra, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	if len(m) > MaxExtras {
+		return nil, fieldErr(field, "%d keys, more than the limit of %d", len(m), MaxExtras)
+	}
+	xs := make([]Extra, 0, len(m))
+	for k, raw := range m {
+		v, err := DecodeJSONValue(raw)
+		if err != nil {
+			return nil, fieldErr(field+"."+k, "%v", err)
+		}
+		xs = append(xs, Extra{Key: k, Value: v})
+	}
+	return xs, nil // Validate sorts and checks them
+}
+
+// DecodeJSONValue decodes a typed value: a JSON string, number or bool, or
+// {"$date": "<RFC 3339>"} for a date.
+func DecodeJSONValue(raw json.RawMessage) (Value, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return Value{}, errors.New("empty value")
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return Value{}, err
+		}
+		return String(s), nil
+	case 't', 'f':
+		var b bool
+		if err := json.Unmarshal(raw, &b); err != nil {
+			return Value{}, err
+		}
+		return Bool(b), nil
+	case '{':
+		var d struct {
+			Date *string `json:"$date"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&d); err != nil || d.Date == nil {
+			return Value{}, errors.New(`an object value must be {"$date": "<RFC 3339 time>"}`)
+		}
+		t, err := ParseTime(*d.Date)
+		if err != nil {
+			return Value{}, err
+		}
+		return Date(t), nil
+	case 'n':
+		return Value{}, errors.New("null is not a value: leave the key out")
+	case '[':
+		return Value{}, errors.New("arrays are not values: use one key per item or a string")
+	default:
+		f, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil {
+			return Value{}, fmt.Errorf("%.40s is not a string, number, bool or date", raw)
+		}
+		if math.IsInf(f, 0) || math.IsNaN(f) {
+			return Value{}, errors.New("number out of range")
+		}
+		return Number(f), nil
+	}
+}
+
+// MarshalJSON writes the record in the native JSON form.
+func (r Record) MarshalJSON() ([]byte, error) {
+	w := wireRecord{
+		Type: r.Kind.String(), App: r.AppID, DeviceID: r.DeviceID, UserID: r.UserID, MessageID: r.MessageID,
+		Session: r.SessionID, Name: r.Name, Activity: r.Activity, JobID: r.JobID, Unplanned: r.Unplanned,
+		Time: &jsonTime{r.Time},
+	}
+	if !r.SentAt.IsZero() {
+		w.SentAt = &jsonTime{r.SentAt}
+	}
+	if !r.ReceivedAt.IsZero() {
+		w.Received = &jsonTime{r.ReceivedAt}
+	}
+	if r.Duration != 0 {
+		ms := float64(r.Duration) / float64(time.Millisecond)
+		w.Duration = &ms
+	}
+	w.Extras = encodeExtras(r.Extras)
+	w.AppInfo = encodeExtras(r.AppInfo)
+	if r.Device != nil {
+		d := wireDevice(*r.Device)
+		w.Device = &d
+	}
+	if r.Push != nil {
+		w.Push = &wirePush{Action: string(r.Push.Action), DeliveryID: r.Push.DeliveryID, CampaignID: r.Push.CampaignID}
+	}
+	return json.Marshal(w)
+}
+
+func encodeExtras(xs []Extra) map[string]json.RawMessage {
+	if len(xs) == 0 {
+		return nil
+	}
+	m := make(map[string]json.RawMessage, len(xs))
+	for _, x := range xs {
+		m[x.Key] = x.Value.AppendJSON(nil)
+	}
+	return m
+}
+
+// AppendJSON appends the value's JSON form to b.
+func (v Value) AppendJSON(b []byte) []byte {
+	switch v.Type {
+	case TypeString:
+		s, _ := json.Marshal(v.Str)
+		return append(b, s...)
+	case TypeNumber:
+		return strconv.AppendFloat(b, v.Num, 'g', -1, 64)
+	case TypeBool:
+		return strconv.AppendBool(b, v.Bool)
+	case TypeDate:
+		b = append(b, `{"$date":"`...)
+		b = v.Date.AppendFormat(b, time.RFC3339Nano)
+		return append(b, `"}`...)
+	}
+	return append(b, "null"...)
+}
+
+// GenerateID gives a record without a client message id a deterministic id
+// derived from its content and the client's own time, so that a client
+// retrying the same batch produces the same ids and analytics count the
+// records once. Without a client time there is nothing stable to derive it
+// from, and the id is random.
+func GenerateID(r *Record, clientTime time.Time) string {
+	if clientTime.IsZero() {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		return "r-" + hex.EncodeToString(b[:])
+	}
+	h := fnv.New128a()
+	buf := make([]byte, 0, 256)
+	buf = append(buf, byte(r.Kind))
+	for _, s := range [...]string{r.AppID, r.DeviceID, r.UserID, r.SessionID, r.Name, r.Activity, r.JobID} {
+		buf = strconv.AppendInt(buf, int64(len(s)), 10)
+		buf = append(buf, ':')
+		buf = append(buf, s...)
+	}
+	buf = strconv.AppendInt(buf, clientTime.UnixNano(), 10)
+	buf = strconv.AppendInt(buf, int64(r.Duration), 10)
+	for _, xs := range [][]Extra{r.Extras, r.AppInfo} {
+		for _, x := range sortedCopy(xs) {
+			buf = append(buf, x.Key...)
+			buf = append(buf, '=')
+			buf = x.Value.AppendJSON(buf)
+		}
+		buf = append(buf, ';')
+	}
+	if d := r.Device; d != nil {
+		for _, s := range [...]string{d.Platform, d.AppVersion, d.AppBuild, d.OSVersion, d.Model, d.Manufacturer, d.Locale, d.TimeZone, d.Country, d.PushToken, string(d.PushProvider)} {
+			buf = append(buf, s...)
+			buf = append(buf, 0)
+		}
+	}
+	if p := r.Push; p != nil {
+		buf = append(buf, string(p.Action)+"\x00"+p.DeliveryID+"\x00"+p.CampaignID...)
+	}
+	_, _ = h.Write(buf)
+	return "h-" + hex.EncodeToString(h.Sum(nil))
+}
+
+func sortedCopy(xs []Extra) []Extra {
+	sorted := true
+	for i := 1; i < len(xs); i++ {
+		if xs[i-1].Key > xs[i].Key {
+			sorted = false
+			break
+		}
+	}
+	if sorted {
+		return xs
+	}
+	c := append([]Extra(nil), xs...)
+	for i := 1; i < len(c); i++ {
+		for j := i; j > 0 && c[j-1].Key > c[j].Key; j-- {
+			c[j-1], c[j] = c[j], c[j-1]
+		}
+	}
+	return c
+}
