@@ -21,8 +21,8 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DEPLOY_DIR=$(dirname "$SCRIPT_DIR")
 REPO=$(dirname "$DEPLOY_DIR")
-STATE=${ENGAGE_SERVICES_DIR:-$REPO/.services}
-CACHE=${ENGAGE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/openengage}
+STATE=$(realpath -m "${ENGAGE_SERVICES_DIR:-$REPO/.services}")
+CACHE=$(realpath -m "${ENGAGE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/openengage}")
 HOST=127.0.0.1
 KAFKA_VERSION=${ENGAGE_KAFKA_VERSION:-4.4.0}
 KAFKA_PORT=${ENGAGE_KAFKA_PORT:-19092}
@@ -100,19 +100,23 @@ launch() {
   echo $! >"$(pid_file "$svc")"
 }
 
-# wait_ready svc logfile check-function
+rotate_logs() { local f; for f in "$@"; do [[ -f $f ]] && mv -f "$f" "$f.prev"; done; return 0; }
+
+show_logs() { # files...: print the tail of each non-empty log
+  local f
+  for f in "$@"; do [[ -s $f ]] && { log "--- last lines of $f"; tail -n 30 "$f" >&2; }; done; return 0
+}
+
+# wait_ready svc check-function logfiles...
 wait_ready() {
-  local svc=$1 logf=$2 check=$3 deadline=$((SECONDS + READY_TIMEOUT))
+  local svc=$1 check=$2 deadline=$((SECONDS + READY_TIMEOUT)); shift 2
   while ((SECONDS < deadline)); do
-    if ! pid_of "$svc" >/dev/null; then
-      log "$svc exited during startup; last log lines ($logf):"; tail -n 40 "$logf" >&2 || true
-      die "$svc failed to start"
-    fi
-    if "$check"; then return 0; fi
+    pid_of "$svc" >/dev/null || { show_logs "$@"; die "$svc exited during startup"; }
+    "$check" && return 0
     sleep 1
   done
-  log "$svc not ready after ${READY_TIMEOUT}s; last log lines ($logf):"; tail -n 40 "$logf" >&2 || true
-  die "$svc did not become ready (it is left running; see '$0 down $svc')"
+  show_logs "$@"
+  die "$svc not ready after ${READY_TIMEOUT}s (left running; see '$0 down $svc')"
 }
 
 stop_svc() {
@@ -141,7 +145,8 @@ kafka_fetch() { # download jars once into $KAFKA_HOME/libs; reused while the pom
   log "fetching Kafka $KAFKA_VERSION jars with Maven into $KAFKA_HOME (first use only)"
   rm -rf "$KAFKA_HOME.tmp"; mkdir -p "$KAFKA_HOME.tmp"
   mvn -B -q -Dstyle.color=never -f "$pom" -Dkafka.version="$KAFKA_VERSION" \
-    dependency:copy-dependencies -DoutputDirectory="$KAFKA_HOME.tmp/libs" >&2 \
+    dependency:copy-dependencies -DoutputDirectory="$KAFKA_HOME.tmp/libs" 2>&1 \
+    | sed -e 's/\x1b\[[0-9;]*m//g' -e '/^[[:space:]]*$/d' >&2 \
     || die "maven could not fetch Kafka $KAFKA_VERSION (see output above)"
   rm -rf "$KAFKA_HOME"; mv "$KAFKA_HOME.tmp" "$KAFKA_HOME"; echo "$stamp" >"$KAFKA_HOME/.complete"
 }
@@ -177,16 +182,17 @@ num.io.threads=4
 EOF
 }
 
-kafka_ready() { port_open "$KAFKA_PORT" &&
-  timeout 20 java -Xmx128m -XX:TieredStopAtLevel=1 -cp "$KAFKA_HOME/libs/*" org.apache.kafka.tools.TopicCommand \
-    --bootstrap-server "$HOST:$KAFKA_PORT" --list >/dev/null 2>&1; }
+kafka_ready() { # broker accepts connections and answers a metadata request
+  port_open "$KAFKA_PORT" && timeout 20 java -Xmx128m -XX:TieredStopAtLevel=1 -cp "$KAFKA_HOME/libs/*" \
+    org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$KAFKA_PORT" --list >/dev/null 2>&1
+}
 
 kafka_up() {
   local d pid; d=$(svc_dir kafka)
   if pid=$(pid_of kafka); then
     port_open "$KAFKA_PORT" && { log "kafka: already running (pid $pid) on $HOST:$KAFKA_PORT"; return 0; }
     log "kafka: process $pid alive but not answering yet; waiting"
-    ensure_java; wait_ready kafka "$d/logs/server.log" kafka_ready; return 0
+    ensure_java; wait_ready kafka kafka_ready "$d/logs/kafka.out" "$d/logs/server.log"; return 0
   fi
   ensure_port_free "$KAFKA_PORT" ENGAGE_KAFKA_PORT
   ensure_port_free "$KAFKA_CONTROLLER_PORT" ENGAGE_KAFKA_CONTROLLER_PORT
@@ -200,12 +206,13 @@ kafka_up() {
       kafka.tools.StorageTool format -t "$cluster_id" -c "$d/server.properties" >>"$d/logs/format.log" 2>&1 \
       || { tail -n 20 "$d/logs/format.log" >&2; die "kafka storage format failed"; }
   fi
+  rotate_logs "$d/logs/kafka.out" "$d/logs/server.log"
   log "kafka: starting $KAFKA_VERSION on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
-  launch kafka "$d/logs/kafka.out" java -Xms128m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  launch kafka "$d/logs/kafka.out" java -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$d/logs" \
     -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$d/server.properties"
-  wait_ready kafka "$d/logs/server.log" kafka_ready
+  wait_ready kafka kafka_ready "$d/logs/kafka.out" "$d/logs/server.log"
   log "kafka: ready on $HOST:$KAFKA_PORT (pid $(<"$(pid_file kafka)"))"
 }
 
@@ -227,7 +234,7 @@ ch_up() {
   if pid=$(pid_of clickhouse); then
     port_open "$CH_PORT" && { log "clickhouse: already running (pid $pid) on $HOST:$CH_PORT"; return 0; }
     log "clickhouse: process $pid alive but not answering yet; waiting"
-    wait_ready clickhouse "$d/logs/clickhouse-server.log" ch_ready; return 0
+    wait_ready clickhouse ch_ready "$d/logs/stdout.log" "$d/logs/clickhouse-server.err.log"; return 0
   fi
   ensure_port_free "$CH_PORT" ENGAGE_CLICKHOUSE_PORT
   ensure_port_free "$CH_HTTP_PORT" ENGAGE_CLICKHOUSE_HTTP_PORT
@@ -237,10 +244,12 @@ ch_up() {
     sed -e "s#@DATA_DIR@#$d/data#g; s#@LOG_DIR@#$d/logs#g" \
       -e "s#@TCP_PORT@#$CH_PORT#g; s#@HTTP_PORT@#$CH_HTTP_PORT#g" "$DEPLOY_DIR/clickhouse/$t" >"$d/$t"
   done
-  log "clickhouse: starting $("$CH_SERVER" --version 2>/dev/null | head -n1 || true) on $HOST:$CH_PORT (http $CH_HTTP_PORT)"
+  rotate_logs "$d/logs/stdout.log" "$d/logs/clickhouse-server.log" "$d/logs/clickhouse-server.err.log"
+  log "clickhouse: starting $CH_SERVER on $HOST:$CH_PORT (http $CH_HTTP_PORT)"
   launch clickhouse "$d/logs/stdout.log" "$CH_SERVER" --config-file="$d/config.xml"
-  wait_ready clickhouse "$d/logs/clickhouse-server.log" ch_ready
-  log "clickhouse: ready on $HOST:$CH_PORT (pid $(<"$(pid_file clickhouse)"))"
+  wait_ready clickhouse ch_ready "$d/logs/stdout.log" "$d/logs/clickhouse-server.err.log"
+  log "clickhouse: ready on $HOST:$CH_PORT (pid $(<"$(pid_file clickhouse)"), version $(
+    clickhouse-client --host "$HOST" --port "$CH_PORT" -q 'SELECT version()' 2>/dev/null || echo '?'))"
 }
 
 # ---------------------------------------------------------------- commands
@@ -262,7 +271,7 @@ main() {
   local cmd=${1:-} target=${2:-all} svcs rc=0 s
   if [[ $cmd == kafka-tool ]]; then
     shift; [[ $# -gt 0 ]] || die "usage: $0 kafka-tool CLASS [ARGS...]"
-    ensure_java; kafka_fetch; exec java -Xmx256m -XX:TieredStopAtLevel=1 -cp "$KAFKA_HOME/libs/*" "$@"
+    ensure_java; kafka_fetch; kafka_java "$@"; return
   fi
   case $target in all) svcs=(kafka clickhouse) ;; kafka | clickhouse) svcs=("$target") ;;
     *) die "unknown service '$target' (kafka|clickhouse)" ;; esac
