@@ -82,10 +82,10 @@ func (r *Record) Validate() error {
 		}
 	}
 	if r.Kind.Named() && r.Name == "" {
-		return fieldErr("name", "a %s record needs a name", r.Kind)
+		return fieldErr("name", "%s record needs a name", article(r.Kind))
 	}
 	if !r.Kind.Named() && r.Name != "" {
-		return fieldErr("name", "a %s record has no name", r.Kind)
+		return fieldErr("name", "%s record has no name", article(r.Kind))
 	}
 	if r.Duration < 0 {
 		return fieldErr("duration", "negative duration %s", r.Duration)
@@ -292,4 +292,13 @@ func validLocale(s string) bool {
 
 func validCountry(s string) bool {
 	return len(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z'
+}
+
+// article returns the kind with "a" or "an" before it, for messages.
+func article(k Kind) string {
+	s := k.String()
+	if strings.ContainsRune("aeiou", rune(s[0])) {
+		return "an " + s
+	}
+	return "a " + s
 }

@@ -1,0 +1,55 @@
+# OpenEngage. `make demo` and `make test` install what they need on a fresh
+# Debian machine (deploy/deps.sh) and reuse it when present.
+GO      ?= go
+export GOFLAGS ?= -buildvcs=false
+SERVICES := deploy/services/services.sh
+WITH_SERVICES := deploy/services/with-services.sh
+PKGS    := ./...
+
+.PHONY: all deps build demo test unit integration bench fuzz services services-down services-status lint clean
+
+all: build
+
+deps:
+	@deploy/deps.sh
+
+build: deps
+	$(GO) build -o bin/engage ./cmd/engage
+
+## demo: the collector on its embedded default broker, a demo stream, what arrived.
+demo: build
+	./bin/engage demo
+
+## test: vet, unit tests and fuzz seeds, then integration tests (race detector on)
+## against the real Kafka and ClickHouse that it starts and stops again.
+test: deps
+	$(GO) vet $(PKGS)
+	$(WITH_SERVICES) $(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+## unit: the tests that need no services (integration tests skip, loudly).
+unit: deps
+	$(GO) test -count=1 $(PKGS)
+
+## bench: every stage's benchmark against the real services.
+bench: deps
+	$(WITH_SERVICES) $(GO) test -run '^$$' -bench . -benchtime 5s -timeout 30m ./bench/ ./pipeline/...
+
+## fuzz: a longer run of each fuzz target (FUZZTIME each).
+FUZZTIME ?= 30s
+fuzz: deps
+	@for t in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$t/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "== $$t $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$t || exit 1; \
+	  done; done
+
+services: deps
+	$(SERVICES) up
+
+services-down:
+	$(SERVICES) down
+
+services-status:
+	$(SERVICES) status
+
+clean:
+	rm -rf bin

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/openengage/engage/pipeline/collector"
+	"github.com/openengage/engage/pipeline/kafkabus"
+)
+
+//go:embed defaults
+var defaults embed.FS
+
+// kafkaFlags are the Kafka settings every service shares.
+type kafkaFlags struct {
+	brokers      string
+	partitions   int
+	replication  int
+	batchTimeout time.Duration
+	compression  string
+}
+
+func (k *kafkaFlags) register(fs interface {
+	StringVar(*string, string, string, string)
+	IntVar(*int, string, int, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+}) {
+	fs.StringVar(&k.brokers, "kafka.brokers", "", "comma-separated Kafka bootstrap brokers; empty: an embedded in-process broker (demo only, nothing persists)")
+	fs.IntVar(&k.partitions, "kafka.partitions", 8, "partitions of the platform's topics when they are created")
+	fs.IntVar(&k.replication, "kafka.replication", 1, "replication factor of the platform's topics when they are created (3 in production)")
+	fs.DurationVar(&k.batchTimeout, "kafka.batch-timeout", kafkabus.DefaultBatchTimeout, "how long a producer batch waits to fill")
+	fs.StringVar(&k.compression, "kafka.compression", kafkabus.DefaultCompression, "producer compression: none, gzip, snappy, lz4, zstd")
+}
+
+// connect returns the brokers, starting the embedded one when none are set,
+// and makes sure the platform's topics exist.
+func (k *kafkaFlags) connect(ctx context.Context, log *slog.Logger) (brokers []string, stop func(), err error) {
+	stop = func() {}
+	brokers = splitList(k.brokers)
+	if len(brokers) == 0 {
+		e, err := kafkabus.StartEmbedded(k.partitions)
+		if err != nil {
+			return nil, nil, err
+		}
+		brokers, stop = e.Brokers(), e.Close
+		log.Warn("no -kafka.brokers: using an embedded in-process broker; data lives only as long as this process", "brokers", brokers)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	results, err := kafkabus.EnsureTopics(ctx, brokers, kafkabus.PlatformTopics(k.partitions, k.replication))
+	if err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("topics: %w", err)
+	}
+	for _, r := range results {
+		if r.Problem != "" {
+			log.Warn("topic", "topic", r.Name, "problem", r.Problem)
+		}
+	}
+	return brokers, stop, nil
+}
+
+func loadApps(file string) (*collector.Apps, error) {
+	if file != "" {
+		return collector.LoadApps(file)
+	}
+	data, err := defaults.ReadFile("defaults/apps.yaml")
+	if err != nil {
+		return nil, err
+	}
+	return collector.ParseApps("embedded apps.yaml", data, func(p string) ([]byte, error) {
+		return defaults.ReadFile(path.Join("defaults", p))
+	})
+}
+
+func runCollect(ctx context.Context, args []string, _ io.Writer) error {
+	fs := newFlagSet("collect")
+	cfg := collector.DefaultConfig()
+	var kf kafkaFlags
+	kf.register(fs)
+	appsFile := fs.String("apps", "", "apps file (YAML: ids, write keys, tag plans, rate limits); empty: the embedded demo app")
+	logLevel := fs.String("log.level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
+	fs.Int64Var(&cfg.MaxBodyBytes, "collector.max-body-bytes", cfg.MaxBodyBytes, "largest native request body, after gunzip")
+	fs.Int64Var(&cfg.BufferBytes, "collector.buffer-bytes", cfg.BufferBytes, "bytes of accepted records that may wait for Kafka; beyond it requests get 503")
+	fs.DurationVar(&cfg.ProduceTimeout, "collector.produce-timeout", cfg.ProduceTimeout, "how long a request waits for Kafka's acknowledgement before 503")
+	fs.DurationVar(&cfg.RetryAfter, "collector.retry-after", cfg.RetryAfter, "Retry-After advised with 503")
+	fs.StringVar(&cfg.PublicURL, "collector.public-url", "", "URL at which SDKs reach the collector (for the Segment settings endpoint); empty: the request's Host")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	apps, err := loadApps(*appsFile)
+	if err != nil {
+		return err
+	}
+	brokers, stopKafka, err := kf.connect(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopKafka()
+	pcfg := kafkabus.DefaultProducerConfig(brokers, kafkabus.TopicTags)
+	pcfg.BatchTimeout, pcfg.Compression = kf.batchTimeout, kf.compression
+	prod, err := kafkabus.NewProducer(pcfg, log)
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := collector.New(cfg, apps, prod, reg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	return srv.Run(ctx, ln)
+}

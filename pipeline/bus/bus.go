@@ -1,0 +1,39 @@
+// Package bus defines how the services hand records to the log (Kafka in
+// production) and read them back, independently of any client library, and
+// provides a real in-memory log for tests and for the core's own use.
+//
+// Adapters (package kafkabus) implement these interfaces; bustest holds the
+// contract test that every implementation passes.
+package bus
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Message is one record on the log.
+type Message struct {
+	Topic string // empty: the producer's default topic
+	Key   []byte // app/device: all of a device on one partition
+	Value []byte
+	Time  time.Time
+	// Set by readers.
+	Partition int
+	Offset    int64
+}
+
+// Producer appends messages to the log.
+//
+// Produce blocks until every message is durably acknowledged (acks=all) and
+// returns nil, or returns an error; after an error some of the messages may
+// have been written, never acknowledged as a whole. Messages with the same key
+// keep their relative order. Safe for concurrent use.
+type Producer interface {
+	Produce(ctx context.Context, msgs []Message) error
+	Close() error
+}
+
+// ErrUnavailable is wrapped by producer errors that mean "the log cannot take
+// writes now; try again later" as opposed to a bad message.
+var ErrUnavailable = errors.New("log unavailable")

@@ -1,0 +1,87 @@
+package kafkabus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/openengage/engage/pipeline/bus"
+)
+
+// ReadTopic returns every message of a topic from its first offset up to the
+// end offsets it finds, partition by partition, in offset order. When want is
+// positive it polls until at least want messages are there or ctx ends. It is
+// for tools, the demo and tests; services use consumer groups.
+func ReadTopic(ctx context.Context, brokers []string, topic string, want int) ([]bus.Message, error) {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	for {
+		msgs, err := readOnce(ctx, client, brokers, topic)
+		if err != nil || len(msgs) >= want {
+			return msgs, err
+		}
+		select {
+		case <-ctx.Done():
+			return msgs, nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func readOnce(ctx context.Context, client *kafka.Client, brokers []string, topic string) ([]bus.Message, error) {
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		return nil, fmt.Errorf("topic %s: not found", topic)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, p := range md.Topics[0].Partitions {
+		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+	}
+	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("offsets of %s: %w", topic, err)
+	}
+	var out []bus.Message
+	for _, po := range offs.Topics[topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
+		}
+		if po.LastOffset <= po.FirstOffset {
+			continue
+		}
+		msgs, err := readPartition(ctx, brokers, topic, po.Partition, po.FirstOffset, po.LastOffset)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, msgs...)
+	}
+	return out, nil
+}
+
+func readPartition(ctx context.Context, brokers []string, topic string, partition int, first, end int64) ([]bus.Message, error) {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition, MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(first); err != nil {
+		return nil, err
+	}
+	var out []bus.Message
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return out, fmt.Errorf("read %s/%d: %w", topic, partition, err)
+		}
+		out = append(out, bus.Message{Topic: topic, Key: m.Key, Value: m.Value, Time: m.Time, Partition: m.Partition, Offset: m.Offset})
+		if m.Offset+1 >= end {
+			return out, nil
+		}
+	}
+}
