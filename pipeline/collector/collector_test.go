@@ -374,7 +374,7 @@ func TestBufferFullAnswers503(t *testing.T) {
 	news, _ := tagplan.Parse("news.yaml", []byte(newsPlan))
 	apps, _ := collector.NewApps(&collector.App{ID: "news", WriteKeys: []string{key}, Plan: news})
 	cfg := collector.DefaultConfig()
-	cfg.MaxBodyBytes, cfg.BufferBytes = 64<<10, 64<<10
+	cfg.MaxBodyBytes, cfg.BufferBytes = 64<<10, 100<<10 // one request (~79 KB as stored) fits, two do not
 	mem := bus.NewMemory("tags", 1)
 	slow := &slowLog{Producer: mem, release: make(chan struct{})}
 	s, err := collector.New(cfg, apps, slow, nil, nil)
@@ -386,7 +386,7 @@ func TestBufferFullAnswers503(t *testing.T) {
 	f := &fixture{t: t, log: mem, srv: srv}
 	var b strings.Builder
 	b.WriteString("[")
-	for i := 0; i < 300; i++ {
+	for i := 0; i < 450; i++ {
 		if i > 0 {
 			b.WriteString(",")
 		}
@@ -395,15 +395,15 @@ func TestBufferFullAnswers503(t *testing.T) {
 	b.WriteString("]")
 	first := make(chan reply)
 	go func() { first <- f.post("/v1/tags", "application/json", key, []byte(b.String())) }()
-	// Wait until the first request holds the buffer.
-	deadline := time.Now().Add(5 * time.Second)
-	var second reply
-	for {
-		second = f.post("/v1/tags", "application/json", key, []byte(b.String()))
-		if second.status == http.StatusServiceUnavailable || time.Now().After(deadline) {
-			break
+	// Wait until the first request holds the buffer (the gauge says so).
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Contains(metricsText(t, srv.URL), "engage_collector_buffer_bytes 0\n") {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never reached the buffer")
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
+	second := f.post("/v1/tags", "application/json", key, []byte(b.String()))
 	if second.status != http.StatusServiceUnavailable || second.errorBody(t).Error.Code != "buffer_full" || second.header.Get("Retry-After") == "" {
 		t.Fatalf("second request: %d %s", second.status, second.body)
 	}
@@ -431,4 +431,15 @@ func TestHealthAndMetrics(t *testing.T) {
 			t.Errorf("%s: %d, body lacks %q:\n%.2000s", path, resp.StatusCode, want, b)
 		}
 	}
+}
+
+func metricsText(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -161,6 +161,9 @@ type decoder struct {
 	sentAt   time.Time   // top-level sentAt, else env.SentAt
 	ctx      wireContext // top-level context
 	ctxDrop  []string    // what the top-level context could not give
+	lastCtx  rawJSON     // the last message context decoded…
+	last     wireContext // …and what it gave
+	lastDrop []string
 	// devices maps a device id to what this request last emitted for it.
 	devices map[string]seenDevice
 }

@@ -1,6 +1,7 @@
 package segmentapi
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"slices"
@@ -43,8 +44,7 @@ type mapped struct {
 // mapMessage maps a decoded message to its records in res.
 func (d *decoder) mapMessage(m *message, res *Result) *MessageError {
 	mp := mapped{call: Call(m.Type)}
-	ctx := d.ctx
-	ctxDrops := ctx.decode(m.Context, d.ctxDrop)
+	ctx, ctxDrops := d.context(m.Context)
 	if err := d.identify(m, &ctx, &mp, &ctxDrops); err != nil {
 		return err
 	}
@@ -85,6 +85,20 @@ func (d *decoder) mapMessage(m *message, res *Result) *MessageError {
 	slices.Sort(mp.dropped)
 	res.Dropped = mp.dropped
 	return nil
+}
+
+// context returns the message's context over the batch's. SDKs send the
+// same context with every message: the last one decoded is reused.
+func (d *decoder) context(raw rawJSON) (wireContext, []string) {
+	if raw.absent() {
+		return d.ctx, slices.Clip(d.ctxDrop)
+	}
+	if d.lastCtx == nil || !bytes.Equal(raw, d.lastCtx) {
+		d.lastCtx = raw
+		d.last = d.ctx
+		d.lastDrop = d.last.decode(raw, d.ctxDrop)
+	}
+	return d.last, slices.Clip(d.lastDrop)
 }
 
 // identify sets the device and user ids of the message.

@@ -26,10 +26,11 @@ func (p *Plan) Apply(r *tag.Record) error {
 	if !ok {
 		return nil // sessions, device info and push feedback are not planned
 	}
-	declared, strict := p.extras, false
-	switch own, planned := p.tags[sec][r.Name]; {
+	var own typeMap // the tag's own extras; the global ones apply to every tag
+	strict := false // undeclared extras keys are marked
+	switch m, planned := p.tags[sec][r.Name]; {
 	case planned:
-		declared, strict = own, true
+		own, strict = m, true
 	case sec == secCrashes && p.anyCrash:
 		// Any crash name, with any extras: only the global ones are checked.
 	case p.Mode == ModeEnforce:
@@ -41,7 +42,10 @@ func (p *Plan) Apply(r *tag.Record) error {
 	}
 	for i := range r.Extras {
 		x := &r.Extras[i]
-		want, ok := declared[x.Key]
+		want, ok := own[x.Key]
+		if !ok {
+			want, ok = p.extras[x.Key]
+		}
 		switch {
 		case ok && (x.Value.Type == want || coerce(&x.Value, want)):
 		case !ok && !strict:

@@ -26,7 +26,7 @@ func Parse(filename string, data []byte) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &parser{file: filename, plan: &Plan{Mode: ModeWarn, anyCrash: true}, extrasAt: map[string]*yaml.Node{}}
+	p := &parser{file: filename, plan: &Plan{Mode: ModeWarn, anyCrash: true}, extrasAt: map[string]*yaml.Node{}, read: map[*yaml.Node]typeMap{}}
 	p.top(root)
 	p.checkTagExtras()
 	if len(p.errs) > 0 {
@@ -83,8 +83,9 @@ type parser struct {
 	plan *Plan
 	errs Errors
 
-	extrasAt map[string]*yaml.Node // global extras key → its node
-	tagDecls []tagDecl             // extras declared on tags, checked against the global ones
+	extrasAt map[string]*yaml.Node  // global extras key → its node
+	tagDecls []tagDecl              // extras declared on tags, checked against the global ones
+	read     map[*yaml.Node]typeMap // the extras mappings of tags read so far
 }
 
 type tagDecl struct {
@@ -272,8 +273,15 @@ func (p *parser) entry(sec section, name string, n *yaml.Node) typeMap {
 			p.errorf(k, "unknown key %q in the entry of %s %q: an entry has only extras%s", key, sectionMarks[sec], name, suggest(key, "extras"))
 			return
 		}
+		// An aliased extras mapping is read once: aliases must not make
+		// the work grow faster than the file.
+		if m, done := p.read[v]; done {
+			extras = m
+			return
+		}
 		at := make(map[string]*yaml.Node)
 		extras = p.types(v, "extras", at)
+		p.read[v] = extras
 		for key, node := range at {
 			p.tagDecls = append(p.tagDecls, tagDecl{node, extras[key]})
 		}
@@ -341,36 +349,16 @@ func (p *parser) checkTagExtras() {
 	}
 }
 
-// finish merges the global extras into each tag's, so that Apply looks
-// each key up once, and counts what the plan declares.
+// finish counts what the plan declares.
 func (p *parser) finish() {
 	s := &p.plan.summary
 	s.AnyCrash = p.plan.anyCrash
-	s.Extras, s.AppInfo, s.TagExtras = len(p.plan.extras), len(p.plan.appInfo), len(p.tagDecls)
+	s.Extras, s.AppInfo = len(p.plan.extras), len(p.plan.appInfo)
 	counts := [numSections]*int{&s.Activities, &s.Events, &s.Jobs, &s.Errors, &s.Crashes}
 	for sec, names := range p.plan.tags {
-		for name, own := range names {
-			names[name] = merge(own, p.plan.extras)
-		}
 		*counts[sec] = len(names)
+		for _, own := range names {
+			s.TagExtras += len(own)
+		}
 	}
-}
-
-// merge returns the extras allowed on a tag: its own and the global ones.
-// Tags without their own extras share the global map.
-func merge(own, global typeMap) typeMap {
-	if len(own) == 0 {
-		return global
-	}
-	if len(global) == 0 {
-		return own
-	}
-	m := make(typeMap, len(own)+len(global))
-	for k, t := range global {
-		m[k] = t
-	}
-	for k, t := range own {
-		m[k] = t
-	}
-	return m
 }

@@ -3,6 +3,7 @@ package tagplan
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -35,20 +36,22 @@ func TestParseExample(t *testing.T) {
 	if p.App != "news" || p.Mode != ModeWarn || !p.anyCrash {
 		t.Fatalf("app %q mode %v anyCrash %v, want news warn true", p.App, p.Mode, p.anyCrash)
 	}
-	global := typeMap{"ab_group": tString}
+	if global := (typeMap{"ab_group": tString}); !reflect.DeepEqual(p.extras, global) {
+		t.Errorf("extras: got %v, want %v", p.extras, global)
+	}
 	want := [numSections]map[string]typeMap{
 		secActivities: {
-			"home":    global,
-			"login":   {"section": tString, "ab_group": tString},
-			"article": {"category": tString, "words": tNumber, "ab_group": tString},
+			"home":    nil,
+			"login":   {"section": tString},
+			"article": {"category": tString, "words": tNumber},
 		},
 		secEvents: {
-			"article_read": {"category": tString, "words": tNumber, "premium": tBool, "published": tDate, "ab_group": tString},
-			"logged_in":    global,
-			"shared":       {"network": tString, "ab_group": tString},
+			"article_read": {"category": tString, "words": tNumber, "premium": tBool, "published": tDate},
+			"logged_in":    nil,
+			"shared":       {"network": tString},
 		},
-		secJobs:   {"login": global},
-		secErrors: {"connection_failure": {"code": tNumber, "ab_group": tString}},
+		secJobs:   {"login": nil},
+		secErrors: {"connection_failure": {"code": tNumber}},
 	}
 	for sec := range numSections {
 		if !reflect.DeepEqual(p.tags[sec], want[sec]) {
@@ -91,7 +94,7 @@ func TestParseAccepts(t *testing.T) {
 			return len(p.tags[secEvents]) == 3 && p.tags[secEvents]["404"] == nil && p.tags[secEvents]["true"] == nil
 		}},
 		{"same global key, same type", "app: a\nextras: {g: number}\nevents: {e: {extras: {g: number}}}", func(p *Plan) bool {
-			return p.tags[secEvents]["e"]["g"] == tNumber
+			return p.tags[secEvents]["e"]["g"] == tNumber && p.extras["g"] == tNumber
 		}},
 		{"aliases", "app: a\nevents:\n  e1: &x {extras: {n: number}}\n  e2: *x\n", func(p *Plan) bool {
 			return p.tags[secEvents]["e2"]["n"] == tNumber && p.Summary().TagExtras == 2
@@ -242,5 +245,36 @@ func TestSuggest(t *testing.T) {
 		if got := suggest(tc.s, topKeys...); got != tc.want {
 			t.Errorf("suggest(%q) = %q, want %q", tc.s, got, tc.want)
 		}
+	}
+}
+
+// TestParseAliasesShare checks that aliases do not multiply work: a plan
+// whose tags all alias one big extras mapping reads it once, and shares it.
+func TestParseAliasesShare(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("app: a\nextras: {")
+	for i := range 2000 {
+		fmt.Fprintf(&b, "g%d: string, ", i)
+	}
+	b.WriteString("}\nactivities:\n  first: {extras: &x {")
+	for i := range 2000 {
+		fmt.Fprintf(&b, "k%d: number, ", i)
+	}
+	b.WriteString("}}\nevents:\n")
+	for i := range 5000 {
+		fmt.Fprintf(&b, "  e%d: {extras: *x}\n", i)
+	}
+	p, err := Parse("p.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := reflect.ValueOf(p.tags[secActivities]["first"]).UnsafePointer()
+	for name, own := range p.tags[secEvents] {
+		if reflect.ValueOf(own).UnsafePointer() != first {
+			t.Fatalf("event %s has its own copy of the aliased extras", name)
+		}
+	}
+	if s := p.Summary(); s.Events != 5000 || s.TagExtras != 5001*2000 || s.Extras != 2000 {
+		t.Fatalf("summary %+v", s)
 	}
 }

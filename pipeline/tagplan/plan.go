@@ -85,8 +85,10 @@ type Plan struct {
 	App  string // the app id the plan belongs to
 	Mode Mode   // what Apply does with unplanned data
 
-	// tags maps, per section, each declared name to the extras allowed on
-	// it: its own merged with the global extras (nil if both are empty).
+	// tags maps, per section, each declared name to its own extras (nil
+	// if none); the global extras are allowed on it too. (Merging them into
+	// each tag's would save a look-up per global key but cost tags × global
+	// keys of memory.)
 	tags     [numSections]map[string]typeMap
 	anyCrash bool    // crashes: any (the default)
 	extras   typeMap // global extras, allowed on every tag

@@ -1,0 +1,96 @@
+package segmentapi
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/openengage/engage/pipeline/tag"
+)
+
+func FuzzDecodeBatch(f *testing.F) {
+	if b, err := os.ReadFile("testdata/sample_batch.json"); err == nil {
+		f.Add(b)
+	}
+	for _, s := range []string{
+		`{"batch":[{"type":"track","event":"e","anonymousId":"a","properties":{"a":1,"b":{"c":"x","d":[1]},"é":null}}]}`,
+		`{"batch":[{"type":"identify","userId":"u","traits":{"x":true},"context":{"device":{"type":"ios","token":"00112233445566778899aabbccddeeff"},"timezone":"Europe/Paris","location":{"country":"fr"}}}]}`,
+		`{"batch":[{"type":"group","userId":"u","groupId":1,"traits":{"id":2}},{"type":"alias","userId":"u","previousId":"p"}]}`,
+		`{"batch":[{"type":"page","anonymousId":"a","properties":{"path":"/"},"category":"c"},{"type":"screen","anonymousId":"a","name":"s"}]}`,
+		`{"context":{"device":{"id":"d"},"os":{"name":"Android"}},"sentAt":"2026-11-28T11:35:15Z","batch":[{"type":"track","event":"upload","anonymousId":"a","timestamp":"2026-11-28T11:35:14.5Z","properties":{"duration":1}}]}`,
+		`{"batch":[1,null,"x",[],{"type":"x"},{"type":"track"},{"type":"track","event":"e","userId":{}}]}`,
+		`{"batch":{}}`, `{"batch":[`, `[]`, `null`, `{"sentAt":5,"batch":[]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	decl := plan{"upload": tag.KindJob, "fail": tag.KindError}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		results, err := DecodeBatch(data, env, decl)
+		checkResults(t, results, err)
+		again, err2 := DecodeBatch(data, env, decl)
+		if (err == nil) != (err2 == nil) || !reflect.DeepEqual(stripRandomIDs(results), stripRandomIDs(again)) {
+			t.Fatalf("decoding twice differs")
+		}
+		results, err = DecodeSingle(CallTrack, data, env, decl)
+		checkResults(t, results, err)
+		if err == nil && len(results) != 1 {
+			t.Fatalf("single call gave %d results", len(results))
+		}
+	})
+}
+
+func checkResults(t *testing.T, results []Result, err error) {
+	t.Helper()
+	if err != nil {
+		msg := err.Error()
+		if results != nil || !(strings.HasPrefix(msg, "body: ") || strings.HasPrefix(msg, "batch: ") || strings.HasPrefix(msg, "sentAt: ")) {
+			t.Fatalf("whole-body error %q does not name what is wrong (results %v)", msg, results)
+		}
+		return
+	}
+	for i, res := range results {
+		if res.Index != i {
+			t.Fatalf("result %d has index %d", i, res.Index)
+		}
+		if e := res.Err; e != nil {
+			if e.Index != i || e.Field == "" || e.Reason == "" || res.Records != nil || res.Dropped != nil {
+				t.Fatalf("result %d: unspecific error %+v or records with it", i, res)
+			}
+			continue
+		}
+		for _, d := range res.Dropped {
+			if !strings.Contains(d, ": ") || strings.HasPrefix(d, ": ") {
+				t.Fatalf("dropped entry %q does not say what and why", d)
+			}
+		}
+		for _, r := range res.Records {
+			if err := r.Validate(); err != nil {
+				t.Fatalf("invalid record %+v: %v", r, err)
+			}
+			if r.AppID != env.AppID || r.ReceivedAt != env.ReceivedAt {
+				t.Fatalf("record lost its envelope: %+v", r)
+			}
+			var back tag.Record
+			if err := back.UnmarshalBinary(r.AppendBinary(nil)); err != nil {
+				t.Fatalf("binary round trip: %v", err)
+			}
+		}
+	}
+}
+
+// stripRandomIDs blanks the ids that GenerateID draws at random (records
+// without a client time), which differ between two decodings.
+func stripRandomIDs(results []Result) []Result {
+	out := make([]Result, len(results))
+	for i, res := range results {
+		out[i] = res
+		out[i].Records = append([]tag.Record(nil), res.Records...)
+		for j := range out[i].Records {
+			if strings.HasPrefix(out[i].Records[j].MessageID, "r-") {
+				out[i].Records[j].MessageID = ""
+			}
+		}
+	}
+	return out
+}
