@@ -72,13 +72,13 @@ let failed = 0
 analytics.on('http_response', (r) => statuses.push(r.status))
 analytics.on('error', (e) => errors.push(`${e.code}: ${e.reason?.message ?? e.reason}`))
 
-for (const [method, params] of calls) {
+for (const [i, [method, params]] of calls.entries()) {
   pending++
   try {
     analytics[method](params, (err, ctx) => {
       pending--
       if (err) failed++, errors.push(`${method}: ${err.message ?? err}`)
-      else messageIds.push(ctx.event.messageId)
+      else messageIds[i] = ctx.event.messageId // in call order, whatever the callback order
     })
   } catch (err) { // validation errors are thrown synchronously
     pending--, failed++
@@ -89,6 +89,6 @@ for (const [method, params] of calls) {
 await analytics.closeAndFlush({ timeout: Number(env('ENGAGE_TIMEOUT_MS', '20000')) })
 if (pending > 0) failed += pending, errors.push(`${pending} call(s) not delivered before timeout`)
 
-const summary = { ok: errors.length === 0, sent: messageIds.length, failed, messageIds, statuses, errors: [...new Set(errors)] }
+const summary = { ok: errors.length === 0, sent: messageIds.filter(Boolean).length, failed, messageIds, statuses, errors: [...new Set(errors)] }
 console.log(JSON.stringify(summary))
 process.exit(summary.ok ? 0 : 1)

@@ -350,7 +350,11 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, app *App, recs [
 		s.m.records.WithLabelValues(app.ID, "failed").Add(float64(len(kept)))
 		s.log.Warn("produce failed", "app", app.ID, "records", len(kept), "err", err)
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
-		writeError(w, http.StatusServiceUnavailable, "kafka_unavailable", "Kafka did not acknowledge the %d records within %s; nothing of this request is acknowledged: retry it (message ids make the retry safe)", len(kept), s.cfg.ProduceTimeout)
+		cause := "the broker refused or failed the write"
+		if ctx.Err() != nil {
+			cause = "no acknowledgement within " + s.cfg.ProduceTimeout.String()
+		}
+		writeError(w, http.StatusServiceUnavailable, "kafka_unavailable", "Kafka did not acknowledge the %d records (%s); nothing of this request is acknowledged: retry it (message ids make the retry safe)", len(kept), cause)
 		return
 	}
 	s.failed.Store(0)

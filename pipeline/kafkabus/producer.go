@@ -107,6 +107,9 @@ func NewProducer(cfg ProducerConfig, log *slog.Logger) (*Producer, error) {
 		MaxAttempts:  cfg.MaxAttempts,
 		WriteTimeout: cfg.WriteTimeout,
 		Compression:  codec,
+		// An own transport: kafka-go's shared default caches metadata
+		// across writers, so a topic created since would look unknown.
+		Transport: &kafka.Transport{MetadataTTL: 10 * time.Second, IdleTimeout: time.Minute, ClientID: "engage"},
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			log.Warn("kafka writer", "detail", fmt.Sprintf(msg, args...))
 		}),

@@ -80,23 +80,38 @@ func (e *MessageError) Error() string {
 // missing or not an array, bad top-level sentAt): the client's fault, to
 // answer with 400.
 func DecodeBatch(body []byte, env tag.Envelope, d Declarer) ([]Result, error) {
-	var w struct {
-		Batch   []rawJSON `json:"batch"`
-		SentAt  rawJSON   `json:"sentAt"`
-		Context rawJSON   `json:"context"`
+	if !json.Valid(body) {
+		var v json.RawMessage
+		return nil, bodyError(json.Unmarshal(body, &v))
 	}
-	if err := json.Unmarshal(body, &w); err != nil {
-		return nil, bodyError(err)
+	// The body is valid JSON: walk it with the light scanner rather than
+	// decode it, which would validate it all again.
+	var batch, sentAt, ctx rawJSON
+	if !members(body, func(key, val []byte) {
+		switch string(key) {
+		case `"batch"`:
+			batch = val
+		case `"sentAt"`:
+			sentAt = val
+		case `"context"`:
+			ctx = val
+		}
+	}) {
+		return nil, fmt.Errorf("body: expected a JSON object, got JSON %s", jsonKind(bytes.TrimSpace(body)))
 	}
-	if w.Batch == nil {
+	if batch.absent() {
 		return nil, errors.New(`batch: missing: the body of /v1/batch is {"batch": [<messages>]}`)
 	}
-	dec, err := newDecoder(env, d, w.SentAt, w.Context)
+	msgs := make([]rawJSON, 0, 64)
+	if !elements(batch, func(val []byte) { msgs = append(msgs, val) }) {
+		return nil, fmt.Errorf("batch: expected an array of messages, got JSON %s", jsonKind(batch))
+	}
+	dec, err := newDecoder(env, d, sentAt, ctx)
 	if err != nil {
 		return nil, err
 	}
-	results := make([]Result, len(w.Batch))
-	for i, raw := range w.Batch {
+	results := make([]Result, len(msgs))
+	for i, raw := range msgs {
 		results[i] = dec.message(i, raw, "")
 	}
 	return results, nil
@@ -134,13 +149,6 @@ func bodyError(err error) error {
 	if errors.As(err, &se) {
 		return fmt.Errorf("body: malformed JSON at byte %d: %s", se.Offset, trimJSONPrefix(se.Error()))
 	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field == "" {
-		return fmt.Errorf("body: expected a JSON object, got JSON %s", te.Value)
-	}
-	if errors.As(err, &te) && te.Field == "batch" {
-		return fmt.Errorf("batch: expected an array of messages, got JSON %s", te.Value)
-	}
 	if err == nil {
 		err = errors.New("unreadable")
 	}
@@ -164,6 +172,7 @@ type decoder struct {
 	lastCtx  rawJSON     // the last message context decoded…
 	last     wireContext // …and what it gave
 	lastDrop []string
+	ids      map[string]string // raw JSON id → id, see id
 	// devices maps a device id to what this request last emitted for it.
 	devices map[string]seenDevice
 }
@@ -206,12 +215,8 @@ func (d *decoder) read(raw rawJSON, call Call) (*message, *MessageError) {
 		return nil, &MessageError{Field: "message", Reason: "expected a JSON object, got JSON " + jsonKind(raw)}
 	}
 	m := new(message)
-	if err := json.Unmarshal(raw, m); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return nil, &MessageError{Field: te.Field, Reason: fmt.Sprintf("expected a %s, got JSON %s", te.Type, te.Value)}
-		}
-		return nil, &MessageError{Field: "message", Reason: trimJSONPrefix(err.Error())}
+	if err := m.decode(raw); err != nil {
+		return nil, err
 	}
 	switch {
 	case call != "" && m.Type != "" && Call(m.Type) != call:

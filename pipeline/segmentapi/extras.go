@@ -2,7 +2,6 @@ package segmentapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -13,20 +12,37 @@ import (
 	"github.com/openengage/engage/pipeline/tag"
 )
 
-// object decodes properties or traits: absent or null is empty.
-func object(raw rawJSON, field string) (map[string]rawJSON, *MessageError) {
+// member is a member of a JSON object.
+type member struct {
+	key string
+	raw rawJSON
+}
+
+// object reads the members of properties or traits: absent or null is
+// empty. A key repeated in the object appears twice.
+func object(raw rawJSON, field string) ([]member, *MessageError) {
 	raw = bytes.TrimSpace(raw)
 	if raw.absent() {
 		return nil, nil
 	}
-	if raw[0] != '{' {
+	ms := make([]member, 0, 8)
+	if !members(raw, func(key, val []byte) {
+		k, _ := unquote(key)
+		ms = append(ms, member{k, val})
+	}) {
 		return nil, &MessageError{Field: field, Reason: "expected an object, got JSON " + jsonKind(raw)}
 	}
-	var m map[string]rawJSON
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, &MessageError{Field: field, Reason: trimJSONPrefix(err.Error())}
+	return ms, nil
+}
+
+// get returns the value of key in ms (the last one, as a decoder would).
+func get(ms []member, key string) (rawJSON, bool) {
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].key == key {
+			return ms[i].raw, true
+		}
 	}
-	return m, nil
+	return nil, false
 }
 
 // Ranks of candidate extras: for one key, the lowest rank wins.
@@ -61,7 +77,7 @@ func (b *extrasBuilder) drop(src, why string) {
 // keeping at most tag.MaxExtras of them (fixed ones first, then by key).
 // What it leaves out is returned in dropped; a string over tag.MaxValueLen
 // is an error.
-func buildExtras(obj map[string]rawJSON, path, prefix string, fixed []tag.Extra) ([]tag.Extra, []string, *MessageError) {
+func buildExtras(obj []member, path, prefix string, fixed []tag.Extra) ([]tag.Extra, []string, *MessageError) {
 	if len(obj) == 0 && len(fixed) == 0 {
 		return nil, nil, nil
 	}
@@ -69,8 +85,8 @@ func buildExtras(obj map[string]rawJSON, path, prefix string, fixed []tag.Extra)
 	for _, x := range fixed {
 		b.cands = append(b.cands, candidate{key: x.Key, src: x.Key, rank: rankFixed, val: x.Value})
 	}
-	for k, raw := range obj {
-		b.add(k, raw)
+	for _, m := range obj {
+		b.add(m.key, m.raw)
 	}
 	return b.finish(len(fixed))
 }
@@ -79,13 +95,11 @@ func (b *extrasBuilder) add(k string, raw rawJSON) {
 	src := srcKey(k)
 	raw = bytes.TrimSpace(raw)
 	if len(raw) > 0 && raw[0] == '{' {
-		var child map[string]rawJSON
-		if err := json.Unmarshal(raw, &child); err != nil {
+		if !members(raw, func(ck, cv []byte) {
+			ckey, _ := unquote(ck)
+			b.addChild(k, ckey, cv)
+		}) {
 			b.drop(src, "unreadable object")
-			return
-		}
-		for ck, cv := range child {
-			b.addChild(k, ck, cv)
 		}
 		return
 	}

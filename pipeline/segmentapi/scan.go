@@ -1,5 +1,7 @@
 package segmentapi
 
+import "bytes"
+
 // A light scanner over JSON that encoding/json has already validated (the
 // body with json.Valid, a message with json.Unmarshal): it only finds where
 // values start and end, so walking a batch or a properties object costs one
@@ -59,12 +61,22 @@ func skipValue(b []byte, i int) int {
 
 // skipString returns the offset just past the string that starts at b[i].
 func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
+	start := i
+	for i++; i < len(b); {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return -1
+		}
+		i += j
+		// The quote ends the string unless an odd number of backslashes
+		// escape it.
+		n := 0
+		for k := i - 1; k > start && b[k] == '\\'; k-- {
+			n++
+		}
+		i++
+		if n%2 == 0 {
+			return i
 		}
 	}
 	return -1

@@ -70,3 +70,20 @@ func sanitize(s string) string {
 	}
 	return string(b)
 }
+
+// ServicesScript returns the path of deploy/services/services.sh when the
+// test may start and stop its own services (`make test` sets
+// ENGAGE_SERVICES_SCRIPT); otherwise the test is skipped, loudly, or fails
+// under ENGAGE_REQUIRE_SERVICES=1.
+func ServicesScript(t testing.TB) string {
+	t.Helper()
+	v := os.Getenv("ENGAGE_SERVICES_SCRIPT")
+	if v == "" {
+		msg := "NO SERVICES SCRIPT: this test starts and stops its own broker; run it through `make test` (or set ENGAGE_SERVICES_SCRIPT=deploy/services/services.sh)"
+		if os.Getenv("ENGAGE_REQUIRE_SERVICES") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return v
+}
