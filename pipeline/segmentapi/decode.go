@@ -230,4 +230,3 @@ func (d *decoder) read(raw rawJSON, call Call) (*message, *MessageError) {
 	}
 	return m, nil
 }
-

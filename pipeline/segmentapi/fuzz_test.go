@@ -1,6 +1,8 @@
 package segmentapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"reflect"
 	"strings"
@@ -93,4 +95,57 @@ func stripRandomIDs(results []Result) []Result {
 		}
 	}
 	return out
+}
+
+// FuzzScan checks the light scanner against encoding/json on valid JSON.
+func FuzzScan(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1,"b":"x\"}","c":{"d":[1,{"e":"\\"}]},"a":null}`, ` [ 1 , "a\\\\" , {} , [] , true ] `,
+		`{}`, `[]`, `{"k\u00e9":"v\n"}`, `"s"`, `12`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			members(data, func(k, v []byte) {}) // must not panic
+			elements(data, func(v []byte) {})
+			return
+		}
+		var obj map[string]json.RawMessage
+		isObj := json.Unmarshal(data, &obj) == nil && obj != nil
+		got := map[string]string{}
+		if members(data, func(k, v []byte) {
+			key, ok := unquote(k)
+			if !ok || !json.Valid(v) {
+				t.Fatalf("member %s: %s", k, v)
+			}
+			got[key] = compact(t, v)
+		}) != isObj {
+			t.Fatalf("members of %s: object %v", data, isObj)
+		}
+		for k, v := range obj {
+			if got[k] != compact(t, v) {
+				t.Fatalf("member %q: got %s, want %s", k, got[k], v)
+			}
+		}
+		var arr []json.RawMessage
+		isArr := json.Unmarshal(data, &arr) == nil && arr != nil
+		var els []string
+		if elements(data, func(v []byte) { els = append(els, compact(t, v)) }) != isArr {
+			t.Fatalf("elements of %s: array %v", data, isArr)
+		}
+		for i, v := range arr {
+			if els[i] != compact(t, v) {
+				t.Fatalf("element %d: got %s, want %s", i, els[i], v)
+			}
+		}
+	})
+}
+
+func compact(t *testing.T, v []byte) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, v); err != nil {
+		t.Fatalf("compact %s: %v", v, err)
+	}
+	return b.String()
 }

@@ -84,8 +84,8 @@ func TestDeviceRecordDedup(t *testing.T) {
 		`{"type":"track","event":"other_device","anonymousId":"b","context":{"device":{"type":"ios"}}}`,
 		`{"type":"track","event":"no_context","anonymousId":"c"}`,
 		`{"type":"track","event":"then_context","anonymousId":"c","context":{"locale":"de-DE"}}`,
-		`{"type":"identify","anonymousId":"a","context":`+ctx("1.0")+`}`,                   // identify: always
-		`{"type":"track","event":"upgraded","anonymousId":"a","context":`+ctx("1.1")+`}`,     // info changed
+		`{"type":"identify","anonymousId":"a","context":`+ctx("1.0")+`}`,                                                              // identify: always
+		`{"type":"track","event":"upgraded","anonymousId":"a","context":`+ctx("1.1")+`}`,                                              // info changed
 		`{"type":"track","event":"same","anonymousId":"a","context":{"app":{"version":"1.1"},"device":{"type":"android","id":"d1"}}}`, // same info, other JSON
 		`{"type":"track","event":"bad","anonymousId":"x","timestamp":"x","context":{"device":{"type":"web"}}}`,
 		`{"type":"track","event":"after_bad","anonymousId":"x","context":{"device":{"type":"web"}}}`, // the bad one emitted nothing
