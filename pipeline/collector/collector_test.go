@@ -263,8 +263,8 @@ func TestWholeRequestErrors(t *testing.T) {
 	}{
 		{"no key", "application/json", "", good, nil, 401, "missing_write_key", "Basic"},
 		{"wrong key", "application/json", "wrong-key-123", good, nil, 401, "unknown_write_key", "wron…"},
-		{"malformed JSON", "application/json", key, []byte(`[{"type":"session_start",}]`), nil, 400, "malformed_json", "at byte 26"},
-		{"not JSON at all", "application/json", key, []byte(`hello`), nil, 400, "malformed_json", "byte 1"},
+		{"malformed JSON", "application/json", key, []byte(`[{"type":"session_start",}]`), nil, 400, "malformed_json", "at byte 25"},
+		{"not JSON at all", "application/json", key, []byte(`hello`), nil, 400, "malformed_json", "at byte 0"},
 		{"wrong content type", "text/csv", key, good, nil, 415, "unsupported_content_type", "text/csv"},
 		{"no content type", "", key, good, nil, 415, "unsupported_content_type", "application/json"},
 		{"unknown encoding", "application/json", key, good, []string{"Content-Encoding", "br"}, 415, "unsupported_content_encoding", "br"},

@@ -2,7 +2,6 @@ package collector
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -29,13 +28,11 @@ func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 		}
 		env.SentAt = t
 	}
-	var raws []json.RawMessage
+	var raws [][]byte
 	var rejected []Rejection
 	if mt == "application/json" {
-		trimmed := bytes.TrimLeft(body, " \t\r\n")
-		if len(trimmed) > 0 && trimmed[0] == '{' {
-			raws = []json.RawMessage{body}
-		} else if err := json.Unmarshal(body, &raws); err != nil {
+		var err error
+		if raws, err = tag.SplitArray(body); err != nil {
 			writeSyntaxError(w, err)
 			return
 		}
@@ -64,8 +61,8 @@ func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 // splitNDJSON splits newline-delimited JSON into records. A line that is not
 // valid JSON becomes a rejection (and a nil slot), not a failed request: the
 // other lines are good.
-func splitNDJSON(body []byte) ([]json.RawMessage, []Rejection) {
-	var raws []json.RawMessage
+func splitNDJSON(body []byte) ([][]byte, []Rejection) {
+	var raws [][]byte
 	var rejected []Rejection
 	offset := 0
 	for len(body) > 0 {
@@ -75,9 +72,7 @@ func splitNDJSON(body []byte) ([]json.RawMessage, []Rejection) {
 			line, next = body[:i], i+1
 		}
 		if t := bytes.TrimSpace(line); len(t) > 0 {
-			if !json.Valid(t) {
-				var v any
-				err := json.Unmarshal(t, &v)
+			if err := tag.CheckJSON(t); err != nil {
 				rejected = append(rejected, Rejection{Index: len(raws), Field: "record", Reason: fmt.Sprintf("malformed JSON on the line at byte %d of the body: %v", offset, err)})
 				raws = append(raws, nil)
 			} else {

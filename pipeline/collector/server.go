@@ -169,11 +169,10 @@ func writeError(w http.ResponseWriter, status int, code, format string, args ...
 func writeSyntaxError(w http.ResponseWriter, err error) {
 	var b ErrorBody
 	b.Error.Code = "malformed_json"
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		off := se.Offset
-		b.Error.Offset = &off
-		b.Error.Message = fmt.Sprintf("malformed JSON at byte %d of the body: %v", off, se)
+	if off, ok := tag.SyntaxOffset(err); ok {
+		o := int64(off)
+		b.Error.Offset = &o
+		b.Error.Message = fmt.Sprintf("malformed JSON in the body: %v", err)
 	} else {
 		b.Error.Message = "malformed JSON: " + err.Error()
 	}

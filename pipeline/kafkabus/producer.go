@@ -27,7 +27,7 @@ type ProducerConfig struct {
 
 // Default producer settings.
 const (
-	DefaultBatchSize    = 10000
+	DefaultBatchSize    = 500
 	DefaultBatchBytes   = 8 << 20
 	DefaultBatchTimeout = 2 * time.Millisecond
 	DefaultMaxAttempts  = 3

@@ -85,3 +85,32 @@ func readPartition(ctx context.Context, brokers []string, topic string, partitio
 		}
 	}
 }
+
+// CountMessages returns how many messages the topic holds (the sum over its
+// partitions of end offset minus start offset).
+func CountMessages(ctx context.Context, brokers []string, topic string) (int64, error) {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		return 0, fmt.Errorf("topic %s: not found", topic)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, p := range md.Topics[0].Partitions {
+		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+	}
+	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return 0, fmt.Errorf("offsets of %s: %w", topic, err)
+	}
+	var n int64
+	for _, po := range offs.Topics[topic] {
+		if po.Error != nil {
+			return 0, fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
+		}
+		n += po.LastOffset - po.FirstOffset
+	}
+	return n, nil
+}

@@ -128,6 +128,14 @@ func (r *Record) Validate() error {
 			return err
 		}
 	}
+	if len(r.Unplanned) > 2*MaxExtras {
+		return fieldErr("unplanned", "%d marks, more than the limit of %d", len(r.Unplanned), 2*MaxExtras)
+	}
+	for _, m := range r.Unplanned {
+		if err := checkText("unplanned", m, 2*MaxNameLen); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -164,28 +172,28 @@ func checkExtras(field string, xs []Extra) *FieldError {
 		sort.Slice(xs, func(i, j int) bool { return xs[i].Key < xs[j].Key })
 	}
 	for i, x := range xs {
-		name := field + "." + x.Key
+		name := func() string { return field + "." + x.Key }
 		if !ValidKey(x.Key) {
 			return fieldErr(field+"."+safeKey(x.Key), "invalid key: keys match ^[A-Za-z][A-Za-z0-9_]*$ and have at most %d bytes", MaxKeyLen)
 		}
 		if i > 0 && xs[i-1].Key == x.Key {
-			return fieldErr(name, "duplicate key")
+			return fieldErr(name(), "duplicate key")
 		}
 		switch x.Value.Type {
 		case TypeString:
 			if len(x.Value.Str) > MaxValueLen {
-				return fieldErr(name, "string of %d bytes, more than the limit of %d", len(x.Value.Str), MaxValueLen)
+				return fieldErr(name(), "string of %d bytes, more than the limit of %d", len(x.Value.Str), MaxValueLen)
 			}
 			if !utf8.ValidString(x.Value.Str) {
-				return fieldErr(name, "not valid UTF-8")
+				return fieldErr(name(), "not valid UTF-8")
 			}
 		case TypeNumber:
 			if math.IsNaN(x.Value.Num) || math.IsInf(x.Value.Num, 0) {
-				return fieldErr(name, "number must be finite")
+				return fieldErr(name(), "number must be finite")
 			}
 		case TypeBool, TypeDate:
 		default:
-			return fieldErr(name, "value has no type")
+			return fieldErr(name(), "value has no type")
 		}
 	}
 	return nil
