@@ -28,6 +28,7 @@ func commands() []command {
 		{"demo", "run the collector on an in-process broker, send a demo stream, show what arrived", runDemo},
 		{"topics", "create every Kafka topic the platform uses (idempotent)", runTopics},
 		{"tagplan", "check a tag plan file: engage tagplan check FILE...", runTagplan},
+		{"probe", "check a health endpoint (the container's health check): engage probe URL", runProbe},
 	}
 }
 

@@ -14,19 +14,24 @@ import (
 
 // ReadTopic returns every message of a topic from its first offset up to the
 // end offsets it finds, partition by partition, in offset order. When want is
-// positive it polls until at least want messages are there or ctx ends. It is
-// for tools, the demo and tests; services use consumer groups.
+// positive it polls until at least want messages are there or ctx ends,
+// retrying errors (a broker that just restarted answers some requests with
+// errors until its partitions are loaded). It is for tools, the demo and
+// tests; services use consumer groups.
 func ReadTopic(ctx context.Context, brokers []string, topic string, want int) ([]bus.Message, error) {
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
 	for {
 		msgs, err := readOnce(ctx, client, brokers, topic)
-		if err != nil || len(msgs) >= want {
-			return msgs, err
+		if err == nil && len(msgs) >= want {
+			return msgs, nil
 		}
 		select {
 		case <-ctx.Done():
-			return msgs, nil
+			return msgs, err
 		case <-time.After(100 * time.Millisecond):
+		}
+		if err != nil && want <= 0 {
+			return nil, err
 		}
 	}
 }

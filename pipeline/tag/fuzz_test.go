@@ -1,9 +1,11 @@
 package tag
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -89,6 +91,47 @@ func FuzzDecodeJSONAgainstReference(f *testing.F) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("decoders differ on %s\nfast      %+v\nreference %+v", data, got, want)
+		}
+	})
+}
+
+// FuzzSplitArray: the body splitter agrees with encoding/json on what is
+// valid, and splits into the same elements.
+func FuzzSplitArray(f *testing.F) {
+	for _, s := range []string{`[]`, `[{"a":1},{"b":[1,2,{"c":"\u00e9"}]}]`, `{"type":"event"}`, `[1, "x", true, null]`, `[{"a":}]`, `[`, ``, `[1,]`, `[01]`, `["\ud800"]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parts, err := SplitArray(data)
+		var ref []json.RawMessage
+		refErr := json.Unmarshal(data, &ref)
+		if refErr != nil {
+			var obj map[string]json.RawMessage
+			if json.Unmarshal(data, &obj) == nil {
+				refErr = nil
+				ref = []json.RawMessage{data}
+			}
+		}
+		if (err == nil) != (refErr == nil) {
+			// Only depth is stricter here than in encoding/json.
+			if err != nil && strings.Contains(err.Error(), "nested deeper") {
+				return
+			}
+			t.Fatalf("SplitArray err %v, encoding/json err %v, on %q", err, refErr, data)
+		}
+		if err != nil {
+			if _, ok := SyntaxOffset(err); !ok {
+				t.Fatalf("error without offset: %v", err)
+			}
+			return
+		}
+		if len(parts) != len(ref) {
+			t.Fatalf("%d parts, encoding/json %d", len(parts), len(ref))
+		}
+		for i := range parts {
+			if !bytes.Equal(bytes.TrimSpace(parts[i]), bytes.TrimSpace(ref[i])) {
+				t.Fatalf("part %d: %q vs %q", i, parts[i], ref[i])
+			}
 		}
 	})
 }

@@ -73,7 +73,8 @@ func (s *scanner) kindAt() string {
 		return "bool"
 	case 'n':
 		return "null"
-	case 0:
+	}
+	if s.pos >= len(s.b) {
 		return "nothing"
 	}
 	return "number"
@@ -271,7 +272,8 @@ func (s *scanner) skip(depth int) error {
 	case 't', 'f', 'n':
 		_, err := s.literal()
 		return err
-	case 0:
+	}
+	if s.pos >= len(s.b) {
 		return s.fail("unexpected end of JSON")
 	}
 	_, err := s.number()
@@ -341,7 +343,7 @@ func (s *scanner) array(elem func() error) error {
 
 // end checks that only white space is left.
 func (s *scanner) end() error {
-	if s.peek() != 0 {
+	if s.ws(); s.pos < len(s.b) {
 		return s.fail("invalid character %q after the top-level value", s.b[s.pos])
 	}
 	return nil

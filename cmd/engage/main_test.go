@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/openengage/engage/pipeline/kafkabus"
+	"github.com/openengage/engage/pipeline/kafkabus/kafkatest"
+)
+
+func TestFlagsFromEnvironment(t *testing.T) {
+	t.Setenv("ENGAGE_KAFKA_BROKERS", "a:1,b:2")
+	t.Setenv("ENGAGE_KAFKA_PARTITIONS", "12")
+	fs := newFlagSet("x")
+	var kf kafkaFlags
+	kf.register(fs)
+	if err := parse(fs, []string{"-kafka.partitions", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	if kf.brokers != "a:1,b:2" || kf.partitions != 3 {
+		t.Fatalf("brokers %q partitions %d: env should fill unset flags, flags win", kf.brokers, kf.partitions)
+	}
+	t.Setenv("ENGAGE_KAFKA_REPLICATION", "three")
+	fs = newFlagSet("x")
+	kf.register(fs)
+	if err := parse(fs, nil); err == nil || !strings.Contains(err.Error(), "ENGAGE_KAFKA_REPLICATION") {
+		t.Fatalf("bad env value: %v", err)
+	}
+}
+
+// The demo runs on its embedded broker and everything the collector
+// acknowledged is read back from the topic.
+func TestDemo(t *testing.T) {
+	t.Setenv("ENGAGE_KAFKA_BROKERS", "")
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := runDemo(ctx, nil, &out); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{
+		"22 records acknowledged by the collector, 22 read back from engage.tags",
+		`"index":1,"field":"name","reason":"an event record needs a name"`,
+		"event=11",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestTopicsRealKafka(t *testing.T) {
+	brokers := kafkatest.RealBrokers(t)
+	ctx := context.Background()
+	args := []string{"-kafka.brokers", strings.Join(brokers, ","), "-kafka.partitions", "8"}
+	var first, second bytes.Buffer
+	if err := runTopics(ctx, args, &first); err != nil {
+		t.Fatalf("%v\n%s", err, first.String())
+	}
+	if err := runTopics(ctx, args, &second); err != nil {
+		t.Fatalf("second run: %v\n%s", err, second.String())
+	}
+	if strings.Contains(second.String(), "created") || strings.Count(second.String(), "exists") != len(kafkabus.PlatformTopics(8, 1)) {
+		t.Fatalf("second run is not a no-op:\n%s", second.String())
+	}
+	// The state and configuration topics are compacted on the broker.
+	client := &kafka.Client{Addr: kafka.TCP(brokers...)}
+	resp, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{
+		{ResourceType: kafka.ResourceTypeTopic, ResourceName: kafkabus.TopicConfig, ConfigNames: []string{"cleanup.policy"}},
+		{ResourceType: kafka.ResourceTypeTopic, ResourceName: kafkabus.TopicStateChangelog, ConfigNames: []string{"cleanup.policy"}},
+		{ResourceType: kafka.ResourceTypeTopic, ResourceName: kafkabus.TopicTags, ConfigNames: []string{"cleanup.policy"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{kafkabus.TopicConfig: "compact", kafkabus.TopicStateChangelog: "compact", kafkabus.TopicTags: "delete"}
+	for _, r := range resp.Resources {
+		if r.Error != nil || len(r.ConfigEntries) != 1 || r.ConfigEntries[0].ConfigValue != want[r.ResourceName] {
+			t.Errorf("%s: %+v (error %v), want cleanup.policy=%s", r.ResourceName, r.ConfigEntries, r.Error, want[r.ResourceName])
+		}
+	}
+	// A mismatch is reported and fails the command.
+	var third bytes.Buffer
+	err = runTopics(ctx, []string{"-kafka.brokers", strings.Join(brokers, ","), "-kafka.partitions", "5"}, &third)
+	if err == nil || !strings.Contains(third.String(), "has 8 partitions, the platform expects 5") {
+		t.Fatalf("mismatch: %v\n%s", err, third.String())
+	}
+}

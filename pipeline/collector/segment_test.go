@@ -1,0 +1,117 @@
+package collector_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/openengage/engage/pipeline/tag"
+)
+
+func TestSegmentSingleCalls(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, tc := range []struct {
+		path, body string
+		kind       tag.Kind
+		name, id   string
+	}{
+		{"/v1/track", `{"userId":"u1","event":"article_read","properties":{"category":"sport"},"messageId":"t1","timestamp":"2026-11-28T09:00:00Z"}`, tag.KindEvent, "article_read", "t1"},
+		{"/v1/screen", `{"anonymousId":"a1","name":"home","messageId":"s1"}`, tag.KindActivityStart, "home", "s1"},
+		{"/v1/page", `{"anonymousId":"a1","name":"home","messageId":"p1"}`, tag.KindActivityStart, "home", "p1"},
+		{"/v1/identify", `{"userId":"u1","traits":{"logged_in":true},"messageId":"i1"}`, tag.KindAppInfo, "", "i1"},
+		{"/v1/group", `{"userId":"u1","groupId":"g1","traits":{"name":"Acme"},"messageId":"g1"}`, tag.KindAppInfo, "", "g1"},
+		{"/v1/alias", `{"userId":"u2","previousId":"u1","messageId":"al1"}`, tag.KindEvent, "$alias", "al1"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			before := len(f.stored())
+			r := f.post(tc.path, "application/json", key, []byte(tc.body))
+			if r.status != 200 || r.response(t).Accepted != 1 {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+			all := f.stored()
+			var got []tag.Record
+			for _, r := range all {
+				if r.MessageID == tc.id {
+					got = append(got, r)
+				}
+			}
+			if len(all) != before+1 || len(got) != 1 || got[0].Kind != tc.kind || got[0].Name != tc.name {
+				t.Fatalf("stored %d new, with id %s: %+v", len(all)-before, tc.id, got)
+			}
+		})
+	}
+}
+
+func TestSegmentBatchMixed(t *testing.T) {
+	f := newFixture(t, nil)
+	body := `{"sentAt":"2026-11-28T09:00:01Z","batch":[
+	 {"type":"track","anonymousId":"a1","event":"article_read","timestamp":"2026-11-28T09:00:00Z","messageId":"b0"},
+	 {"type":"track","event":"orphan","messageId":"b1"},
+	 {"type":"teleport","anonymousId":"a1","messageId":"b2"},
+	 {"type":"screen","anonymousId":"a1","name":"home","properties":{"tags":["a","b"]},"messageId":"b3"}
+	]}`
+	r := f.post("/v1/batch", "application/json", key, []byte(body))
+	resp := r.response(t)
+	if r.status != 200 || resp.Accepted != 2 || len(resp.Rejected) != 2 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if resp.Rejected[0].Index != 1 || resp.Rejected[0].Field != "anonymousId" || resp.Rejected[1].Index != 2 || resp.Rejected[1].Field != "type" {
+		t.Fatalf("rejections %+v", resp.Rejected)
+	}
+	if len(resp.Warnings) == 0 || !strings.Contains(strings.Join(resp.Warnings, " "), "properties.tags") {
+		t.Fatalf("no warning about the dropped array: %+v", resp.Warnings)
+	}
+}
+
+func TestSegmentAuthAndLimits(t *testing.T) {
+	f := newFixture(t, nil)
+	track := `{"anonymousId":"a1","event":"article_read"}`
+	// The write key in the body, as Segment accepts it.
+	if r := f.post("/v1/track", "application/json", "", []byte(`{"writeKey":"`+key+`","anonymousId":"a1","event":"e"}`)); r.status != 200 {
+		t.Fatalf("key in body: %d %s", r.status, r.body)
+	}
+	if r := f.post("/v1/track", "application/json", "", []byte(track)); r.status != 401 {
+		t.Fatalf("no key: %d", r.status)
+	}
+	if r := f.post("/v1/track", "application/json", "nobody-key", []byte(track)); r.status != 401 {
+		t.Fatalf("bad key: %d", r.status)
+	}
+	big := `{"anonymousId":"a1","event":"e","properties":{"s":"` + strings.Repeat("x", 33*1024) + `"}}`
+	if r := f.post("/v1/track", "application/json", key, []byte(big)); r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("33 KB call: %d", r.status)
+	}
+	if r := f.post("/v1/batch", "application/json", key, []byte(`{"batch":[`)); r.status != 400 || r.errorBody(t).Error.Code != "malformed_json" {
+		t.Fatalf("malformed batch: %d %s", r.status, r.body)
+	}
+	if r := f.post("/v1/batch", "application/xml", key, []byte(`<batch/>`)); r.status != http.StatusUnsupportedMediaType {
+		t.Fatalf("xml: %d", r.status)
+	}
+}
+
+func TestSegmentSettings(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, err := http.Get(f.srv.URL + "/v1/projects/" + key + "/settings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s struct {
+		Integrations map[string]struct {
+			APIKey  string `json:"apiKey"`
+			APIHost string `json:"apiHost"`
+		} `json:"integrations"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%d %v", resp.StatusCode, err)
+	}
+	seg := s.Integrations["Segment.io"]
+	if seg.APIKey != key || seg.APIHost != strings.TrimPrefix(f.srv.URL, "http://")+"/v1" {
+		t.Fatalf("settings %+v", s)
+	}
+	bad, _ := http.Get(f.srv.URL + "/v1/projects/unknown-key-1/settings")
+	bad.Body.Close()
+	if bad.StatusCode != 401 {
+		t.Fatalf("unknown key: %d", bad.StatusCode)
+	}
+}
