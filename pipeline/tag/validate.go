@@ -231,8 +231,8 @@ func (d *DeviceInfo) validate() *FieldError {
 	if d.Country != "" && !validCountry(d.Country) {
 		return fieldErr("device.country", "%q is not an ISO 3166-1 alpha-2 code such as FR", d.Country)
 	}
-	if len(d.PushToken) > MaxValueLen*4 {
-		return fieldErr("device.pushToken", "%d bytes, more than the limit of %d", len(d.PushToken), MaxValueLen*4)
+	if err := checkText("device.pushToken", d.PushToken, MaxValueLen*4); err != nil {
+		return err
 	}
 	switch d.PushProvider {
 	case ProviderNone:
