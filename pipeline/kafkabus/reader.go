@@ -37,6 +37,26 @@ func ReadTopic(ctx context.Context, brokers []string, topic string, want int) ([
 }
 
 func readOnce(ctx context.Context, client *kafka.Client, brokers []string, topic string) ([]bus.Message, error) {
+	offsets, err := partitionOffsets(ctx, client, topic)
+	if err != nil {
+		return nil, err
+	}
+	var out []bus.Message
+	for _, po := range offsets {
+		if po.LastOffset <= po.FirstOffset {
+			continue
+		}
+		msgs, err := readPartition(ctx, brokers, topic, po.Partition, po.FirstOffset, po.LastOffset)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, msgs...)
+	}
+	return out, nil
+}
+
+// partitionOffsets returns the first and end offsets of every partition.
+func partitionOffsets(ctx context.Context, client *kafka.Client, topic string) ([]kafka.PartitionOffsets, error) {
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
@@ -52,21 +72,12 @@ func readOnce(ctx context.Context, client *kafka.Client, brokers []string, topic
 	if err != nil {
 		return nil, fmt.Errorf("offsets of %s: %w", topic, err)
 	}
-	var out []bus.Message
 	for _, po := range offs.Topics[topic] {
 		if po.Error != nil {
 			return nil, fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
 		}
-		if po.LastOffset <= po.FirstOffset {
-			continue
-		}
-		msgs, err := readPartition(ctx, brokers, topic, po.Partition, po.FirstOffset, po.LastOffset)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, msgs...)
 	}
-	return out, nil
+	return offs.Topics[topic], nil
 }
 
 func readPartition(ctx context.Context, brokers []string, topic string, partition int, first, end int64) ([]bus.Message, error) {
@@ -95,26 +106,12 @@ func readPartition(ctx context.Context, brokers []string, topic string, partitio
 // partitions of end offset minus start offset).
 func CountMessages(ctx context.Context, brokers []string, topic string) (int64, error) {
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	offsets, err := partitionOffsets(ctx, client, topic)
 	if err != nil {
-		return 0, fmt.Errorf("metadata of %s: %w", topic, err)
-	}
-	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
-		return 0, fmt.Errorf("topic %s: not found", topic)
-	}
-	var reqs []kafka.OffsetRequest
-	for _, p := range md.Topics[0].Partitions {
-		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-	}
-	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		return 0, fmt.Errorf("offsets of %s: %w", topic, err)
+		return 0, err
 	}
 	var n int64
-	for _, po := range offs.Topics[topic] {
-		if po.Error != nil {
-			return 0, fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
-		}
+	for _, po := range offsets {
 		n += po.LastOffset - po.FirstOffset
 	}
 	return n, nil

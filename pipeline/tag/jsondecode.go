@@ -203,14 +203,8 @@ func durationField(s *scanner, r *Record) error {
 }
 
 func extrasField(s *scanner, field string, dst *[]Extra) error {
-	if s.null() {
-		return nil
-	}
-	if s.peek() != '{' {
-		if err := typeCheck(s); err != nil {
-			return err
-		}
-		return typeErr(s, field, "object")
+	if ok, err := kindField(s, field, '{'); !ok {
+		return err
 	}
 	xs := make([]Extra, 0, 8)
 	err := s.object(func(key string) error {
@@ -283,15 +277,28 @@ func scanValue(s *scanner) (Value, error) {
 	return Number(f), err
 }
 
-func deviceField(s *scanner, r *Record) error {
+// kindField checks that a field holds the JSON kind that open starts
+// ('{' or '['); a null reports false with no error (the field is absent).
+func kindField(s *scanner, field string, open byte) (present bool, err error) {
 	if s.null() {
-		return nil
+		return false, nil
 	}
-	if s.peek() != '{' {
+	if s.peek() != open {
 		if err := typeCheck(s); err != nil {
-			return err
+			return false, err
 		}
-		return typeErr(s, "device", "object")
+		want := "object"
+		if open == '[' {
+			want = "array"
+		}
+		return false, typeErr(s, field, want)
+	}
+	return true, nil
+}
+
+func deviceField(s *scanner, r *Record) error {
+	if ok, err := kindField(s, "device", '{'); !ok {
+		return err
 	}
 	d := &DeviceInfo{}
 	r.Device = d
@@ -331,14 +338,8 @@ func deviceField(s *scanner, r *Record) error {
 }
 
 func pushField(s *scanner, r *Record) error {
-	if s.null() {
-		return nil
-	}
-	if s.peek() != '{' {
-		if err := typeCheck(s); err != nil {
-			return err
-		}
-		return typeErr(s, "push", "object")
+	if ok, err := kindField(s, "push", '{'); !ok {
+		return err
 	}
 	p := &Push{}
 	r.Push = p
@@ -359,14 +360,8 @@ func pushField(s *scanner, r *Record) error {
 }
 
 func unplannedField(s *scanner, r *Record) error {
-	if s.null() {
-		return nil
-	}
-	if s.peek() != '[' {
-		if err := typeCheck(s); err != nil {
-			return err
-		}
-		return typeErr(s, "unplanned", "array")
+	if ok, err := kindField(s, "unplanned", '['); !ok {
+		return err
 	}
 	return s.array(func() error {
 		if len(r.Unplanned) >= MaxExtras*2 {
