@@ -27,6 +27,7 @@ func rec(kind tag.Kind, user, id string, clientMs int, name string) tag.Record {
 	return tag.Record{
 		Kind: kind, AppID: "app1", DeviceID: "dev-0001", UserID: user, MessageID: id,
 		Time: received.Add(client.Sub(sentAt)), SentAt: sentAt, ReceivedAt: received, Name: name,
+		AppVersion: "2.3.1", // context.app.version of the samples
 	}
 }
 

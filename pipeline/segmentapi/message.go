@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/openengage/engage/pipeline/tag"
 )
@@ -107,6 +109,10 @@ func (d *decoder) mapMessage(m *message, res *Result) *MessageError {
 	}
 	if err := mp.times(m, d); err != nil {
 		return err
+	}
+	if v, ok := unquote(bytes.TrimSpace(ctx.App.Version)); ok && len(v) <= tag.MaxNameLen && utf8.ValidString(v) &&
+		strings.IndexFunc(v, unicode.IsControl) < 0 {
+		mp.base.AppVersion = v // every record says which app version sent it
 	}
 	var recs []tag.Record
 	var err *MessageError

@@ -20,6 +20,7 @@ const (
 	hasDevice
 	hasPush
 	hasUnplanned
+	hasAppVersion
 )
 
 // AppendBinary appends the compact binary form of r to b: a version byte,
@@ -44,6 +45,9 @@ func (r *Record) AppendBinary(b []byte) []byte {
 	}
 	if len(r.Unplanned) > 0 {
 		flags |= hasUnplanned
+	}
+	if r.AppVersion != "" {
+		flags |= hasAppVersion
 	}
 	b = append(b, CodecVersion, byte(r.Kind), flags)
 	for _, s := range [...]string{r.AppID, r.DeviceID, r.UserID, r.MessageID, r.SessionID, r.Name, r.Activity, r.JobID} {
@@ -76,6 +80,9 @@ func (r *Record) AppendBinary(b []byte) []byte {
 		for _, s := range r.Unplanned {
 			b = appendString(b, s)
 		}
+	}
+	if flags&hasAppVersion != 0 {
+		b = appendString(b, r.AppVersion)
 	}
 	return b
 }
@@ -261,6 +268,12 @@ func (r *Record) UnmarshalBinary(data []byte) error {
 				r.Unplanned[i] = d.string("unplanned")
 			}
 		}
+	}
+	if flags&hasAppVersion != 0 {
+		r.AppVersion = d.string("app version")
+	}
+	if flags >= hasAppVersion<<1 {
+		return fmt.Errorf("%w: unknown presence flags %#x", ErrCorrupt, flags)
 	}
 	if d.err != nil {
 		return d.err

@@ -23,6 +23,7 @@ type wireRecord struct {
 	Time      *jsonTime                  `json:"time,omitempty"`
 	SentAt    *jsonTime                  `json:"sentAt,omitempty"`
 	Received  *jsonTime                  `json:"receivedAt,omitempty"`
+	AppVer    string                     `json:"appVersion,omitempty"`
 	Session   string                     `json:"session,omitempty"`
 	Name      string                     `json:"name,omitempty"`
 	Activity  string                     `json:"activity,omitempty"`
@@ -154,7 +155,7 @@ func DecodeJSONValue(raw json.RawMessage) (Value, error) {
 func (r Record) MarshalJSON() ([]byte, error) {
 	w := wireRecord{
 		Type: r.Kind.String(), App: r.AppID, DeviceID: r.DeviceID, UserID: r.UserID, MessageID: r.MessageID,
-		Session: r.SessionID, Name: r.Name, Activity: r.Activity, JobID: r.JobID, Unplanned: r.Unplanned,
+		AppVer: r.AppVersion, Session: r.SessionID, Name: r.Name, Activity: r.Activity, JobID: r.JobID, Unplanned: r.Unplanned,
 		Time: &jsonTime{r.Time},
 	}
 	if !r.SentAt.IsZero() {

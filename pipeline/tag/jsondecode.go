@@ -152,6 +152,8 @@ func decodeRecord(s *scanner, r *Record, clientTime *time.Time, typ *string, has
 			return strField(s, key, &r.MessageID)
 		case "session":
 			return strField(s, key, &r.SessionID)
+		case "appVersion":
+			return strField(s, key, &r.AppVersion)
 		case "name":
 			return strField(s, key, &r.Name)
 		case "activity":

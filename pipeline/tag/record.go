@@ -95,6 +95,8 @@ type Record struct {
 	SentAt     time.Time // when the client sent the batch (client clock); zero if unknown
 	ReceivedAt time.Time // when the collector received it (server clock)
 
+	AppVersion string // the app version that sent the record, if known
+
 	SessionID string        // optional session the record belongs to
 	Name      string        // activity, event, job, error or crash name
 	Activity  string        // for events, errors, jobs: the current activity, if any

@@ -67,7 +67,7 @@ func (w *wireRecord) record(env Envelope) (Record, error) {
 	r := Record{
 		Kind: kind, AppID: env.AppID, DeviceID: w.DeviceID, UserID: w.UserID, MessageID: w.MessageID,
 		ReceivedAt: env.ReceivedAt, SentAt: env.SentAt,
-		SessionID: w.Session, Name: w.Name, Activity: w.Activity, JobID: w.JobID,
+		AppVersion: w.AppVer, SessionID: w.Session, Name: w.Name, Activity: w.Activity, JobID: w.JobID,
 	}
 	if len(w.Unplanned) > 0 {
 		r.Unplanned = w.Unplanned

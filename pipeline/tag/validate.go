@@ -76,7 +76,7 @@ func (r *Record) Validate() error {
 	if !r.ReceivedAt.IsZero() && r.Time.After(r.ReceivedAt.Add(MaxFutureSkew)) {
 		return fieldErr("time", "%s is more than %s in the future even after clock-skew correction", r.Time.Format(time.RFC3339), MaxFutureSkew)
 	}
-	for _, f := range [...]struct{ name, v string }{{"session", r.SessionID}, {"name", r.Name}, {"activity", r.Activity}, {"jobId", r.JobID}} {
+	for _, f := range [...]struct{ name, v string }{{"appVersion", r.AppVersion}, {"session", r.SessionID}, {"name", r.Name}, {"activity", r.Activity}, {"jobId", r.JobID}} {
 		if err := checkText(f.name, f.v, MaxNameLen); err != nil {
 			return err
 		}
