@@ -1,0 +1,12 @@
+// Package clickhouse is the ClickHouse adapter: the versioned schema and its
+// migrations (working on the 18.16 server the tests run against and on the
+// 24.x+ servers users run, with newer column types where the server has
+// them), the writer that the sink uses to insert tag records, and the
+// connection settings shared by the sink and the analytics API.
+//
+// Exactly-once results rest on three things: every row carries the record's
+// message id; the raw table is a ReplacingMergeTree keyed on it, so a
+// redelivered batch collapses when parts merge; and every query that counts
+// rows counts distinct message ids (uniqExact), so an answer is exact even
+// before the merge.
+package clickhouse
