@@ -18,9 +18,17 @@ type Message struct {
 	Key   []byte // app/device: all of a device on one partition
 	Value []byte
 	Time  time.Time
+	// Headers carry metadata, e.g. why a message went to a dead-letter topic.
+	Headers []Header
 	// Set by readers.
 	Partition int
 	Offset    int64
+}
+
+// Header is a Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
 }
 
 // Producer appends messages to the log.

@@ -132,6 +132,9 @@ func (p *Producer) Produce(ctx context.Context, msgs []bus.Message) error {
 			topic = p.topic
 		}
 		km[i] = kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Time: m.Time}
+		for _, h := range m.Headers {
+			km[i].Headers = append(km[i].Headers, kafka.Header{Key: h.Key, Value: h.Value})
+		}
 	}
 	if err := p.w.WriteMessages(ctx, km...); err != nil {
 		if ctx.Err() != nil {

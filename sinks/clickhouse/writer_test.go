@@ -20,7 +20,9 @@ func TestWriterRoundTrip(t *testing.T) {
 		return tag.Record{Kind: kind, AppID: "news", DeviceID: dev, MessageID: id, Time: t0.Add(at), ReceivedAt: t0.Add(at), AppVersion: "2.3.1"}
 	}
 	var rows []clickhouse.Row
-	add := func(r tag.Record) { rows = append(rows, clickhouse.Row{Rec: r, Partition: 1, Offset: int64(len(rows))}) }
+	add := func(r tag.Record) {
+		rows = append(rows, clickhouse.Row{Rec: r, Partition: 1, Offset: int64(len(rows))})
+	}
 	s1 := rec(tag.KindSessionStart, "d1", "s1-start", 0)
 	s1.SessionID = "s1"
 	add(s1)
@@ -58,9 +60,9 @@ func TestWriterRoundTrip(t *testing.T) {
 		return s
 	}
 	for _, tc := range []struct{ sql, want string }{
-		{"SELECT toString(count()) FROM %s.tags", "14"},                   // stored twice…
-		{"SELECT toString(uniqExact(message_id)) FROM %s.tags", "7"},      // …counted once
-		{"SELECT toString(count()) FROM %s.tags FINAL", "7"},              // and collapsed by FINAL
+		{"SELECT toString(count()) FROM %s.tags", "14"},              // stored twice…
+		{"SELECT toString(uniqExact(message_id)) FROM %s.tags", "7"}, // …counted once
+		{"SELECT toString(count()) FROM %s.tags FINAL", "7"},         // and collapsed by FINAL
 		{"SELECT extra_strings[indexOf(extra_keys, 'category')] FROM %s.tags WHERE message_id = 'e1' LIMIT 1", "sport"},
 		{"SELECT toString(extra_numbers[indexOf(extra_keys, 'words')]) FROM %s.tags WHERE message_id = 'e1' LIMIT 1", "640"},
 		{"SELECT toString(any(duration_ms)) FROM %s.tags WHERE message_id = 'j1'", "1830"},

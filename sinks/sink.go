@@ -1,0 +1,207 @@
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/openengage/engage/pipeline/bus"
+)
+
+// Source is a consumer-group member. Fetch and Commit are called from one
+// goroutine.
+type Source interface {
+	Fetch(ctx context.Context) (bus.Message, error)
+	Commit(ctx context.Context, msgs []bus.Message) error
+}
+
+// Writer writes a batch to the store. It returns the messages that can
+// never be written (undecodable, refused by the store for what they are)
+// with the reason, and an error when the store could not take the batch
+// now, in which case the sink retries the whole batch: writing the same
+// messages twice must not count them twice.
+type Writer interface {
+	Write(ctx context.Context, msgs []bus.Message) (dead []Dead, err error)
+}
+
+// Dead is a message that can never be written, and why.
+type Dead struct {
+	Msg    bus.Message
+	Reason string
+}
+
+// Config configures the batching and the retries.
+type Config struct {
+	BatchRows     int           // flush at this many messages
+	BatchBytes    int           // or this many bytes of values
+	FlushInterval time.Duration // or this long after the batch's first message
+	BackoffMin    time.Duration // first retry delay of a failed write
+	BackoffMax    time.Duration
+	DeadTopic     string // dead-letter topic
+}
+
+// Defaults.
+const (
+	DefaultBatchRows     = 100000
+	DefaultBatchBytes    = 32 << 20
+	DefaultFlushInterval = time.Second
+)
+
+// DefaultConfig returns the defaults.
+func DefaultConfig(deadTopic string) Config {
+	return Config{BatchRows: DefaultBatchRows, BatchBytes: DefaultBatchBytes, FlushInterval: DefaultFlushInterval,
+		BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second, DeadTopic: deadTopic}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.BatchRows < 1 || c.BatchBytes < 1 || c.FlushInterval <= 0 {
+		return fmt.Errorf("sink: batch rows %d, bytes %d and flush interval %s must be positive", c.BatchRows, c.BatchBytes, c.FlushInterval)
+	}
+	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
+		return errors.New("sink: backoff must be positive, max ≥ min")
+	}
+	if c.DeadTopic == "" {
+		return errors.New("sink: no dead-letter topic")
+	}
+	return nil
+}
+
+// Sink is the batching loop of one stream.
+type Sink struct {
+	cfg  Config
+	src  Source
+	w    Writer
+	dead bus.Producer
+	log  *slog.Logger
+	m    *metrics
+}
+
+// New returns a sink; dead receives the dead letters.
+func New(cfg Config, src Source, w Writer, dead bus.Producer, name string, reg prometheus.Registerer, log *slog.Logger) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Sink{cfg: cfg, src: src, w: w, dead: dead, log: log.With("stream", name), m: newMetrics(reg, name)}, nil
+}
+
+// Run consumes until ctx ends. The batch in hand when ctx ends is not
+// committed: its messages are redelivered to whoever reads next.
+func (s *Sink) Run(ctx context.Context) error {
+	for {
+		batch, err := s.collect(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("sink fetch: %w", err)
+		}
+		if err := s.flush(ctx, batch); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// collect fetches until the batch is full or FlushInterval has passed since
+// its first message.
+func (s *Sink) collect(ctx context.Context) ([]bus.Message, error) {
+	var batch []bus.Message
+	bytes := 0
+	var deadline time.Time
+	for len(batch) < s.cfg.BatchRows && bytes < s.cfg.BatchBytes {
+		fctx := ctx
+		var cancel context.CancelFunc = func() {}
+		if len(batch) > 0 {
+			fctx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		m, err := s.src.Fetch(fctx)
+		cancel()
+		if err != nil {
+			if len(batch) > 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				break // the interval has passed: flush what we have
+			}
+			return nil, err
+		}
+		if len(batch) == 0 {
+			deadline = time.Now().Add(s.cfg.FlushInterval)
+		}
+		batch = append(batch, m)
+		bytes += len(m.Value)
+	}
+	return batch, nil
+}
+
+// flush writes the batch (retrying until it is written or ctx ends), sends
+// dead letters, then commits.
+func (s *Sink) flush(ctx context.Context, batch []bus.Message) error {
+	start := time.Now()
+	var dead []Dead
+	err := s.retry(ctx, "write", func() error {
+		var err error
+		dead, err = s.w.Write(ctx, batch)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.m.insert.Observe(time.Since(start).Seconds())
+	if len(dead) > 0 {
+		if err := s.retry(ctx, "dead letters", func() error { return s.sendDead(ctx, dead) }); err != nil {
+			return err
+		}
+	}
+	if err := s.retry(ctx, "commit", func() error { return s.src.Commit(ctx, batch) }); err != nil {
+		return err
+	}
+	s.m.rows.Add(float64(len(batch) - len(dead)))
+	s.m.dead.Add(float64(len(dead)))
+	s.m.batches.Inc()
+	return nil
+}
+
+func (s *Sink) sendDead(ctx context.Context, dead []Dead) error {
+	msgs := make([]bus.Message, len(dead))
+	for i, d := range dead {
+		s.log.Warn("dead letter", "topic", d.Msg.Topic, "partition", d.Msg.Partition, "offset", d.Msg.Offset, "reason", d.Reason)
+		msgs[i] = bus.Message{Topic: s.cfg.DeadTopic, Key: d.Msg.Key, Value: d.Msg.Value, Time: d.Msg.Time, Headers: []bus.Header{
+			{Key: "reason", Value: []byte(d.Reason)},
+			{Key: "source_topic", Value: []byte(d.Msg.Topic)},
+			{Key: "source_partition", Value: []byte(strconv.Itoa(d.Msg.Partition))},
+			{Key: "source_offset", Value: []byte(strconv.FormatInt(d.Msg.Offset, 10))},
+		}}
+	}
+	return s.dead.Produce(ctx, msgs)
+}
+
+// retry runs op until it succeeds or ctx ends, with exponential backoff.
+func (s *Sink) retry(ctx context.Context, what string, op func() error) error {
+	delay := s.cfg.BackoffMin
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.m.errors.WithLabelValues(what).Inc()
+		s.log.Warn("sink retry", "op", what, "attempt", attempt, "delay", delay, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, s.cfg.BackoffMax)
+	}
+}
