@@ -96,8 +96,5 @@ func (c *Consumer) Commit(ctx context.Context, msgs []bus.Message) error {
 	return nil
 }
 
-// Lag returns the reader's last known lag (messages behind the end).
-func (c *Consumer) Lag() int64 { return c.r.Stats().Lag }
-
 // Close leaves the group.
 func (c *Consumer) Close() error { return c.r.Close() }

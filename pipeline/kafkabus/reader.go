@@ -116,3 +116,35 @@ func CountMessages(ctx context.Context, brokers []string, topic string) (int64, 
 	}
 	return n, nil
 }
+
+// GroupLag returns how many messages of the topic the consumer group has not
+// committed yet (end offset minus committed offset, summed over partitions;
+// a partition with no commit counts from its first offset).
+func GroupLag(ctx context.Context, brokers []string, group, topic string) (int64, error) {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	offsets, err := partitionOffsets(ctx, client, topic)
+	if err != nil {
+		return 0, err
+	}
+	parts := make([]int, len(offsets))
+	for i, po := range offsets {
+		parts[i] = po.Partition
+	}
+	resp, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		return 0, fmt.Errorf("committed offsets of group %s: %w", group, err)
+	}
+	committed := map[int]int64{}
+	for _, p := range resp.Topics[topic] {
+		committed[p.Partition] = p.CommittedOffset
+	}
+	var lag int64
+	for _, po := range offsets {
+		from := po.FirstOffset
+		if c, ok := committed[po.Partition]; ok && c >= 0 {
+			from = c
+		}
+		lag += max(0, po.LastOffset-from)
+	}
+	return lag, nil
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/openengage/engage/pipeline/kafkabus"
+	"github.com/openengage/engage/sinks"
+	"github.com/openengage/engage/sinks/clickhouse"
+)
+
+// clickhouseFlags are the ClickHouse settings shared by sink, migrate and api.
+type clickhouseFlags struct {
+	addr, database, user, password string
+	ttlDays                        int
+}
+
+func (c *clickhouseFlags) register(fs interface {
+	StringVar(*string, string, string, string)
+	IntVar(*int, string, int, string)
+}) {
+	fs.StringVar(&c.addr, "clickhouse.addr", "", "comma-separated ClickHouse native-protocol addresses (host:9000)")
+	fs.StringVar(&c.database, "clickhouse.database", "engage", "database")
+	fs.StringVar(&c.user, "clickhouse.user", "default", "user")
+	fs.StringVar(&c.password, "clickhouse.password", "", "password")
+	fs.IntVar(&c.ttlDays, "clickhouse.ttl-days", 0, "drop raw rows older than this many days (servers with TTL); 0: keep")
+}
+
+func (c *clickhouseFlags) config() clickhouse.Config {
+	cfg := clickhouse.DefaultConfig(splitList(c.addr)...)
+	cfg.Database, cfg.User, cfg.Password, cfg.TTLDays = c.database, c.user, c.password, c.ttlDays
+	return cfg
+}
+
+func runMigrate(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("migrate")
+	var cf clickhouseFlags
+	cf.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg := cf.config()
+	conn, f, err := clickhouse.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	applied, err := clickhouse.Migrate(ctx, conn, cfg, f)
+	if err != nil {
+		return err
+	}
+	v, err := clickhouse.SchemaVersion(ctx, conn, cfg.Database)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\ndatabase %s at schema version %d (applied now: %v)\n", f, cfg.Database, v, applied)
+	return nil
+}
+
+func runSink(ctx context.Context, args []string, _ io.Writer) error {
+	fs := newFlagSet("sink")
+	var cf clickhouseFlags
+	cf.register(fs)
+	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (required)")
+	group := fs.String("sink.group", "engage-sink", "consumer group")
+	topic := fs.String("sink.topic", kafkabus.TopicTags, "topic of tag records to write")
+	scfg := sinks.DefaultConfig(kafkabus.TopicTagsDead)
+	fs.StringVar(&scfg.DeadTopic, "sink.dead-topic", scfg.DeadTopic, "dead-letter topic")
+	fs.IntVar(&scfg.BatchRows, "sink.batch-rows", scfg.BatchRows, "flush a batch at this many records")
+	fs.IntVar(&scfg.BatchBytes, "sink.batch-bytes", scfg.BatchBytes, "or at this many bytes")
+	fs.DurationVar(&scfg.FlushInterval, "sink.flush-interval", scfg.FlushInterval, "or this long after its first record")
+	fs.DurationVar(&scfg.BackoffMax, "sink.backoff-max", scfg.BackoffMax, "longest wait between retries of a failed write")
+	metricsAddr := fs.String("metrics.addr", "127.0.0.1:9101", "where /metrics and /healthz are served; empty: nowhere")
+	migrate := fs.Bool("migrate", true, "apply schema migrations at start")
+	logLevel := fs.String("log.level", "info", "log level")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	bl := splitList(*brokers)
+	cfg := cf.config()
+	conn, f, err := clickhouse.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if *migrate {
+		if _, err := clickhouse.Migrate(ctx, conn, cfg, f); err != nil {
+			return err
+		}
+	}
+	consumer, err := kafkabus.NewConsumer(kafkabus.ConsumerConfig{Brokers: bl, Group: *group, Topic: *topic}, log)
+	if err != nil {
+		return err
+	}
+	defer consumer.Close()
+	dead, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(bl, scfg.DeadTopic), log)
+	if err != nil {
+		return err
+	}
+	defer dead.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "engage_sink_lag_messages", Help: "Messages of the topic the sink's group has not committed.",
+		ConstLabels: prometheus.Labels{"stream": "tags"}}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		lag, err := kafkabus.GroupLag(ctx, bl, *group, *topic)
+		if err != nil {
+			return -1
+		}
+		return float64(lag)
+	}))
+	s, err := sinks.New(scfg, consumer, sinks.TagWriter{Rows: clickhouse.NewWriter(conn, cfg.Database), Permanent: clickhouse.IsPermanent}, dead, "tags", reg, log)
+	if err != nil {
+		return err
+	}
+	log.Info("sink starting", "clickhouse", f.String(), "database", cfg.Database, "group", *group)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Run(gctx) })
+	if *metricsAddr != "" {
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", *metricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			<-gctx.Done()
+			return srv.Close()
+		})
+		g.Go(func() error {
+			if err := srv.Serve(ln); err != http.ErrServerClosed {
+				return err
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}

@@ -1,0 +1,238 @@
+package analytics
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// API answers the analytics endpoints from ClickHouse. It is safe for
+// concurrent use; it holds no per-request state.
+type API struct {
+	conn   driver.Conn
+	db     string
+	cfg    Config
+	log    *slog.Logger
+	plans  PlanSource
+	tokens map[[sha256.Size]byte]scope
+	routes map[string]endpoint
+}
+
+// scope is what one token may read.
+type scope struct {
+	all  bool
+	apps map[string]bool
+	name string // redacted token, for logs
+}
+
+// endpoint answers one route for one app with validated parameters.
+type endpoint struct {
+	params []string // the query parameters it accepts
+	serve  func(ctx context.Context, app string, q *query) (any, error)
+}
+
+var dbRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// New returns the API over the database db (as migrated by
+// sinks/clickhouse). plans gives each app's tag plan for /coverage; nil
+// means no app has one. log may be nil.
+func New(conn driver.Conn, db string, cfg Config, log *slog.Logger, plans PlanSource) (*API, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if conn == nil {
+		return nil, errors.New("analytics: no ClickHouse connection")
+	}
+	if !dbRE.MatchString(db) {
+		return nil, fmt.Errorf("analytics: database name %q: use letters, digits and _", db)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &API{conn: conn, db: db, cfg: cfg, log: log, plans: plans, tokens: map[[sha256.Size]byte]scope{}}
+	for tok, apps := range cfg.Tokens {
+		s := scope{apps: map[string]bool{}, name: redact(tok)}
+		for _, app := range apps {
+			s.all = s.all || app == AllApps
+			s.apps[app] = true
+		}
+		a.tokens[sha256.Sum256([]byte(tok))] = s
+	}
+	a.routes = map[string]endpoint{
+		"active":      {[]string{"from", "to", "period"}, a.active},
+		"new-devices": {[]string{"from", "to"}, a.newDevices},
+		"sessions":    {[]string{"from", "to"}, a.sessions},
+		"retention":   {[]string{"from", "to", "days"}, a.retention},
+		"funnel":      {[]string{"from", "to", "steps", "window"}, a.funnel},
+		"top":         {[]string{"from", "to", "kind", "limit"}, a.top},
+		"jobs":        {[]string{"from", "to", "name"}, a.jobs},
+		"app-info":    {[]string{"key", "limit"}, a.appInfo},
+		"coverage":    {[]string{"from", "to"}, a.coverage},
+	}
+	return a, nil
+}
+
+// Handler returns the HTTP handler of every route under /v1/apps/.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/apps/{app}/{endpoint}", a.serve)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such route: see docs/analytics.md", ""})
+	})
+	return mux
+}
+
+func (a *API) serve(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	name := r.PathValue("endpoint")
+	ep, ok := a.routes[name]
+	if !ok {
+		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %q: use one of active, new-devices, sessions, retention, funnel, top, jobs, app-info, coverage", clip(name)), ""})
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " not allowed: use GET", ""})
+		return
+	}
+	s, aerr := a.authenticate(r)
+	if aerr != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="engage"`)
+		writeError(w, aerr)
+		return
+	}
+	app := r.PathValue("app")
+	if msg := checkText(app, maxAppLen); msg != "" {
+		writeError(w, badParam("app", "app id %s", msg))
+		return
+	}
+	if !s.all && !s.apps[app] {
+		writeError(w, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("this token may not read app %q", app), "app"})
+		return
+	}
+	q, aerr := parseQuery(r.URL.RawQuery, ep.params)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.QueryTimeout)
+	defer cancel()
+	res, err := ep.serve(ctx, app, q)
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		writeError(w, ae)
+		return
+	case err != nil:
+		status, code, msg := http.StatusInternalServerError, "internal", "query failed; the server log has the details"
+		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			status, code, msg = http.StatusGatewayTimeout, "timeout", fmt.Sprintf("query took longer than %s: narrow the range", a.cfg.QueryTimeout)
+		}
+		a.log.Error("analytics query", "endpoint", name, "app", app, "token", s.name, "err", err)
+		writeError(w, &apiError{status, code, msg, ""})
+		return
+	}
+	a.log.Debug("analytics request", "endpoint", name, "app", app, "token", s.name, "seconds", time.Since(start).Seconds())
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (a *API) authenticate(r *http.Request) (scope, *apiError) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return scope{}, &apiError{http.StatusUnauthorized, "unauthorized", "missing bearer token: send Authorization: Bearer <token>", ""}
+	}
+	// Looking the token up by its hash keeps the comparison's timing
+	// independent of how much of a guessed token is right.
+	s, ok := a.tokens[sha256.Sum256([]byte(strings.TrimSpace(tok)))]
+	if !ok {
+		return scope{}, &apiError{http.StatusUnauthorized, "unauthorized", "unknown bearer token", ""}
+	}
+	return s, nil
+}
+
+// isTimeout reports ClickHouse's own "timeout exceeded" (code 159).
+func isTimeout(err error) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && ex.Code == 159
+}
+
+// apiError is an error answered to the client as
+// {"error":{"code":…,"message":…,"param":…}}.
+type apiError struct {
+	status  int
+	code    string
+	message string
+	param   string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func badParam(param, format string, args ...any) *apiError {
+	return &apiError{http.StatusBadRequest, "invalid_param", param + ": " + fmt.Sprintf(format, args...), param}
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+			Param   string `json:"param,omitempty"`
+		} `json:"error"`
+	}
+	body.Error.Code, body.Error.Message, body.Error.Param = e.code, e.message, e.param
+	writeJSON(w, e.status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
+
+// clip shortens client input echoed in an error.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// settings are sent with every query: the server refuses writes and stops
+// the query at the timeout even if the client is gone.
+func (a *API) queryCtx(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+		"readonly":           2,
+		"max_execution_time": int(a.cfg.QueryTimeout / time.Second),
+	}))
+}
+
+// each runs sql with args and calls fn for every row.
+func (a *API) each(ctx context.Context, sql string, args []any, fn func(driver.Rows) error) error {
+	rows, err := a.conn.Query(a.queryCtx(ctx), sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// table names a table of the database.
+func (a *API) table(name string) string { return a.db + "." + name }

@@ -1,0 +1,119 @@
+package analytics
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Config configures the analytics API.
+type Config struct {
+	// Tokens maps each bearer token to the app ids it may read; the app id
+	// "*" means every app.
+	Tokens map[string][]string
+
+	MaxRange         time.Duration // longest from..to range, whole days (400 days)
+	MaxRetentionDays int           // largest days= of /retention
+	MaxFunnelWindow  time.Duration // largest window= of /funnel
+	MaxLimit         int           // largest limit= of /top and /app-info
+	QueryTimeout     time.Duration // per request; also the server's max_execution_time
+}
+
+// Defaults.
+const (
+	DefaultMaxRange         = 400 * 24 * time.Hour
+	DefaultMaxRetentionDays = 90
+	DefaultMaxFunnelWindow  = 90 * 24 * time.Hour
+	DefaultMaxLimit         = 1000
+	DefaultQueryTimeout     = 30 * time.Second
+
+	// MinTokenLen is the shortest bearer token Validate accepts.
+	MinTokenLen = 16
+	// AllApps in a token's list lets it read every app.
+	AllApps = "*"
+)
+
+// DefaultConfig returns the defaults, with no tokens.
+func DefaultConfig() Config {
+	return Config{
+		MaxRange: DefaultMaxRange, MaxRetentionDays: DefaultMaxRetentionDays,
+		MaxFunnelWindow: DefaultMaxFunnelWindow, MaxLimit: DefaultMaxLimit, QueryTimeout: DefaultQueryTimeout,
+	}
+}
+
+// Validate checks the configuration. Its errors never contain a token.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Tokens) == 0 {
+		errs = append(errs, errors.New("analytics: no API tokens: set -api.tokens (token=app1,app2;token2=*)"))
+	}
+	n := 0
+	for tok, apps := range c.Tokens {
+		n++
+		if len(tok) < MinTokenLen || !printable(tok) {
+			errs = append(errs, fmt.Errorf("analytics: a token of %d bytes is too short or not printable ASCII: use at least %d characters, e.g. `openssl rand -hex 24`", len(tok), MinTokenLen))
+		}
+		if len(apps) == 0 {
+			errs = append(errs, fmt.Errorf("analytics: a token (%s) has no apps: list app ids or %q", redact(tok), AllApps))
+		}
+		for _, app := range apps {
+			if app != AllApps && checkText(app, maxAppLen) != "" {
+				errs = append(errs, fmt.Errorf("analytics: token %s: app id %q: %s", redact(tok), app, checkText(app, maxAppLen)))
+			}
+		}
+	}
+	if c.MaxRange < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("analytics: max range %s is less than a day", c.MaxRange))
+	}
+	if c.MaxRetentionDays < 1 || c.MaxRetentionDays > 366 {
+		errs = append(errs, fmt.Errorf("analytics: max retention days %d not in 1..366", c.MaxRetentionDays))
+	}
+	if c.MaxFunnelWindow < time.Second {
+		errs = append(errs, fmt.Errorf("analytics: max funnel window %s is less than a second", c.MaxFunnelWindow))
+	}
+	if c.MaxLimit < 1 {
+		errs = append(errs, fmt.Errorf("analytics: max limit %d is less than 1", c.MaxLimit))
+	}
+	if c.QueryTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("analytics: query timeout %s is less than a second", c.QueryTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= 0x20 || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// redact shows enough of a token to tell tokens apart in logs and errors.
+func redact(tok string) string {
+	if len(tok) < 8 {
+		return "…"
+	}
+	return tok[:4] + "…"
+}
+
+// checkText applies the tag model's rules for ids and names (valid UTF-8,
+// no control characters, at most max bytes) and returns what is wrong, or
+// "".
+func checkText(s string, max int) string {
+	switch {
+	case s == "":
+		return "empty"
+	case len(s) > max:
+		return fmt.Sprintf("%d bytes, more than the limit of %d", len(s), max)
+	case !utf8.ValidString(s):
+		return "not valid UTF-8"
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return fmt.Sprintf("contains control character 0x%02x", s[i])
+		}
+	}
+	return ""
+}
