@@ -174,7 +174,9 @@ func TestStoreDownRetriesAndCommitsOnlyAfterWrite(t *testing.T) {
 	store.down = false
 	store.mu.Unlock()
 	waitFor(t, "the retried batch", func() bool { return store.count() == 2 })
-	waitFor(t, "the commit", func() bool { return src.committedOffset(0) == 0 && src.committedOffset(1) == 0 && src.partitionsCommitted() == 2 })
+	waitFor(t, "the commit", func() bool {
+		return src.committedOffset(0) == 0 && src.committedOffset(1) == 0 && src.partitionsCommitted() == 2
+	})
 }
 
 func TestDeadLettersDoNotBlock(t *testing.T) {
