@@ -3,6 +3,7 @@ package tagplan
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -240,5 +241,20 @@ func TestModeString(t *testing.T) {
 	}
 	if got := Mode(9).String(); got != "mode(9)" {
 		t.Errorf("Mode(9) = %q", got)
+	}
+}
+
+func TestTags(t *testing.T) {
+	p, err := Parse("p.yaml", []byte("app: a\nactivities: {home: {}, login: {}}\nevents: {b: {}, a: {}}\njobs: {login: {}}\ncrashes: {oom: {}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, any := p.Tags()
+	want := []Tag{{"activity", "home"}, {"activity", "login"}, {"event", "a"}, {"event", "b"}, {"job", "login"}, {"crash", "oom"}}
+	if any || !slices.Equal(tags, want) {
+		t.Fatalf("Tags() = %v, %v; want %v, false", tags, any, want)
+	}
+	if tags, any := (*Plan)(nil).Tags(); tags != nil || any {
+		t.Fatal("nil plan declares tags")
 	}
 }

@@ -3,6 +3,7 @@ package tagplan
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/openengage/engage/pipeline/tag"
@@ -178,4 +179,27 @@ func (s Summary) String() string {
 		count(s.AppInfo, "app_info key", "app_info keys"),
 	}, ", "))
 	return b.String()
+}
+
+// Tag is one tag a plan declares: its section as marks name it (activity,
+// event, job, error or crash) and its name.
+type Tag struct {
+	Section string
+	Name    string
+}
+
+// Tags lists the declared tags, sorted by section then name, and whether
+// every crash name is allowed (crashes: any). For the coverage report.
+func (p *Plan) Tags() (tags []Tag, anyCrash bool) {
+	if p == nil {
+		return nil, false
+	}
+	for sec := section(0); sec < numSections; sec++ {
+		start := len(tags)
+		for name := range p.tags[sec] {
+			tags = append(tags, Tag{Section: sectionMarks[sec], Name: name})
+		}
+		slices.SortFunc(tags[start:], func(a, b Tag) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return tags, p.anyCrash
 }
