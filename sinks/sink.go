@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/openengage/engage/pipeline/bus"
 )
 
-// Source is a consumer-group member. Fetch and Commit are called from one
-// goroutine.
+// Source is a consumer-group member. Fetch is called from one goroutine and
+// Commit from another, concurrently.
 type Source interface {
 	Fetch(ctx context.Context) (bus.Message, error)
 	Commit(ctx context.Context, msgs []bus.Message) error
@@ -93,24 +94,42 @@ func New(cfg Config, src Source, w Writer, dead bus.Producer, name string, reg p
 	return &Sink{cfg: cfg, src: src, w: w, dead: dead, log: log.With("stream", name), m: newMetrics(reg, name)}, nil
 }
 
-// Run consumes until ctx ends. The batch in hand when ctx ends is not
-// committed: its messages are redelivered to whoever reads next.
+// Run consumes until ctx ends. Collecting the next batch overlaps with
+// writing the current one; batches are written and committed in order. The
+// batches in hand when ctx ends are not committed: their messages are
+// redelivered to whoever reads next.
 func (s *Sink) Run(ctx context.Context) error {
-	for {
-		batch, err := s.collect(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	batches := make(chan []bus.Message, 1)
+	g.Go(func() error {
+		defer close(batches)
+		for {
+			batch, err := s.collect(gctx)
+			if err != nil {
+				if gctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("sink fetch: %w", err)
+			}
+			select {
+			case batches <- batch:
+			case <-gctx.Done():
 				return nil
 			}
-			return fmt.Errorf("sink fetch: %w", err)
 		}
-		if err := s.flush(ctx, batch); err != nil {
-			if ctx.Err() != nil {
-				return nil
+	})
+	g.Go(func() error {
+		for batch := range batches {
+			if err := s.flush(gctx, batch); err != nil {
+				if gctx.Err() != nil {
+					return nil
+				}
+				return err
 			}
-			return err
 		}
-	}
+		return nil
+	})
+	return g.Wait()
 }
 
 // collect fetches until the batch is full or FlushInterval has passed since

@@ -197,7 +197,8 @@ type Retention struct {
 
 // retention groups devices by the day of their first session_start ever
 // (cohorts from..to) and counts, for k = 1..days, those with any record on
-// cohort day + k.
+// cohort day + k. A device has a record on its cohort day (its first
+// session_start), so k = 0 counts the cohort.
 func (a *API) retention(ctx context.Context, app string, q *query) (any, error) {
 	from, to, e := q.dateRange(a.cfg.MaxRange)
 	if e != nil {
@@ -208,26 +209,34 @@ func (a *API) retention(ctx context.Context, app string, q *query) (any, error) 
 		return nil, e
 	}
 	days := strconv.Itoa(n) // a validated integer
-	tags := a.table("tags")
-	sql := `SELECT toString(c) AS cd, count(), sumForEach(ret)
-		FROM (
-			SELECT c, arrayMap(k -> toUInt64(has(active, c + k + 1)), range(` + days + `)) AS ret
-			FROM (SELECT device_id, min(event_date) AS c FROM ` + tags + `
-				WHERE app = ? AND kind = 'session_start' GROUP BY device_id
-				HAVING c >= toDate(?) AND c <= toDate(?))
-			ANY LEFT JOIN (SELECT device_id, groupUniqArray(event_date) AS active FROM ` + tags + `
-				WHERE app = ? AND event_date > toDate(?) AND event_date <= toDate(?) + ` + days + `
-				GROUP BY device_id)
-			USING device_id)
-		GROUP BY cd ORDER BY cd`
+	// One pass per device: its first session_start ever (the WHERE keeps
+	// every session_start) and its active days from from to to+days. A
+	// lambda would be shorter, but 18.16 does not see joined or aggregated
+	// columns inside lambdas; arrayJoin gives one row per (cohort, k).
+	sql := `SELECT toString(c) AS cd, dateDiff('day', c, d) AS k, count()
+		FROM (SELECT c, arrayJoin(days) AS d
+			FROM (SELECT device_id, minIf(event_date, kind = 'session_start') AS c, groupUniqArray(event_date) AS days
+				FROM ` + a.table("tags") + `
+				WHERE app = ? AND (kind = 'session_start' OR (event_date >= toDate(?) AND event_date <= toDate(?) + ` + days + `))
+				GROUP BY device_id
+				HAVING countIf(kind = 'session_start') > 0 AND c >= toDate(?) AND c <= toDate(?)))
+		WHERE k >= 0 AND k <= ` + days + `
+		GROUP BY cd, k`
 	f, t := from.Format(dateLayout), to.Format(dateLayout)
-	got := map[string]Cohort{}
-	err := a.each(ctx, sql, []any{app, f, t, app, f, t}, func(r driver.Rows) error {
-		var c Cohort
-		if err := r.Scan(&c.Day, &c.Size, &c.Retained); err != nil {
+	got := map[string][]uint64{}
+	err := a.each(ctx, sql, []any{app, f, t, f, t}, func(r driver.Rows) error {
+		var cd string
+		var k int64
+		var count uint64
+		if err := r.Scan(&cd, &k, &count); err != nil {
 			return err
 		}
-		got[c.Day] = c
+		if got[cd] == nil {
+			got[cd] = make([]uint64, n+1)
+		}
+		if k >= 0 && k <= int64(n) {
+			got[cd][k] = count
+		}
 		return nil
 	})
 	if err != nil {
@@ -235,9 +244,10 @@ func (a *API) retention(ctx context.Context, app string, q *query) (any, error) 
 	}
 	res := Retention{Range: newRange(app, from, to), Days: n, Cohorts: []Cohort{}}
 	for d := from; !d.After(to); d = d.Add(day) {
-		c, ok := got[d.Format(dateLayout)]
-		if !ok {
-			c = Cohort{Day: d.Format(dateLayout), Retained: make([]uint64, n)}
+		c := Cohort{Day: d.Format(dateLayout), Retained: make([]uint64, n)}
+		if counts := got[c.Day]; counts != nil {
+			c.Size = counts[0]
+			copy(c.Retained, counts[1:])
 		}
 		res.Cohorts = append(res.Cohorts, c)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -83,18 +84,31 @@ func New(conn driver.Conn, db string, cfg Config, log *slog.Logger, plans PlanSo
 }
 
 // Handler returns the HTTP handler of every route under /v1/apps/.
-func (a *API) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/apps/{app}/{endpoint}", a.serve)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such route: see docs/analytics.md", ""})
-	})
-	return mux
+func (a *API) Handler() http.Handler { return http.HandlerFunc(a.serve) }
+
+// route splits /v1/apps/{app}/{endpoint}. It reads the escaped path, so
+// that an app id may hold any character, '/' and ".." included, when
+// percent-encoded; http.ServeMux would clean such paths and redirect.
+func route(r *http.Request) (app, endpoint string, ok bool) {
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/apps/")
+	if !ok {
+		return "", "", false
+	}
+	esc, endpoint, ok := strings.Cut(rest, "/")
+	if !ok || strings.Contains(endpoint, "/") {
+		return "", "", false
+	}
+	app, err := url.PathUnescape(esc)
+	return app, endpoint, err == nil
 }
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	name := r.PathValue("endpoint")
+	app, name, ok := route(r)
+	if !ok {
+		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such route: use /v1/apps/{app}/{endpoint}; see docs/analytics.md", ""})
+		return
+	}
 	ep, ok := a.routes[name]
 	if !ok {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %q: use one of active, new-devices, sessions, retention, funnel, top, jobs, app-info, coverage", clip(name)), ""})
@@ -111,7 +125,6 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	app := r.PathValue("app")
 	if msg := checkText(app, maxAppLen); msg != "" {
 		writeError(w, badParam("app", "app id %s", msg))
 		return
@@ -133,9 +146,12 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &ae):
 		writeError(w, ae)
 		return
+	case err != nil && r.Context().Err() != nil:
+		a.log.Debug("analytics request abandoned by the client", "endpoint", name, "app", app, "err", err)
+		return
 	case err != nil:
 		status, code, msg := http.StatusInternalServerError, "internal", "query failed; the server log has the details"
-		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		if timedOut(ctx, err) {
 			status, code, msg = http.StatusGatewayTimeout, "timeout", fmt.Sprintf("query took longer than %s: narrow the range", a.cfg.QueryTimeout)
 		}
 		a.log.Error("analytics query", "endpoint", name, "app", app, "token", s.name, "err", err)
@@ -147,18 +163,28 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) authenticate(r *http.Request) (scope, *apiError) {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
+	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok = strings.TrimSpace(tok)
+	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return scope{}, &apiError{http.StatusUnauthorized, "unauthorized", "missing bearer token: send Authorization: Bearer <token>", ""}
 	}
 	// Looking the token up by its hash keeps the comparison's timing
 	// independent of how much of a guessed token is right.
-	s, ok := a.tokens[sha256.Sum256([]byte(strings.TrimSpace(tok)))]
+	s, ok := a.tokens[sha256.Sum256([]byte(tok))]
 	if !ok {
 		return scope{}, &apiError{http.StatusUnauthorized, "unauthorized", "unknown bearer token", ""}
 	}
 	return s, nil
+}
+
+// timedOut reports whether err ended a query because ctx's deadline
+// passed (the driver reports it as a read timeout on its socket, possibly
+// before ctx.Err is set) or the server's max_execution_time did.
+func timedOut(ctx context.Context, err error) bool {
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return true
+	}
+	return isTimeout(err)
 }
 
 // isTimeout reports ClickHouse's own "timeout exceeded" (code 159).
@@ -210,9 +236,12 @@ func clip(s string) string {
 	return s
 }
 
-// settings are sent with every query: the server refuses writes and stops
-// the query at the timeout even if the client is gone.
+// queryCtx adds the settings sent with every query: the server refuses
+// writes and stops the query at the timeout even if the client is gone.
 func (a *API) queryCtx(ctx context.Context) context.Context {
+	if a.cfg.ReadonlyUser {
+		return ctx
+	}
 	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
 		"readonly":           2,
 		"max_execution_time": int(a.cfg.QueryTimeout / time.Second),

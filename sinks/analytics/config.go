@@ -18,6 +18,12 @@ type Config struct {
 	MaxFunnelWindow  time.Duration // largest window= of /funnel
 	MaxLimit         int           // largest limit= of /top and /app-info
 	QueryTimeout     time.Duration // per request; also the server's max_execution_time
+
+	// ReadonlyUser says that the ClickHouse user is read-only by its
+	// profile (readonly=1). Such a user may not change settings, so the
+	// API then sends none: the profile must bound max_execution_time.
+	// Otherwise every query carries readonly=2 and max_execution_time.
+	ReadonlyUser bool
 }
 
 // Defaults.
@@ -46,7 +52,7 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	var errs []error
 	if len(c.Tokens) == 0 {
-		errs = append(errs, errors.New("analytics: no API tokens: set -api.tokens (token=app1,app2;token2=*)"))
+		errs = append(errs, errors.New("analytics: no API tokens: configure at least one bearer token and the app ids it may read (or *)"))
 	}
 	n := 0
 	for tok, apps := range c.Tokens {

@@ -96,18 +96,26 @@ func (a *API) coverage(ctx context.Context, app string, q *query) (any, error) {
 	if !ok {
 		return nil, &apiError{http.StatusNotFound, "no_plan", fmt.Sprintf("app %q has no tag plan", app), "app"}
 	}
+	versions := versionAccs{}
 	args := []any{app, from.Format(dateLayout), to.Format(dateLayout)}
-	versions := map[string]*versionAcc{}
-	acc := func(v string) *versionAcc {
-		if v == "" {
-			v = UnknownVersion
-		}
-		if versions[v] == nil {
-			versions[v] = &versionAcc{tags: map[PlannedTag]*TagCoverage{}}
-		}
-		return versions[v]
+	if err := a.coverageTags(ctx, args, versions); err != nil {
+		return nil, err
 	}
-	err := a.each(ctx, `SELECT app_version, kind, name, uniqExact(device_id, message_id), min(event_time), max(event_time)
+	if err := a.coverageMarks(ctx, args, versions); err != nil {
+		return nil, err
+	}
+	res := Coverage{Range: newRange(app, from, to), AnyCrash: plan.AnyCrash, Versions: []VersionCoverage{}}
+	for label, v := range versions {
+		res.Versions = append(res.Versions, v.report(label, plan))
+	}
+	slices.SortFunc(res.Versions, func(x, y VersionCoverage) int { return cmp.Compare(x.AppVersion, y.AppVersion) })
+	return res, nil
+}
+
+// coverageTags counts the records of each app version, and of each named
+// tag in it.
+func (a *API) coverageTags(ctx context.Context, args []any, versions versionAccs) error {
+	return a.each(ctx, `SELECT app_version, kind, name, uniqExact(device_id, message_id), min(event_time), max(event_time)
 		FROM `+a.table("tags")+`
 		WHERE app = ? AND event_date >= toDate(?) AND event_date <= toDate(?)
 		GROUP BY app_version, kind, name`, args, func(r driver.Rows) error {
@@ -117,17 +125,20 @@ func (a *API) coverage(ctx context.Context, app string, q *query) (any, error) {
 		if err := r.Scan(&version, &kind, &name, &n, &first, &last); err != nil {
 			return err
 		}
-		v := acc(version)
+		v := versions.of(version)
 		v.records += n
-		if mk, ok := markKind[kind]; ok {
-			v.tags[PlannedTag{mk, name}] = merge(v.tags[PlannedTag{mk, name}], mk, name, n, first, last)
+		if sec, ok := markKind[kind]; ok {
+			k := PlannedTag{sec, name}
+			v.tags[k] = merge(v.tags[k], sec, name, n, first, last)
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	err = a.each(ctx, `SELECT app_version, mark, uniqExact(device_id, message_id), min(event_time), max(event_time)
+}
+
+// coverageMarks counts the records bearing each unplanned mark, per app
+// version.
+func (a *API) coverageMarks(ctx context.Context, args []any, versions versionAccs) error {
+	return a.each(ctx, `SELECT app_version, mark, uniqExact(device_id, message_id), min(event_time), max(event_time)
 		FROM `+a.table("tags")+` ARRAY JOIN unplanned AS mark
 		WHERE app = ? AND event_date >= toDate(?) AND event_date <= toDate(?) AND notEmpty(unplanned)
 		GROUP BY app_version, mark`, args, func(r driver.Rows) error {
@@ -137,7 +148,7 @@ func (a *API) coverage(ctx context.Context, app string, q *query) (any, error) {
 			return err
 		}
 		m.FirstSeen, m.LastSeen = m.FirstSeen.UTC(), m.LastSeen.UTC()
-		v := acc(version)
+		v := versions.of(version)
 		// Two stored versions may share a label ("" and "unknown").
 		if i := slices.IndexFunc(v.marks, func(x MarkCoverage) bool { return x.Mark == m.Mark }); i >= 0 {
 			x := &v.marks[i]
@@ -148,15 +159,19 @@ func (a *API) coverage(ctx context.Context, app string, q *query) (any, error) {
 		v.marks = append(v.marks, m)
 		return nil
 	})
-	if err != nil {
-		return nil, err
+}
+
+// versionAccs accumulates the report by app version label.
+type versionAccs map[string]*versionAcc
+
+func (vs versionAccs) of(version string) *versionAcc {
+	if version == "" {
+		version = UnknownVersion
 	}
-	res := Coverage{Range: newRange(app, from, to), AnyCrash: plan.AnyCrash, Versions: []VersionCoverage{}}
-	for label, v := range versions {
-		res.Versions = append(res.Versions, v.report(label, plan))
+	if vs[version] == nil {
+		vs[version] = &versionAcc{tags: map[PlannedTag]*TagCoverage{}}
 	}
-	slices.SortFunc(res.Versions, func(x, y VersionCoverage) int { return cmp.Compare(x.AppVersion, y.AppVersion) })
-	return res, nil
+	return vs[version]
 }
 
 type versionAcc struct {

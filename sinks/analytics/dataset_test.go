@@ -84,13 +84,13 @@ type dataset struct {
 
 // gen builds the records of one device.
 type gen struct {
-	rng  *rand.Rand
-	app  string
-	dev  string
-	t    time.Time // the device's clock: strictly increasing, whole seconds
-	n    int       // records so far, for ids
-	ver  string
-	out  *[]tag.Record
+	rng *rand.Rand
+	app string
+	dev string
+	t   time.Time // the device's clock: strictly increasing, whole seconds
+	n   int       // records so far, for ids
+	ver string
+	out *[]tag.Record
 }
 
 func (g *gen) rec(kind tag.Kind, name string) *tag.Record {
@@ -251,7 +251,7 @@ func generate(t testing.TB, seed uint64, devices map[string]int, days int) *data
 	for i := range ds.recs {
 		r := &ds.recs[i]
 		if r.AppID == newsApp && r.Kind == tag.KindEvent && shared < 2 && (shared == 0 || r.DeviceID != "d000") {
-			r.MessageID = "client-chosen-id"
+			r.MessageID, r.Name, r.Extras = "client-chosen-id", "shared", nil
 			shared++
 		}
 	}

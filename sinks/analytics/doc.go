@@ -32,6 +32,7 @@
 // Client input reaches SQL only as bound parameters (clickhouse-go quotes
 // and escapes them) or after a strict whitelist (kinds, periods) or
 // integer parse (limits, days, window). Every query also runs with
-// readonly=2 and max_execution_time, so the server itself refuses writes.
+// readonly=2 and max_execution_time, so the server itself refuses writes
+// (unless Config.ReadonlyUser says the user is read-only already).
 // Tokens are compared by their SHA-256 and never logged in full.
 package analytics

@@ -51,6 +51,24 @@ type tagCols struct {
 	offset                                                      []uint64
 }
 
+func newTagCols(n int) *tagCols {
+	str := func() []string { return make([]string, 0, n) }
+	tm := func() []time.Time { return make([]time.Time, 0, n) }
+	strs := func() [][]string { return make([][]string, 0, n) }
+	return &tagCols{
+		app: str(), kind: str(), device: str(), user: str(), id: str(),
+		date: tm(), time: tm(), sent: tm(), received: tm(),
+		appVersion: str(), session: str(), name: str(), activity: str(), job: str(),
+		duration: make([]float64, 0, n),
+		xKeys:    strs(), xStrs: strs(), iKeys: strs(), iStrs: strs(),
+		xTypes: make([][]uint8, 0, n), iTypes: make([][]uint8, 0, n),
+		xNums: make([][]float64, 0, n), iNums: make([][]float64, 0, n),
+		platform: str(), osVersion: str(), model: str(), locale: str(), zone: str(), country: str(), provider: str(),
+		action: str(), delivery: str(), campaign: str(), unplanned: strs(),
+		partition: make([]uint32, 0, n), offset: make([]uint64, 0, n),
+	}
+}
+
 func (c *tagCols) add(r *Row) {
 	rec := &r.Rec
 	c.app = append(c.app, rec.AppID)
@@ -93,7 +111,7 @@ func (c *tagCols) add(r *Row) {
 	c.campaign = append(c.campaign, p.CampaignID)
 	un := rec.Unplanned
 	if un == nil {
-		un = []string{}
+		un = noStrings
 	}
 	c.unplanned = append(c.unplanned, un)
 	c.partition = append(c.partition, uint32(r.Partition))
@@ -106,6 +124,13 @@ func (c *tagCols) columns() []any {
 		c.iKeys, c.iTypes, c.iStrs, c.iNums, c.platform, c.osVersion, c.model, c.locale, c.zone, c.country,
 		c.provider, c.action, c.delivery, c.campaign, c.unplanned, c.partition, c.offset}
 }
+
+// Shared empty arrays: most records have no app-info and no marks.
+var (
+	noStrings = []string{}
+	noTypes   = []uint8{}
+	noNumbers = []float64{}
+)
 
 // epoch stands for "unknown" in time columns, which cannot hold NULL here.
 var epoch = time.Unix(0, 0).UTC()
@@ -121,6 +146,9 @@ func orEpoch(t time.Time) time.Time {
 // value's text form) and numbers (the number, 1/0 for bools, Unix seconds
 // for dates, 0 for strings).
 func split(xs []tag.Extra) (keys []string, types []uint8, strs []string, nums []float64) {
+	if len(xs) == 0 {
+		return noStrings, noTypes, noStrings, noNumbers
+	}
 	keys, types, strs, nums = make([]string, len(xs)), make([]uint8, len(xs)), make([]string, len(xs)), make([]float64, len(xs))
 	for i, x := range xs {
 		keys[i], types[i], strs[i], nums[i] = x.Key, uint8(x.Value.Type), x.Value.Text(), number(x.Value)
@@ -149,7 +177,7 @@ func (w *Writer) Write(ctx context.Context, rows []Row) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	var tags tagCols
+	tags := newTagCols(len(rows))
 	var devices, infos [][]any
 	for i := range rows {
 		tags.add(&rows[i])
