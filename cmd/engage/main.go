@@ -26,6 +26,7 @@ func commands() []command {
 	return []command{
 		{"collect", "serve the collector: tag data over HTTP into Kafka", runCollect},
 		{"sink", "write the tags topic into ClickHouse, exactly once in every query", runSink},
+		{"api", "serve the analytics API (JSON over HTTP, bearer tokens scoped to apps)", runAPI},
 		{"migrate", "create or upgrade the ClickHouse schema", runMigrate},
 		{"demo", "run the collector on an in-process broker, send a demo stream, show what arrived", runDemo},
 		{"topics", "create every Kafka topic the platform uses (idempotent)", runTopics},

@@ -1,0 +1,50 @@
+package clickhouse_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/openengage/engage/pipeline/tag"
+	"github.com/openengage/engage/sinks/clickhouse"
+	"github.com/openengage/engage/sinks/clickhouse/chtest"
+)
+
+// BenchmarkWriter: typical tag records into the real ClickHouse, in batches
+// of 100k, without Kafka. The ceiling of the sink.
+func BenchmarkWriter(b *testing.B) {
+	b.Run("with-rollups", func(b *testing.B) { benchWriter(b, false) })
+	b.Run("raw-only", func(b *testing.B) { benchWriter(b, true) })
+}
+
+func benchWriter(b *testing.B, dropViews bool) {
+	conn, cfg, _ := chtest.Database(b)
+	if dropViews {
+		for _, mv := range []string{"sessions_mv", "active_hourly_mv", "active_daily_mv", "counts_daily_mv", "job_durations_daily_mv"} {
+			if err := conn.Exec(context.Background(), "DROP TABLE "+cfg.Database+"."+mv); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	w := clickhouse.NewWriter(conn, cfg.Database)
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	const batch = 100000
+	rows := make([]clickhouse.Row, batch)
+	for i := range rows {
+		rows[i] = clickhouse.Row{Rec: tag.Record{Kind: tag.KindEvent, AppID: "bench", DeviceID: fmt.Sprintf("device-%06d", i%50000),
+			MessageID: fmt.Sprintf("m-%09d", i), Time: t0.Add(time.Duration(i) * time.Second), AppVersion: "2.3.1", Name: "article_read", Activity: "article",
+			Extras: []tag.Extra{{Key: "category", Value: tag.String("sport")}, {Key: "words", Value: tag.Number(float64(i % 2000))}}}, Offset: int64(i)}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	written := 0
+	for written < b.N {
+		n := min(batch, b.N-written)
+		if err := w.Write(context.Background(), rows[:n]); err != nil {
+			b.Fatal(err)
+		}
+		written += n
+	}
+	b.ReportMetric(float64(written)/time.Since(start).Seconds(), "rows/s")
+}
