@@ -138,7 +138,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestBatchesByRowsAndInterval(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent()) // the integration tests leave kafka-go connection pools behind
 	var msgs []bus.Message
 	for i := 0; i < 25; i++ {
 		msgs = append(msgs, record("d", i))
@@ -160,7 +160,7 @@ func TestBatchesByRowsAndInterval(t *testing.T) {
 }
 
 func TestStoreDownRetriesAndCommitsOnlyAfterWrite(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent()) // the integration tests leave kafka-go connection pools behind
 	src, store := newSource([]bus.Message{record("d", 0), record("d", 1)}), &rowStore{down: true}
 	cfg := sinks.DefaultConfig("dead")
 	cfg.BatchRows, cfg.FlushInterval, cfg.BackoffMin, cfg.BackoffMax = 10, 10*time.Millisecond, time.Millisecond, 5*time.Millisecond
@@ -180,7 +180,7 @@ func TestStoreDownRetriesAndCommitsOnlyAfterWrite(t *testing.T) {
 }
 
 func TestDeadLettersDoNotBlock(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent()) // the integration tests leave kafka-go connection pools behind
 	msgs := []bus.Message{record("d", 0), {Topic: "tags", Key: []byte("a/x"), Value: []byte{9, 9, 9}, Partition: 1, Offset: 0}, record("poison", 2), record("d", 3)}
 	src, store := newSource(msgs), &rowStore{}
 	dead := bus.NewMemory("dead", 1)
