@@ -121,19 +121,21 @@ func benchSinkVsEngine(b *testing.B, rollups bool) {
 		b.Fatal(err)
 	}
 	defer consumer.Close()
-	s, err := sinks.New(sinks.DefaultConfig("dead"), consumer, sinks.TagWriter{Rows: clickhouse.NewWriter(conn, cfg.Database), Permanent: clickhouse.IsPermanent},
+	src := &firstFetch{Source: consumer}
+	s, err := sinks.New(sinks.DefaultConfig("dead"), src, sinks.TagWriter{Rows: clickhouse.NewWriter(conn, cfg.Database), Permanent: clickhouse.IsPermanent},
 		bus.NewMemory("dead", 1), "tags", nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	start := time.Now()
 	go func() { done <- s.Run(sctx) }()
 	end := waitRows(b, conn, cfg.Database+".tags", uint64(n), 10*time.Minute)
 	stop()
 	<-done
-	sinkRate := float64(n) / end.Sub(start).Seconds()
+	// From the first record fetched: joining the consumer group is not
+	// throughput (and the engine's start is left out the same way).
+	sinkRate := float64(n) / end.Sub(src.at).Seconds()
 
 	// ClickHouse's Kafka engine into a table of the same layout. A new group
 	// of the engine starts at the end of the topic: commit offset 0 for it
@@ -161,10 +163,10 @@ func benchSinkVsEngine(b *testing.B, rollups bool) {
 			b.Fatalf("%s: %v", q, err)
 		}
 	}
-	start = time.Now()
 	if err := conn.Exec(ctx, "CREATE MATERIALIZED VIEW "+cfg.Database+".tags_engine_mv TO "+engineCfg.Database+".tags AS SELECT * FROM "+cfg.Database+".tags_queue"); err != nil {
 		b.Fatal(err)
 	}
+	start := waitRows(b, conn, engineCfg.Database+".tags", 1, 10*time.Minute)
 	end = waitRows(b, conn, engineCfg.Database+".tags", uint64(n), 10*time.Minute)
 	engineRate := float64(n) / end.Sub(start).Seconds()
 	_ = conn.Exec(ctx, "DROP TABLE "+cfg.Database+".tags_engine_mv")
@@ -196,4 +198,18 @@ func engineJSON(r *tag.Record) []byte {
 	}
 	b, _ := json.Marshal(row)
 	return b
+}
+
+// firstFetch notes when the first message arrived.
+type firstFetch struct {
+	sinks.Source
+	at time.Time
+}
+
+func (f *firstFetch) Fetch(ctx context.Context) (bus.Message, error) {
+	m, err := f.Source.Fetch(ctx)
+	if err == nil && f.at.IsZero() {
+		f.at = time.Now()
+	}
+	return m, err
 }
