@@ -30,9 +30,16 @@ test: deps
 unit: deps
 	$(GO) test -count=1 $(PKGS)
 
-## bench: every stage's benchmark against the real services.
+## bench: every stage's benchmark against the real services (figures in the README).
 bench: deps
-	$(WITH_SERVICES) $(GO) test -run '^$$' -bench . -benchtime 5s -timeout 30m ./bench/ ./pipeline/...
+	$(WITH_SERVICES) sh -c '\
+	  $(GO) test -run "^$$" -bench . ./pipeline/tag ./pipeline/tagplan ./pipeline/segmentapi && \
+	  $(GO) test -run "^$$" -bench CollectorToKafka -benchtime 6000x -count 3 ./bench/ && \
+	  $(GO) test -run "^$$" -bench ConsumerFetch -benchtime 500000x ./pipeline/kafkabus && \
+	  $(GO) test -run "^$$" -bench Writer -benchtime 500000x ./sinks/clickhouse && \
+	  $(GO) test -run "^$$" -bench SinkVsKafkaEngine -benchtime 1000000x -timeout 30m ./bench/ && \
+	  ENGAGE_ANALYTICS_BENCH_RECORDS=$${ENGAGE_ANALYTICS_BENCH_RECORDS:-2000000} $(GO) test -run "^$$" -bench Queries -benchtime 20x -timeout 30m ./sinks/analytics'
+
 
 ## fuzz: a longer run of each fuzz target (FUZZTIME each).
 FUZZTIME ?= 30s
