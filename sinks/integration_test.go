@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/openengage/engage/deploy/servicetest"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/kafkabus/kafkatest"
@@ -158,22 +158,9 @@ func TestSinkSIGKILLMidBatch(t *testing.T) {
 // The test runs its own ClickHouse server so that stopping it disturbs no
 // other test.
 func TestSinkClickHouseDown30s(t *testing.T) {
-	script := kafkatest.ServicesScript(t)
 	brokers := kafkatest.RealBrokers(t)
-	dir := t.TempDir()
-	port, httpPort := freePort(t), freePort(t)
-	env := append(os.Environ(), "ENGAGE_SERVICES_DIR="+dir, fmt.Sprintf("ENGAGE_CLICKHOUSE_PORT=%d", port), fmt.Sprintf("ENGAGE_CLICKHOUSE_HTTP_PORT=%d", httpPort))
-	svc := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command(script, args...)
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("services %v: %v\n%s", args, err, out)
-		}
-	}
-	svc("up", "clickhouse")
-	t.Cleanup(func() { svc("reset", "clickhouse") })
-	cfg := clickhouse.DefaultConfig(fmt.Sprintf("127.0.0.1:%d", port))
+	server := servicetest.Start(t, "clickhouse")
+	cfg := clickhouse.DefaultConfig(server.Addr())
 	ctx := context.Background()
 	conn, f, err := clickhouse.Open(ctx, cfg)
 	if err != nil {
@@ -209,12 +196,12 @@ func TestSinkClickHouseDown30s(t *testing.T) {
 		total += produce(t, brokers, topic, 2500, 0, uint64(100+round))
 		switch round {
 		case 5:
-			svc("down", "clickhouse")
+			server.Run("down", "clickhouse")
 		case 34:
 			if lagDuringOutage, err = kafkabus.GroupLag(ctx, brokers, "g-"+topic, topic); err != nil {
 				t.Fatal(err)
 			}
-			svc("up", "clickhouse")
+			server.Run("up", "clickhouse")
 		}
 		time.Sleep(time.Second)
 	}
@@ -237,14 +224,4 @@ func TestSinkClickHouseDown30s(t *testing.T) {
 	if n := len(dead.Messages("dead")); n != 0 {
 		t.Fatalf("%d records went to the dead-letter topic", n)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openengage/engage/deploy/servicetest"
 	"github.com/openengage/engage/pipeline/collector"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/kafkabus/kafkatest"
@@ -178,21 +178,8 @@ func TestRealKafkaRecordsComeOutExactly(t *testing.T) {
 // acknowledged record is in the topic. The test runs its own broker, on its
 // own ports, so that stopping it disturbs no other test.
 func TestRealKafkaBrokerStoppedMidStream(t *testing.T) {
-	script := kafkatest.ServicesScript(t)
-	dir := t.TempDir()
-	port, ctrl := freePort(t), freePort(t)
-	env := append(os.Environ(), "ENGAGE_SERVICES_DIR="+dir, fmt.Sprintf("ENGAGE_KAFKA_PORT=%d", port), fmt.Sprintf("ENGAGE_KAFKA_CONTROLLER_PORT=%d", ctrl))
-	svc := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command(script, args...)
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("services %v: %v\n%s", args, err, out)
-		}
-	}
-	svc("up", "kafka")
-	t.Cleanup(func() { svc("reset", "kafka") })
-	brokers := []string{fmt.Sprintf("127.0.0.1:%d", port)}
+	broker := servicetest.Start(t, "kafka")
+	brokers := []string{broker.Addr()}
 	cfg := collector.DefaultConfig()
 	cfg.ProduceTimeout = 3 * time.Second
 	kc := startKafkaCollector(t, brokers, "", cfg)
@@ -244,11 +231,11 @@ func TestRealKafkaBrokerStoppedMidStream(t *testing.T) {
 	setPhase := func(p string) { mu.Lock(); phase = p; mu.Unlock() }
 	time.Sleep(time.Second)
 	setPhase("stopping")
-	svc("down", "kafka")
+	broker.Run("down", "kafka")
 	setPhase("down")
 	time.Sleep(4 * time.Second)
 	setPhase("starting")
-	svc("up", "kafka")
+	broker.Run("up", "kafka")
 	setPhase("after")
 	// Go on until requests succeed again (bounded).
 	deadline := time.Now().Add(60 * time.Second)
@@ -294,16 +281,6 @@ func TestRealKafkaBrokerStoppedMidStream(t *testing.T) {
 		t.Fatalf("%d acknowledged records are not in the topic, e.g. %v", len(missing), missing[:min(5, len(missing))])
 	}
 	t.Logf("%d records acknowledged, all in the topic (%d records there, including some from requests answered 503)", len(acked), len(got))
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Segment's own Node SDK, pointed at the collector, sends identify, screen,

@@ -6,31 +6,21 @@ package kafkatest
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/openengage/engage/deploy/servicetest"
 	"github.com/openengage/engage/pipeline/kafkabus"
 )
 
 // RealBrokers returns the brokers of the real Kafka that `make services`
-// started. Without ENGAGE_KAFKA_BROKERS the test is skipped, loudly; with
-// ENGAGE_REQUIRE_SERVICES=1 (as `make test` sets) it fails instead.
+// started (ENGAGE_KAFKA_BROKERS); see servicetest.Env.
 func RealBrokers(t testing.TB) []string {
 	t.Helper()
-	v := os.Getenv("ENGAGE_KAFKA_BROKERS")
-	if v == "" {
-		msg := "NO REAL KAFKA: integration test not run. Start one with `make services` and export ENGAGE_KAFKA_BROKERS (`make test` does both)"
-		if os.Getenv("ENGAGE_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return strings.Split(v, ",")
+	return servicetest.Env(t, "ENGAGE_KAFKA_BROKERS", "KAFKA")
 }
 
 // Fake starts an in-process kfake cluster and returns its brokers.
@@ -69,21 +59,4 @@ func sanitize(s string) string {
 		b = b[:80]
 	}
 	return string(b)
-}
-
-// ServicesScript returns the path of deploy/services/services.sh when the
-// test may start and stop its own services (`make test` sets
-// ENGAGE_SERVICES_SCRIPT); otherwise the test is skipped, loudly, or fails
-// under ENGAGE_REQUIRE_SERVICES=1.
-func ServicesScript(t testing.TB) string {
-	t.Helper()
-	v := os.Getenv("ENGAGE_SERVICES_SCRIPT")
-	if v == "" {
-		msg := "NO SERVICES SCRIPT: this test starts and stops its own broker; run it through `make test` (or set ENGAGE_SERVICES_SCRIPT=deploy/services/services.sh)"
-		if os.Getenv("ENGAGE_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return v
 }

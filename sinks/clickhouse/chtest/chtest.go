@@ -5,31 +5,21 @@ package chtest
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/openengage/engage/deploy/servicetest"
 	"github.com/openengage/engage/sinks/clickhouse"
 )
 
-// Addr returns the address of the real ClickHouse server. Without
-// ENGAGE_CLICKHOUSE_ADDR the test is skipped, loudly; under
-// ENGAGE_REQUIRE_SERVICES=1 (as `make test` sets) it fails.
+// Addr returns the address of the real ClickHouse server that `make
+// services` started (ENGAGE_CLICKHOUSE_ADDR); see servicetest.Env.
 func Addr(t testing.TB) []string {
 	t.Helper()
-	v := os.Getenv("ENGAGE_CLICKHOUSE_ADDR")
-	if v == "" {
-		msg := "NO REAL CLICKHOUSE: integration test not run. Start one with `make services` and export ENGAGE_CLICKHOUSE_ADDR (`make test` does both)"
-		if os.Getenv("ENGAGE_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return strings.Split(v, ",")
+	return servicetest.Env(t, "ENGAGE_CLICKHOUSE_ADDR", "CLICKHOUSE")
 }
 
 var seq atomic.Int64
