@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,7 @@ type Config struct {
 	BackoffMin    time.Duration // first retry delay of a failed write
 	BackoffMax    time.Duration
 	DeadTopic     string // dead-letter topic
+	Writers       int    // batches written at once (their commits stay in order)
 }
 
 // Defaults.
@@ -56,7 +58,7 @@ const (
 // DefaultConfig returns the defaults.
 func DefaultConfig(deadTopic string) Config {
 	return Config{BatchRows: DefaultBatchRows, BatchBytes: DefaultBatchBytes, FlushInterval: DefaultFlushInterval,
-		BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second, DeadTopic: deadTopic}
+		BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second, DeadTopic: deadTopic, Writers: 2}
 }
 
 // Validate checks the configuration.
@@ -94,13 +96,25 @@ func New(cfg Config, src Source, w Writer, dead bus.Producer, name string, reg p
 	return &Sink{cfg: cfg, src: src, w: w, dead: dead, log: log.With("stream", name), m: newMetrics(reg, name)}, nil
 }
 
-// Run consumes until ctx ends. Collecting the next batch overlaps with
-// writing the current one; batches are written and committed in order. The
-// batches in hand when ctx ends are not committed: their messages are
+// Run consumes until ctx ends. Collecting batches, writing them (up to
+// Config.Writers at once, so that preparing one batch overlaps the store's
+// work on another) and committing are pipelined; commits happen in batch
+// order, each only after its batch and every batch before it were written.
+// The batches in hand when ctx ends are not committed: their messages are
 // redelivered to whoever reads next.
 func (s *Sink) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
+	writers := max(1, s.cfg.Writers)
 	batches := make(chan []bus.Message, 1)
+	// written carries, in batch order, a channel that is closed when the
+	// batch has been written.
+	type pending struct {
+		batch []bus.Message
+		done  chan error
+	}
+	written := make(chan pending, writers)
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
 	g.Go(func() error {
 		defer close(batches)
 		for {
@@ -119,13 +133,33 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 	})
 	g.Go(func() error {
+		defer close(written)
 		for batch := range batches {
-			if err := s.flush(gctx, batch); err != nil {
+			p := pending{batch: batch, done: make(chan error, 1)}
+			select {
+			case written <- p: // blocks while Writers batches are in flight
+			case <-gctx.Done():
+				return nil
+			}
+			inFlight.Go(func() { p.done <- s.write(gctx, p.batch) })
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for p := range written {
+			if err := <-p.done; err != nil {
 				if gctx.Err() != nil {
 					return nil
 				}
 				return err
 			}
+			if err := s.retry(gctx, "commit", func() error { return s.src.Commit(gctx, p.batch) }); err != nil {
+				if gctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			s.m.batches.Inc()
 		}
 		return nil
 	})
@@ -161,9 +195,9 @@ func (s *Sink) collect(ctx context.Context) ([]bus.Message, error) {
 	return batch, nil
 }
 
-// flush writes the batch (retrying until it is written or ctx ends), sends
-// dead letters, then commits.
-func (s *Sink) flush(ctx context.Context, batch []bus.Message) error {
+// write writes the batch (retrying until it is written or ctx ends) and
+// sends its dead letters.
+func (s *Sink) write(ctx context.Context, batch []bus.Message) error {
 	start := time.Now()
 	var dead []Dead
 	err := s.retry(ctx, "write", func() error {
@@ -180,12 +214,8 @@ func (s *Sink) flush(ctx context.Context, batch []bus.Message) error {
 			return err
 		}
 	}
-	if err := s.retry(ctx, "commit", func() error { return s.src.Commit(ctx, batch) }); err != nil {
-		return err
-	}
 	s.m.rows.Add(float64(len(batch) - len(dead)))
 	s.m.dead.Add(float64(len(dead)))
-	s.m.batches.Inc()
 	return nil
 }
 

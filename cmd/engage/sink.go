@@ -78,6 +78,7 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	fs.IntVar(&scfg.BatchRows, "sink.batch-rows", scfg.BatchRows, "flush a batch at this many records")
 	fs.IntVar(&scfg.BatchBytes, "sink.batch-bytes", scfg.BatchBytes, "or at this many bytes")
 	fs.DurationVar(&scfg.FlushInterval, "sink.flush-interval", scfg.FlushInterval, "or this long after its first record")
+	fs.IntVar(&scfg.Writers, "sink.writers", scfg.Writers, "batches written to ClickHouse at once (commits stay in order)")
 	fs.DurationVar(&scfg.BackoffMax, "sink.backoff-max", scfg.BackoffMax, "longest wait between retries of a failed write")
 	metricsAddr := fs.String("metrics.addr", "127.0.0.1:9101", "where /metrics and /healthz are served; empty: nowhere")
 	migrate := fs.Bool("migrate", true, "apply schema migrations at start")
