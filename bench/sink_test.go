@@ -87,7 +87,7 @@ func BenchmarkSinkVsKafkaEngine(b *testing.B) {
 
 func dropRollups(b *testing.B, conn driver.Conn, db string) {
 	b.Helper()
-	for _, mv := range []string{"sessions_mv", "active_hourly_mv", "active_daily_mv", "counts_daily_mv", "job_durations_daily_mv"} {
+	for _, mv := range clickhouse.RollupViews {
 		if err := conn.Exec(context.Background(), "DROP TABLE "+db+"."+mv); err != nil {
 			b.Fatal(err)
 		}

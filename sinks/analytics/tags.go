@@ -45,25 +45,31 @@ func (a *API) funnel(ctx context.Context, app string, q *query) (any, error) {
 	if e != nil {
 		return nil, e
 	}
+	// Over funnel_events: a step is a set of tag hashes (a kind may stand
+	// for several record kinds), computed by the server from bound names.
 	// Placeholders in the order of the text: the conditions' names, the
 	// app and dates, the names of the IN filter.
 	conds := make([]string, len(steps))
-	marks := make([]string, len(steps))
-	args := make([]any, 0, 2*len(steps)+3)
+	var all []string
+	args := make([]any, 0, 8*len(steps)+3)
+	var filterArgs []any
 	for i, s := range steps {
-		conds[i] = "(" + kindIn(s.Kind) + " AND name = ?)"
-		marks[i] = "?"
-		args = append(args, s.Name)
+		var hashes []string
+		for _, k := range stepKinds[s.Kind] {
+			hashes = append(hashes, "cityHash64('"+k+"', ?)")
+			args = append(args, s.Name)
+			filterArgs = append(filterArgs, s.Name)
+		}
+		conds[i] = "tag IN (" + strings.Join(hashes, ", ") + ")"
+		all = append(all, hashes...)
 	}
 	args = append(args, app, from.Format(dateLayout), to.Format(dateLayout))
-	for _, s := range steps {
-		args = append(args, s.Name)
-	}
+	args = append(args, filterArgs...)
 	sql := `SELECT level, count()
-		FROM (SELECT device_id, windowFunnel(` + strconv.Itoa(window) + `)(toDateTime(event_time), ` + strings.Join(conds, ", ") + `) AS level
-			FROM ` + a.table("tags") + `
-			WHERE app = ? AND event_date >= toDate(?) AND event_date <= toDate(?) AND name IN (` + strings.Join(marks, ", ") + `)
-			GROUP BY device_id)
+		FROM (SELECT windowFunnel(` + strconv.Itoa(window) + `)(ts, ` + strings.Join(conds, ", ") + `) AS level
+			FROM ` + a.table("funnel_events") + `
+			WHERE app = ? AND event_date >= toDate(?) AND event_date <= toDate(?) AND tag IN (` + strings.Join(all, ", ") + `)
+			GROUP BY device_key)
 		WHERE level > 0 GROUP BY level`
 	reached := make([]uint64, len(steps)+1)
 	err := a.each(ctx, sql, args, func(r driver.Rows) error {

@@ -21,7 +21,7 @@ func BenchmarkWriter(b *testing.B) {
 func benchWriter(b *testing.B, dropViews bool) {
 	conn, cfg, _ := chtest.Database(b)
 	if dropViews {
-		for _, mv := range []string{"sessions_mv", "active_hourly_mv", "active_daily_mv", "counts_daily_mv", "job_durations_daily_mv"} {
+		for _, mv := range clickhouse.RollupViews {
 			if err := conn.Exec(context.Background(), "DROP TABLE "+cfg.Database+"."+mv); err != nil {
 				b.Fatal(err)
 			}

@@ -71,6 +71,8 @@ func TestWriterRoundTrip(t *testing.T) {
 		{"SELECT toString(uniqExactMerge(records)) FROM %s.counts_daily WHERE name = 'article_read'", "1"},
 		{"SELECT toString(uniqExactMerge(devices)) FROM %s.active_daily", "2"},
 		{"SELECT toString(maxMerge(ended) - minMerge(started)) FROM %s.sessions WHERE session_id = 's1'", "300"},
+		{"SELECT toString(count()) FROM %s.funnel_events", "4"}, // the two named records, written twice
+		{"SELECT toString(count()) FROM %s.funnel_events WHERE tag = cityHash64('event', 'article_read') AND device_key = cityHash64('d1')", "2"},
 	} {
 		if got := q(tc.sql); got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.sql, got, tc.want)
