@@ -134,7 +134,7 @@ type Source uint8
 
 const (
 	SourceAppInfo Source = iota + 1 // app_info "key"
-	SourceDevice                     // device fields: platform, app_version, os_version, model, manufacturer, locale, country, timezone
+	SourceDevice                    // device fields: platform, app_version, os_version, model, manufacturer, locale, country, timezone
 )
 
 // Attr compares an attribute's current value: `app_info "level" >= 5`,
