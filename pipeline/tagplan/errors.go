@@ -71,6 +71,15 @@ func (es Errors) sorted() Errors {
 // suggest returns ` (did you mean "x"?)` for the option closest to s if it
 // is a likely typo of it, "" otherwise.
 func suggest(s string, options ...string) string {
+	if best, ok := closest(s, options); ok {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return ""
+}
+
+// closest returns the option closest to s if s is a likely typo of it: at
+// most two edits away, and longer than that distance.
+func closest(s string, options []string) (string, bool) {
 	best, bestDist := "", 3 // at most two edits
 	for _, o := range options {
 		if d := editDistance(s, o, bestDist); d < bestDist {
@@ -78,9 +87,9 @@ func suggest(s string, options ...string) string {
 		}
 	}
 	if best == "" || len(s) <= bestDist {
-		return ""
+		return "", false
 	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
+	return best, true
 }
 
 // editDistance returns the Levenshtein distance between a and b, or max if
