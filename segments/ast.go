@@ -96,6 +96,7 @@ type Operand struct {
 	Value    tag.Value
 	Relative bool          // a date: now + Offset
 	Offset   time.Duration // may be negative
+	At       Pos           // where the value is written; zero if not from text
 }
 
 // Filter compares one extra of a record ("where category = \"sport\"").
