@@ -122,7 +122,11 @@ func benchSinkVsEngine(b *testing.B, rollups bool) {
 	}
 	defer consumer.Close()
 	src := &firstFetch{Source: consumer}
-	s, err := sinks.New(sinks.DefaultConfig("dead"), src, sinks.TagWriter{Rows: clickhouse.NewWriter(conn, cfg.Database), Permanent: clickhouse.IsPermanent},
+	rows, err := clickhouse.NewHTTPWriter(ctx, conn, cfg, chtest.HTTPAddr(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := sinks.New(sinks.DefaultConfig("dead"), src, sinks.TagWriter{Rows: rows, Permanent: clickhouse.IsPermanent},
 		bus.NewMemory("dead", 1), "tags", nil, nil)
 	if err != nil {
 		b.Fatal(err)

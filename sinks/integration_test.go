@@ -92,7 +92,7 @@ func TestSinkSIGKILLMidBatch(t *testing.T) {
 	}
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "sink", "-kafka.brokers", strings.Join(brokers, ","), "-clickhouse.addr", strings.Join(cfg.Addr, ","),
-			"-clickhouse.database", cfg.Database, "-sink.topic", topic, "-sink.dead-topic", deadTopic, "-sink.group", "g-"+cfg.Database,
+			"-clickhouse.http-addr", chtest.HTTPAddr(t), "-clickhouse.database", cfg.Database, "-sink.topic", topic, "-sink.dead-topic", deadTopic, "-sink.group", "g-"+cfg.Database,
 			"-sink.batch-rows", "20000", "-metrics.addr", "", "-log.level", "warn")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
@@ -179,7 +179,11 @@ func TestSinkClickHouseDown30s(t *testing.T) {
 	defer consumer.Close()
 	scfg := sinks.DefaultConfig("dead")
 	scfg.BatchRows, scfg.FlushInterval, scfg.BackoffMax = 5000, 200*time.Millisecond, 2*time.Second
-	s, err := sinks.New(scfg, consumer, sinks.TagWriter{Rows: clickhouse.NewWriter(conn, cfg.Database), Permanent: clickhouse.IsPermanent}, dead, "tags", nil, nil)
+	rows, err := clickhouse.NewHTTPWriter(ctx, conn, cfg, server.SecondAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sinks.New(scfg, consumer, sinks.TagWriter{Rows: rows, Permanent: clickhouse.IsPermanent}, dead, "tags", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -169,31 +169,38 @@ func (s *Sink) Run(ctx context.Context) error {
 // collect fetches until the batch is full or FlushInterval has passed since
 // its first message.
 func (s *Sink) collect(ctx context.Context) ([]bus.Message, error) {
-	var batch []bus.Message
+	batch := make([]bus.Message, 0, min(s.cfg.BatchRows, 8192))
 	bytes := 0
-	var deadline time.Time
-	for len(batch) < s.cfg.BatchRows && bytes < s.cfg.BatchBytes {
-		fctx := ctx
-		var cancel context.CancelFunc = func() {}
-		if len(batch) > 0 {
-			fctx, cancel = context.WithDeadline(ctx, deadline)
+	// Until the first record, wait as long as it takes; from it on, until
+	// the flush interval has passed (one timer per batch, not one context
+	// per fetch).
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var flush *time.Timer
+	defer func() {
+		if flush != nil {
+			flush.Stop()
 		}
+	}()
+	for len(batch) < s.cfg.BatchRows && bytes < s.cfg.BatchBytes {
 		m, err := s.src.Fetch(fctx)
-		cancel()
 		if err != nil {
-			if len(batch) > 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			if len(batch) > 0 && ctx.Err() == nil && errors.Is(context.Cause(fctx), errFlushDue) {
 				break // the interval has passed: flush what we have
 			}
 			return nil, err
 		}
 		if len(batch) == 0 {
-			deadline = time.Now().Add(s.cfg.FlushInterval)
+			flush = time.AfterFunc(s.cfg.FlushInterval, func() { cancel(errFlushDue) })
 		}
 		batch = append(batch, m)
 		bytes += len(m.Value)
 	}
 	return batch, nil
 }
+
+// errFlushDue ends a batch's fetching when its flush interval has passed.
+var errFlushDue = errors.New("flush interval passed")
 
 // write writes the batch (retrying until it is written or ctx ends) and
 // sends its dead letters.

@@ -8,10 +8,8 @@ import (
 	"github.com/openengage/engage/sinks/clickhouse"
 )
 
-// RowWriter stores decoded tag records (clickhouse.Writer).
-type RowWriter interface {
-	Write(ctx context.Context, rows []clickhouse.Row) error
-}
+// RowWriter stores decoded tag records (clickhouse.Writer, HTTPWriter).
+type RowWriter = clickhouse.RowWriter
 
 // TagWriter decodes tag records and writes them. A record that does not
 // decode is dead; so is a record that the store refuses for what it is
@@ -28,9 +26,12 @@ func (w TagWriter) Write(ctx context.Context, msgs []bus.Message) ([]Dead, error
 	rows := make([]clickhouse.Row, 0, len(msgs))
 	var dead []Dead
 	kept := make([]bus.Message, 0, len(msgs))
+	// The rows live only as long as this call, and msgs longer: decode
+	// sharing the messages' bytes, and every record's extras from one arena.
+	arena := make([]tag.Extra, 0, 4*len(msgs))
 	for _, m := range msgs {
 		var r tag.Record
-		if err := r.UnmarshalBinary(m.Value); err != nil {
+		if err := r.UnmarshalBinaryShared(m.Value, &arena); err != nil {
 			dead = append(dead, Dead{Msg: m, Reason: err.Error()})
 			continue
 		}

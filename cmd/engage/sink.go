@@ -20,8 +20,8 @@ import (
 
 // clickhouseFlags are the ClickHouse settings shared by sink, migrate and api.
 type clickhouseFlags struct {
-	addr, database, user, password string
-	ttlDays                        int
+	addr, httpAddr, database, user, password string
+	ttlDays                                  int
 }
 
 func (c *clickhouseFlags) register(fs interface {
@@ -29,6 +29,7 @@ func (c *clickhouseFlags) register(fs interface {
 	IntVar(*int, string, int, string)
 }) {
 	fs.StringVar(&c.addr, "clickhouse.addr", "", "comma-separated ClickHouse native-protocol addresses (host:9000)")
+	fs.StringVar(&c.httpAddr, "clickhouse.http-addr", "", "ClickHouse HTTP address (host:8123); the sink writes through it when set (faster), else through the native protocol")
 	fs.StringVar(&c.database, "clickhouse.database", "engage", "database")
 	fs.StringVar(&c.user, "clickhouse.user", "default", "user")
 	fs.StringVar(&c.password, "clickhouse.password", "", "password")
@@ -124,11 +125,19 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 		}
 		return float64(lag)
 	}))
-	s, err := sinks.New(scfg, consumer, sinks.TagWriter{Rows: clickhouse.NewWriter(conn, cfg.Database), Permanent: clickhouse.IsPermanent}, dead, "tags", reg, log)
+	var rows clickhouse.RowWriter = clickhouse.NewWriter(conn, cfg.Database)
+	via := "native protocol"
+	if cf.httpAddr != "" {
+		if rows, err = clickhouse.NewHTTPWriter(ctx, conn, cfg, cf.httpAddr); err != nil {
+			return err
+		}
+		via = "HTTP " + cf.httpAddr + ", Native format"
+	}
+	s, err := sinks.New(scfg, consumer, sinks.TagWriter{Rows: rows, Permanent: clickhouse.IsPermanent}, dead, "tags", reg, log)
 	if err != nil {
 		return err
 	}
-	log.Info("sink starting", "clickhouse", f.String(), "database", cfg.Database, "group", *group)
+	log.Info("sink starting", "clickhouse", f.String(), "database", cfg.Database, "writes", via, "group", *group)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Run(gctx) })
 	if *metricsAddr != "" {

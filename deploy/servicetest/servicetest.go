@@ -42,6 +42,8 @@ type Own struct {
 	env    []string
 	// Port is the instance's main port (Kafka broker, ClickHouse native).
 	Port int
+	// Second is its other port (Kafka controller, ClickHouse HTTP).
+	Second int
 }
 
 // Start starts service ("kafka" or "clickhouse") on free loopback ports and
@@ -50,6 +52,7 @@ func Start(t testing.TB, service string) *Own {
 	t.Helper()
 	o := &Own{t: t, script: Script(t), Port: FreePort(t)}
 	second := FreePort(t)
+	o.Second = second
 	o.env = append(os.Environ(), "ENGAGE_SERVICES_DIR="+t.TempDir())
 	switch service {
 	case "kafka":
@@ -66,6 +69,9 @@ func Start(t testing.TB, service string) *Own {
 
 // Addr is the instance's main address.
 func (o *Own) Addr() string { return fmt.Sprintf("127.0.0.1:%d", o.Port) }
+
+// SecondAddr is the instance's other address (ClickHouse: HTTP).
+func (o *Own) SecondAddr() string { return fmt.Sprintf("127.0.0.1:%d", o.Second) }
 
 // Run runs the services script on the instance: Run("down", "kafka").
 func (o *Own) Run(args ...string) {

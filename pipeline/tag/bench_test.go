@@ -27,6 +27,21 @@ func BenchmarkDecodeBinary(b *testing.B) {
 	}
 }
 
+func BenchmarkDecodeBinaryShared(b *testing.B) {
+	data := sampleRecords()[1].AppendBinary(nil)
+	b.ReportAllocs()
+	var r Record
+	var arena []Extra
+	for b.Loop() {
+		if len(arena) > 4096 {
+			arena = arena[:0]
+		}
+		if err := r.UnmarshalBinaryShared(data, &arena); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkEncodeJSON(b *testing.B) {
 	r := sampleRecords()[1]
 	b.ReportAllocs()

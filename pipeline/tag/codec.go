@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unsafe"
 )
 
 // CodecVersion is the first byte of every encoded record. A reader refuses
@@ -119,8 +120,10 @@ func appendExtras(b []byte, xs []Extra) []byte {
 var ErrCorrupt = errors.New("corrupt tag record")
 
 type reader struct {
-	b   []byte
-	err error
+	b      []byte
+	err    error
+	shared bool     // strings alias b instead of copying it
+	arena  *[]Extra // extras are carved from here when set
 }
 
 func (d *reader) fail(what string) {
@@ -168,7 +171,14 @@ func (d *reader) string(what string) string {
 		d.b = nil
 		return ""
 	}
-	s := string(d.b[:n])
+	var s string
+	if d.shared {
+		if n > 0 {
+			s = unsafe.String(&d.b[0], n)
+		}
+	} else {
+		s = string(d.b[:n])
+	}
 	d.b = d.b[n:]
 	return s
 }
@@ -182,7 +192,17 @@ func (d *reader) extras(what string) []Extra {
 		d.fail(what)
 		return nil
 	}
-	xs := make([]Extra, n)
+	var xs []Extra
+	if d.arena != nil {
+		a := *d.arena
+		if cap(a)-len(a) < int(n) {
+			a = make([]Extra, 0, max(256, 2*cap(a), int(n)))
+		}
+		xs = a[len(a) : len(a)+int(n) : len(a)+int(n)]
+		*d.arena = a[:len(a)+int(n)]
+	} else {
+		xs = make([]Extra, n)
+	}
 	for i := range xs {
 		xs[i].Key = d.string(what)
 		t := Type(d.byte(what))
@@ -215,6 +235,19 @@ func (d *reader) extras(what string) []Extra {
 // UnmarshalBinary decodes a record written by AppendBinary. It fails with an
 // error wrapping ErrCorrupt on anything it cannot read; it never panics.
 func (r *Record) UnmarshalBinary(data []byte) error {
+	return r.unmarshal(reader{}, data)
+}
+
+// UnmarshalBinaryShared decodes like UnmarshalBinary, for hot paths that
+// decode many records and drop them soon: the record's strings share
+// data's memory instead of copying it (data must not change while the
+// record is in use), and its extras are carved from *arena, which grows as
+// needed (its earlier records stay valid), instead of one allocation each.
+func (r *Record) UnmarshalBinaryShared(data []byte, arena *[]Extra) error {
+	return r.unmarshal(reader{shared: true, arena: arena}, data)
+}
+
+func (r *Record) unmarshal(d reader, data []byte) error {
 	*r = Record{}
 	if len(data) < 3 {
 		return fmt.Errorf("%w: %d bytes is too short", ErrCorrupt, len(data))
@@ -227,7 +260,7 @@ func (r *Record) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("%w: unknown kind %d", ErrCorrupt, data[1])
 	}
 	flags := data[2]
-	d := reader{b: data[3:]}
+	d.b = data[3:]
 	r.AppID = d.string("app")
 	r.DeviceID = d.string("device")
 	r.UserID = d.string("user")
@@ -262,7 +295,7 @@ func (r *Record) UnmarshalBinary(data []byte) error {
 		n := d.uvarint("unplanned")
 		if n > uint64(len(d.b)) {
 			d.fail("unplanned")
-		} else {
+		} else if n > 0 { // an empty list decodes as none, as it encodes
 			r.Unplanned = make([]string, n)
 			for i := range r.Unplanned {
 				r.Unplanned[i] = d.string("unplanned")

@@ -49,15 +49,25 @@ func FuzzUnmarshalBinary(f *testing.F) {
 		f.Add(r.AppendBinary(nil))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var r Record
-		if err := r.UnmarshalBinary(data); err != nil {
+		var r, shared Record
+		var arena []Extra
+		err := r.UnmarshalBinary(data)
+		serr := shared.UnmarshalBinaryShared(data, &arena)
+		if (err == nil) != (serr == nil) || err != nil && err.Error() != serr.Error() {
+			t.Fatalf("copying decode: %v, sharing decode: %v", err, serr)
+		}
+		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error not wrapping ErrCorrupt: %v", err)
 			}
 			return
 		}
+		if !bytes.Equal(shared.AppendBinary(nil), r.AppendBinary(nil)) { // (NaN ≠ NaN for DeepEqual)
+			t.Fatalf("sharing decode differs:\n got %+v\nwant %+v", shared, r)
+		}
 		var back Record
-		if err := back.UnmarshalBinary(r.AppendBinary(nil)); err != nil || !reflect.DeepEqual(back, r) {
+		enc := r.AppendBinary(nil)
+		if err := back.UnmarshalBinary(enc); err != nil || !bytes.Equal(back.AppendBinary(nil), enc) {
 			t.Fatalf("re-encode: %v\n got %+v\nwant %+v", err, back, r)
 		}
 	})

@@ -96,6 +96,21 @@ func (v Value) Text() string {
 	return ""
 }
 
+// AppendText appends the value's Text to b, without allocating.
+func (v Value) AppendText(b []byte) []byte {
+	switch v.Type {
+	case TypeString:
+		return append(b, v.Str...)
+	case TypeNumber:
+		return strconv.AppendFloat(b, v.Num, 'g', -1, 64)
+	case TypeBool:
+		return strconv.AppendBool(b, v.Bool)
+	case TypeDate:
+		return v.Date.AppendFormat(b, time.RFC3339Nano)
+	}
+	return b
+}
+
 // Extra is one typed key/value.
 type Extra struct {
 	Key   string

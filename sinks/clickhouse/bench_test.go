@@ -14,11 +14,13 @@ import (
 // BenchmarkWriter: typical tag records into the real ClickHouse, in batches
 // of 100k, without Kafka. The ceiling of the sink.
 func BenchmarkWriter(b *testing.B) {
-	b.Run("with-rollups", func(b *testing.B) { benchWriter(b, false) })
-	b.Run("raw-only", func(b *testing.B) { benchWriter(b, true) })
+	for _, w := range []string{"native-protocol", "http-native"} {
+		b.Run(w+"/with-rollups", func(b *testing.B) { benchWriter(b, w, false) })
+		b.Run(w+"/raw-only", func(b *testing.B) { benchWriter(b, w, true) })
+	}
 }
 
-func benchWriter(b *testing.B, dropViews bool) {
+func benchWriter(b *testing.B, writer string, dropViews bool) {
 	conn, cfg, _ := chtest.Database(b)
 	if dropViews {
 		for _, mv := range clickhouse.RollupViews {
@@ -27,7 +29,7 @@ func benchWriter(b *testing.B, dropViews bool) {
 			}
 		}
 	}
-	w := clickhouse.NewWriter(conn, cfg.Database)
+	w := chtest.Writers(b, conn, cfg)[writer]
 	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	const batch = 100000
 	rows := make([]clickhouse.Row, batch)

@@ -19,6 +19,11 @@ type Row struct {
 	Offset    int64
 }
 
+// RowWriter stores tag records: Writer and HTTPWriter.
+type RowWriter interface {
+	Write(ctx context.Context, rows []Row) error
+}
+
 // Writer inserts tag records: every record into tags, device records into
 // devices too, app-info records into app_info (one row per key). Inserts
 // are columnar. Safe for concurrent use.

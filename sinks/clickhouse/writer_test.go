@@ -6,15 +6,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/openengage/engage/pipeline/tag"
 	"github.com/openengage/engage/sinks/clickhouse"
 	"github.com/openengage/engage/sinks/clickhouse/chtest"
 )
 
 func TestWriterRoundTrip(t *testing.T) {
-	conn, cfg, _ := chtest.Database(t)
+	for _, name := range []string{"native-protocol", "http-native"} {
+		t.Run(name, func(t *testing.T) {
+			conn, cfg, _ := chtest.Database(t)
+			testWriterRoundTrip(t, conn, cfg, chtest.Writers(t, conn, cfg)[name])
+		})
+	}
+}
+
+func testWriterRoundTrip(t *testing.T, conn driver.Conn, cfg clickhouse.Config, w clickhouse.RowWriter) {
 	ctx := context.Background()
-	w := clickhouse.NewWriter(conn, cfg.Database)
 	t0 := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 	rec := func(kind tag.Kind, dev, id string, at time.Duration) tag.Record {
 		return tag.Record{Kind: kind, AppID: "news", DeviceID: dev, MessageID: id, Time: t0.Add(at), ReceivedAt: t0.Add(at), AppVersion: "2.3.1"}

@@ -22,6 +22,25 @@ func Addr(t testing.TB) []string {
 	return servicetest.Env(t, "ENGAGE_CLICKHOUSE_ADDR", "CLICKHOUSE")
 }
 
+// HTTPAddr returns the address of the same server's HTTP interface
+// (ENGAGE_CLICKHOUSE_HTTP_ADDR).
+func HTTPAddr(t testing.TB) string {
+	t.Helper()
+	return servicetest.Env(t, "ENGAGE_CLICKHOUSE_HTTP_ADDR", "CLICKHOUSE")[0]
+}
+
+// Writers returns both tag writers into the database of cfg: the native
+// protocol's and the HTTP Native-format one, by name, for tests that must
+// hold for each.
+func Writers(t testing.TB, conn driver.Conn, cfg clickhouse.Config) map[string]clickhouse.RowWriter {
+	t.Helper()
+	hw, err := clickhouse.NewHTTPWriter(context.Background(), conn, cfg, HTTPAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]clickhouse.RowWriter{"native-protocol": clickhouse.NewWriter(conn, cfg.Database), "http-native": hw}
+}
+
 var seq atomic.Int64
 
 // Database creates a fresh, migrated database for one test and drops it
