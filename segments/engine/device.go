@@ -1,0 +1,346 @@
+package engine
+
+import (
+	"math"
+	"slices"
+	"time"
+
+	"github.com/openengage/engage/pipeline/tag"
+)
+
+const (
+	// epoch is where stored times start: they are uint32 seconds since
+	// 2000-01-01T00:00:00Z (good until 2136), 0 meaning none. Earlier times
+	// count as 2000-01-01T00:00:01Z.
+	epoch = 946684800
+	// never is the instant of something that does not happen.
+	never = int64(math.MaxInt64)
+	// dedupIDs is how many recent message ids a device remembers.
+	dedupIDs = 4
+)
+
+// stamp converts Unix seconds to a stored time.
+func stamp(s int64) uint32 {
+	s -= epoch
+	switch {
+	case s < 1:
+		return 1
+	case s > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(s)
+}
+
+// unix converts a stored time to Unix seconds.
+func unix(u uint32) int64 { return int64(u) + epoch }
+
+// device is the state of one device of one app.
+type device struct {
+	key    string // app + "/" + device id
+	app    *appState
+	appLen int   // len(app id)
+	idx    int32 // in app.devs
+	hidx   int32 // in the timer heap, -1 when no timer
+	offset int64 // last applied input offset, -1 none
+	first  uint32
+	last   uint32
+	timer  uint32 // next instant a condition can change with time alone, 0 none
+	fp     uint32 // fingerprint of the segment set it was evaluated under
+	msgs   [dedupIDs]uint32
+	nmsg   uint8 // message ids remembered (up to dedupIDs); the next goes to msgs[mpos]
+	mpos   uint8
+	dirty  bool
+	stale  bool
+
+	members []uint64 // by slot of the app's segment set
+	// times holds the did features' times: for each feature that has any,
+	// [id, n, t1 ... tn] with t ascending.
+	times []uint32
+	attrs []attrVal
+
+	// pendingMembers holds the segment name hashes of a restored state
+	// until its app's segments are known.
+	pendingMembers []uint32
+}
+
+func (d *device) id() string { return d.key[d.appLen+1:] }
+
+func (d *device) member(slot int) bool { return d.members[slot>>6]&(1<<(slot&63)) != 0 }
+
+func (d *device) setMember(slot int, in bool) {
+	if in {
+		d.members[slot>>6] |= 1 << (slot & 63)
+	} else {
+		d.members[slot>>6] &^= 1 << (slot & 63)
+	}
+}
+
+// seen reports whether the message id hash is among the recent ones, and
+// remembers it if not.
+func (d *device) seen(h uint32) bool {
+	for i := range int(d.nmsg) {
+		if d.msgs[i] == h {
+			return true
+		}
+	}
+	d.msgs[d.mpos] = h
+	d.mpos = (d.mpos + 1) % dedupIDs
+	if d.nmsg < dedupIDs {
+		d.nmsg++
+	}
+	return false
+}
+
+// entry returns the position of a did feature's entry in times, or -1.
+func (d *device) entry(id uint32) int {
+	for i := 0; i < len(d.times); i += 2 + int(d.times[i+1]) {
+		if d.times[i] == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// timesOf returns a did feature's kept times, oldest first.
+func (d *device) timesOf(id uint32) []uint32 {
+	if i := d.entry(id); i >= 0 {
+		return d.times[i+2 : i+2+int(d.times[i+1])]
+	}
+	return nil
+}
+
+// insertTime adds the time of a matching record to a did feature, keeping
+// the k newest that can still matter. It reports whether the kept times
+// changed.
+func (d *device) insertTime(f *feature, t uint32, now int64) bool {
+	pos := d.entry(f.id)
+	if pos < 0 {
+		if !f.keeps(0, t, now) {
+			return false
+		}
+		d.times = append(d.times, f.id, 1, t)
+		return true
+	}
+	n := int(d.times[pos+1])
+	ts := d.times[pos+2 : pos+2+n]
+	i := len(ts) // insert after the times at or before t
+	for i > 0 && ts[i-1] > t {
+		i--
+	}
+	rank := n - i // times newer than t
+	if !f.keeps(rank, t, now) {
+		return false
+	}
+	if n < f.k {
+		d.times = slices.Insert(d.times, pos+2+i, t)
+		d.times[pos+1] = uint32(n + 1)
+	} else {
+		// Full: the oldest goes, t takes its place in order (i >= 1 since
+		// rank < k = n).
+		copy(ts[:i-1], ts[1:i])
+		ts[i-1] = t
+	}
+	d.prune(pos, f, now)
+	return true
+}
+
+// prune drops a did feature's times that no segment can count any more.
+func (d *device) prune(pos int, f *feature, now int64) {
+	n := int(d.times[pos+1])
+	ts := d.times[pos+2 : pos+2+n]
+	drop := 0
+	for drop < n && !f.keeps(n-1-drop, ts[drop], now) {
+		drop++
+	}
+	switch {
+	case drop == 0:
+	case drop == n:
+		d.times = slices.Delete(d.times, pos, pos+2+n)
+	default:
+		d.times = slices.Delete(d.times, pos+2, pos+2+drop)
+		d.times[pos+1] = uint32(n - drop)
+	}
+}
+
+// attrVal is the state of an app_info value or a device field.
+type attrVal struct {
+	id    uint32
+	at    uint32 // time of the newest record that set it
+	since uint32 // start of the current run of this value
+	prev  uint32 // newest time of a record with another value, 0 none
+	typ   tag.Type
+	num   float64 // number; bool as 0/1; date as Unix milliseconds
+	str   string
+}
+
+func (a *attrVal) value() tag.Value {
+	switch a.typ {
+	case tag.TypeString:
+		return tag.Value{Type: a.typ, Str: a.str}
+	case tag.TypeNumber:
+		return tag.Value{Type: a.typ, Num: a.num}
+	case tag.TypeBool:
+		return tag.Value{Type: a.typ, Bool: a.num != 0}
+	case tag.TypeDate:
+		return tag.Value{Type: a.typ, Date: time.UnixMilli(int64(a.num)).UTC()}
+	}
+	return tag.Value{}
+}
+
+func (a *attrVal) equal(v tag.Value) bool {
+	if a.typ != v.Type {
+		return false
+	}
+	switch v.Type {
+	case tag.TypeString:
+		return a.str == v.Str
+	case tag.TypeNumber:
+		return a.num == v.Num || math.IsNaN(a.num) && math.IsNaN(v.Num)
+	case tag.TypeBool:
+		return (a.num != 0) == v.Bool
+	case tag.TypeDate:
+		return int64(a.num) == v.Date.UnixMilli()
+	}
+	return true
+}
+
+func (a *attrVal) set(v tag.Value) {
+	a.typ, a.str, a.num = v.Type, "", 0
+	switch v.Type {
+	case tag.TypeString:
+		a.str = v.Str
+	case tag.TypeNumber:
+		a.num = v.Num
+	case tag.TypeBool:
+		if v.Bool {
+			a.num = 1
+		}
+	case tag.TypeDate:
+		a.num = float64(v.Date.UnixMilli())
+	}
+}
+
+func (d *device) attr(id uint32) *attrVal {
+	for i := range d.attrs {
+		if d.attrs[i].id == id {
+			return &d.attrs[i]
+		}
+	}
+	return nil
+}
+
+// setAttr applies a record that sets an attribute to v at time t (a value
+// of TypeInvalid unsets a device field). The newest record by event time
+// wins, a later arrival winning a tie; an older record never overwrites a
+// newer value. It reports whether the state changed and whether what
+// conditions read (value, start of its run) changed.
+//
+// The start of the run ("since", for unchanged) is exact for records in
+// time order and for late records outside the current run. A late record
+// with another value that falls inside the current run splits it; the
+// engine does not keep every record, so it starts the run again at the
+// newest record's time (the value may have come back earlier: it errs
+// towards "changed recently").
+func (d *device) setAttr(f *feature, t uint32, v tag.Value) (changed, read bool) {
+	a := d.attr(f.id)
+	if a == nil {
+		if v.Type == tag.TypeInvalid {
+			return false, false
+		}
+		d.attrs = append(d.attrs, attrVal{id: f.id, at: t, since: t})
+		d.attrs[len(d.attrs)-1].set(v)
+		return true, true
+	}
+	same := a.equal(v)
+	switch {
+	case t >= a.at && same:
+		if t == a.at {
+			return false, false
+		}
+		a.at = t
+		return true, false
+	case t >= a.at:
+		a.prev, a.at, a.since = a.at, t, t
+		a.set(v)
+		return true, true
+	case same && t < a.since && t > a.prev:
+		a.since = t
+		return true, true
+	case same:
+		return false, false
+	case t >= a.since:
+		a.prev, a.since = t, a.at
+		return true, true
+	case t > a.prev:
+		a.prev = t
+		return true, false
+	}
+	return false, false
+}
+
+// newest returns the newest kept time of a did feature, 0 if none.
+func newest(ts []uint32) uint32 {
+	if len(ts) == 0 {
+		return 0
+	}
+	return ts[len(ts)-1]
+}
+
+// recordTime is the time the engine gives a record: its event time in
+// whole seconds, no later than now.
+func recordTime(t time.Time, now int64) uint32 {
+	s := t.Unix()
+	if s > now {
+		s = now
+	}
+	return stamp(s)
+}
+
+// dropFeatures removes the data of features the set no longer has, and
+// trims did features to what the set keeps.
+func (d *device) dropFeatures(set *segSet, now int64) {
+	for i := 0; i < len(d.times); {
+		n := int(d.times[i+1])
+		f := set.byID[d.times[i]]
+		if f == nil || f.kind != featDid {
+			d.times = slices.Delete(d.times, i, i+2+n)
+			continue
+		}
+		d.prune(i, f, now)
+		if i < len(d.times) && d.times[i] == f.id {
+			i += 2 + int(d.times[i+1])
+		}
+	}
+	d.attrs = slices.DeleteFunc(d.attrs, func(a attrVal) bool {
+		f := set.byID[a.id]
+		return f == nil || f.kind == featDid
+	})
+	if len(d.attrs) == 0 {
+		d.attrs = nil
+	}
+}
+
+func bitsEmpty(b []uint64) bool {
+	for _, w := range b {
+		if w != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func newBits(words int) []uint64 { return make([]uint64, words) }
+
+func setBit(b []uint64, i int) { b[i>>6] |= 1 << (i & 63) }
+
+func growBits(b *[]uint64, words int) {
+	for len(*b) < words {
+		*b = append(*b, 0)
+	}
+}
+
+func orBits(dst, src []uint64) {
+	for i, w := range src {
+		dst[i] |= w
+	}
+}

@@ -1,0 +1,463 @@
+package engine
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/bits"
+	"strconv"
+	"time"
+
+	"github.com/twmb/murmur3"
+
+	"github.com/openengage/engage/pipeline/tag"
+)
+
+// DefaultMaxCount is the default of Options.MaxCount.
+const DefaultMaxCount = 1000
+
+// Options configures an Engine.
+type Options struct {
+	// MaxCount bounds the N of a did condition ("at least N times" keeps
+	// the N newest matching times of each device). Zero means
+	// DefaultMaxCount. Segments over the bound do not compile.
+	MaxCount int
+}
+
+// Validate checks the options.
+func (o Options) Validate() error {
+	if o.MaxCount < 0 || o.MaxCount > 1<<16 {
+		return fmt.Errorf("engine: MaxCount %d: give 0 (default %d) up to 65536", o.MaxCount, DefaultMaxCount)
+	}
+	return nil
+}
+
+// Engine keeps the segment memberships of the devices of one partition.
+// It is not safe for concurrent use: one goroutine owns it (the one that
+// owns the partition).
+type Engine struct {
+	opts  Options
+	now   int64 // newest now seen, Unix seconds
+	apps  map[string]*appState
+	devs  map[string]*device
+	heap  timerHeap
+	stale []*device // restored under another segment set, not yet re-evaluated
+
+	dirty []*device
+	tombs []string
+	metas map[string]bool // apps whose meta record changed
+
+	touched []uint64
+	buf     []byte // scratch
+	kbuf    []byte
+	sbuf    []byte
+	stats   Stats
+}
+
+// appState is what the engine keeps per app.
+type appState struct {
+	name    string
+	set     *segSet // nil: the app has no segments (yet)
+	devs    []*device
+	reg     registry
+	deleted map[uint32]deletedSeg // recently deleted segments, by name hash
+}
+
+type deletedSeg struct {
+	name    string
+	version int64
+	fp      uint32 // of the set that deleted it
+}
+
+// Stats counts what the engine did.
+type Stats struct {
+	Devices    int    // device states held
+	Records    uint64 // records applied
+	Replayed   uint64 // records skipped: offset at or before the device's last applied one
+	Duplicates uint64 // records skipped: message id among the device's recent ones
+	Ignored    uint64 // records of apps without segments
+	Timers     uint64 // timers fired
+	Changes    uint64 // enters and exits emitted
+	Restored   uint64 // states restored
+}
+
+// New returns an empty engine. It panics if the options are not valid
+// (call Validate first when they come from outside).
+func New(opts Options) *Engine {
+	if err := opts.Validate(); err != nil {
+		panic(err)
+	}
+	if opts.MaxCount == 0 {
+		opts.MaxCount = DefaultMaxCount
+	}
+	return &Engine{opts: opts, apps: map[string]*appState{}, devs: map[string]*device{}, metas: map[string]bool{}}
+}
+
+// Change is a device entering or leaving a segment.
+type Change struct {
+	App      string
+	Segment  string
+	Version  int64 // the segment's version
+	DeviceID string
+	Enter    bool
+	Time     time.Time // when it happened: the now of the record, the due time of the timer, the now of the segment change
+	// Cause is "record <message id>" (or "record at offset N" without a
+	// message id), "timer", "segment created", "segment updated" or
+	// "segment deleted".
+	Cause string
+	// ID is deterministic: a hash of app, segment, version, device,
+	// direction and the cause's identity (the input offset of a record,
+	// the due time of a timer, the segment set of a segment change), so
+	// that a replay produces the same ids.
+	ID string
+}
+
+func (c Change) String() string {
+	dir := "exit"
+	if c.Enter {
+		dir = "enter"
+	}
+	return fmt.Sprintf("%s %s/%s %s at %s (%s)", dir, c.App, c.Segment, c.DeviceID, c.Time.UTC().Format(time.RFC3339), c.Cause)
+}
+
+type causeKind uint8
+
+const (
+	causeRecord causeKind = iota + 1
+	causeTimer
+	causeSegment // created or updated: the set changed
+	causeDeleted
+)
+
+type cause struct {
+	kind causeKind
+	id   int64 // offset, due time, set fingerprint
+	msg  string
+	old  *segSet // causeSegment: the previous set, to tell created from updated
+}
+
+// clock takes the caller's now: the engine never reads the wall clock, and
+// never lets its now go back.
+func (e *Engine) clock(now time.Time) int64 {
+	if s := now.Unix(); s > e.now {
+		e.now = s
+	}
+	return e.now
+}
+
+// Apply applies one input record read at offset, evaluates the segments
+// that read what it changed, and appends the resulting changes to out.
+// now is the processor's clock (the wall clock, or the newest event time
+// of the partition); the engine keeps the newest now it was given.
+//
+// Records of apps without segments are ignored. A record at an offset at
+// or before the device's last applied one is a replay and changes nothing;
+// a record whose message id is among the device's last four is a client
+// retry and changes nothing either. Before the record, the device's timers
+// that are due at now fire.
+func (e *Engine) Apply(r *tag.Record, offset int64, now time.Time, out []Change) []Change {
+	ns := e.clock(now)
+	a := e.apps[r.AppID]
+	if a == nil || a.set == nil {
+		e.stats.Ignored++
+		return out
+	}
+	e.kbuf = append(append(append(e.kbuf[:0], r.AppID...), '/'), r.DeviceID...)
+	d := e.devs[string(e.kbuf)]
+	if d == nil {
+		d = e.newDevice(a, string(e.kbuf))
+	}
+	if offset <= d.offset {
+		e.stats.Replayed++
+		return out
+	}
+	d.offset = offset
+	if r.MessageID != "" && d.seen(murmur3.StringSum32(r.MessageID)) {
+		e.stats.Duplicates++
+		return out
+	}
+	e.stats.Records++
+	out = e.catchUp(d, ns, out)
+	set := a.set
+	touched := e.clearTouched(set.words)
+	t := recordTime(r.Time, ns)
+	if t > d.last {
+		d.last = t
+		orBits(touched, set.last)
+	}
+	if r.Kind == tag.KindSessionStart && (d.first == 0 || t < d.first) {
+		d.first = t
+		orBits(touched, set.first)
+	}
+	named, any := set.matching(r.Kind, r.Name)
+	for _, f := range named {
+		if f.matches(r) && d.insertTime(f, t, ns) {
+			orBits(touched, f.segs)
+		}
+	}
+	for _, f := range any {
+		if f.matches(r) && d.insertTime(f, t, ns) {
+			orBits(touched, f.segs)
+		}
+	}
+	switch r.Kind {
+	case tag.KindAppInfo:
+		if len(set.appInfo) > 0 {
+			for i := range r.AppInfo {
+				x := &r.AppInfo[i]
+				if f := set.appInfo[x.Key]; f != nil {
+					if _, read := d.setAttr(f, t, x.Value); read {
+						orBits(touched, f.segs)
+					}
+				}
+			}
+		}
+	case tag.KindDevice:
+		if r.Device != nil {
+			for _, f := range set.device {
+				var v tag.Value
+				if s := deviceField(r.Device, f.field); s != "" {
+					v = tag.String(s)
+				}
+				if _, read := d.setAttr(f, t, v); read {
+					orBits(touched, f.segs)
+				}
+			}
+		}
+	}
+	var next int64
+	out, next = e.evaluate(d, ns, cause{kind: causeRecord, id: offset, msg: r.MessageID}, out)
+	if d.timer != 0 {
+		next = min(next, unix(d.timer))
+	}
+	e.setTimer(d, next)
+	e.markDirty(d)
+	return out
+}
+
+// Advance fires the timers due at now (and re-evaluates devices restored
+// under another segment set), appending the changes to out. It touches
+// only the devices whose timers are due.
+func (e *Engine) Advance(now time.Time, out []Change) []Change {
+	ns := e.clock(now)
+	out = e.resyncStale(ns, out)
+	for len(e.heap) > 0 && unix(e.heap[0].timer) <= ns {
+		out = e.fire(e.heap[0], out)
+	}
+	return out
+}
+
+// NextTimer returns the earliest pending timer: when Advance next has work.
+func (e *Engine) NextTimer() (time.Time, bool) {
+	if len(e.stale) > 0 {
+		return time.Unix(e.now, 0).UTC(), true
+	}
+	if len(e.heap) == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(unix(e.heap[0].timer), 0).UTC(), true
+}
+
+// catchUp brings a device up to now before a record: re-evaluation under
+// a new segment set, then its due timers.
+func (e *Engine) catchUp(d *device, now int64, out []Change) []Change {
+	if d.stale {
+		out = e.resync(d, now, out)
+	}
+	for d.timer != 0 && unix(d.timer) <= now {
+		out = e.fire(d, out)
+	}
+	return out
+}
+
+// fire evaluates the time-dependent segments of a device at its timer's
+// due time, and sets the next timer exactly.
+func (e *Engine) fire(d *device, out []Change) []Change {
+	at := unix(d.timer)
+	e.stats.Timers++
+	set := d.app.set
+	var next int64 = never
+	if set != nil {
+		copy(e.clearTouched(set.words), set.timed)
+		out, next = e.evaluate(d, at, cause{kind: causeTimer, id: at}, out)
+	}
+	e.setTimer(d, next)
+	e.markDirty(d)
+	return out
+}
+
+// evaluate evaluates the segments marked in e.touched, in dependency
+// order, and those that refer to a segment whose membership changed. It
+// returns the earliest instant at which one of them can change with time
+// alone.
+func (e *Engine) evaluate(d *device, now int64, c cause, out []Change) ([]Change, int64) {
+	set := d.app.set
+	touched := e.touched[:set.words]
+	next := never
+	for w := range touched {
+		for touched[w] != 0 {
+			b := bits.TrailingZeros64(touched[w])
+			touched[w] &^= 1 << b
+			cs := set.segs[w<<6|b]
+			v, n := e.eval(cs.root, d, now)
+			next = min(next, n)
+			if v == d.member(cs.slot) {
+				continue
+			}
+			d.setMember(cs.slot, v)
+			if v {
+				cs.size++
+			} else {
+				cs.size--
+			}
+			out = append(out, e.change(d, cs.seg.Name, cs.seg.Version, v, now, c))
+			for _, s := range cs.refBy {
+				touched[s>>6] |= 1 << (s & 63)
+			}
+		}
+	}
+	return out, next
+}
+
+// change builds a Change with its deterministic id.
+func (e *Engine) change(d *device, seg string, version int64, enter bool, now int64, c cause) Change {
+	e.stats.Changes++
+	app := d.app.name
+	id := d.id()
+	var text string
+	switch c.kind {
+	case causeRecord:
+		if c.msg != "" {
+			text = "record " + c.msg
+		} else {
+			text = "record at offset " + strconv.FormatInt(c.id, 10)
+		}
+	case causeTimer:
+		text = "timer"
+	case causeSegment:
+		text = "segment updated"
+		if c.old == nil || c.old.byName[seg] == nil {
+			text = "segment created"
+		}
+	case causeDeleted:
+		text = "segment deleted"
+	}
+	b := e.buf[:0]
+	b = append(b, app...)
+	b = append(b, 0)
+	b = append(b, seg...)
+	b = append(b, 0)
+	b = binary.AppendVarint(b, version)
+	b = append(b, id...)
+	b = append(b, 0)
+	dir := byte(0)
+	if enter {
+		dir = 1
+	}
+	b = append(b, dir, byte(c.kind))
+	b = binary.AppendVarint(b, c.id)
+	e.buf = b
+	h1, h2 := murmur3.Sum128(b)
+	var sum [16]byte
+	binary.BigEndian.PutUint64(sum[:8], h1)
+	binary.BigEndian.PutUint64(sum[8:], h2)
+	return Change{App: app, Segment: seg, Version: version, DeviceID: id, Enter: enter,
+		Time: time.Unix(now, 0).UTC(), Cause: text, ID: hex.EncodeToString(sum[:])}
+}
+
+func (e *Engine) clearTouched(words int) []uint64 {
+	if len(e.touched) < words {
+		e.touched = make([]uint64, words)
+	}
+	t := e.touched[:words]
+	clear(t)
+	return t
+}
+
+func (e *Engine) newDevice(a *appState, key string) *device {
+	d := &device{key: key, app: a, appLen: len(a.name), offset: -1, hidx: -1, fp: a.set.fp, members: newBits(a.set.words)}
+	d.idx = int32(len(a.devs))
+	a.devs = append(a.devs, d)
+	e.devs[key] = d
+	return d
+}
+
+func (e *Engine) markDirty(d *device) {
+	if !d.dirty {
+		d.dirty = true
+		e.dirty = append(e.dirty, d)
+	}
+}
+
+// removeDevice forgets a device; its key becomes a tombstone.
+func (e *Engine) removeDevice(d *device) {
+	a := d.app
+	if a.set != nil {
+		for _, cs := range a.set.segs {
+			if d.member(cs.slot) {
+				cs.size--
+			}
+		}
+	}
+	last := a.devs[len(a.devs)-1]
+	a.devs[d.idx] = last
+	last.idx = d.idx
+	a.devs = a.devs[:len(a.devs)-1]
+	delete(e.devs, d.key)
+	e.setTimer(d, never)
+	d.app = nil
+	e.tombs = append(e.tombs, d.key)
+}
+
+// Size returns the live number of devices in a segment.
+func (e *Engine) Size(app, segment string) (int, bool) {
+	cs := e.seg(app, segment)
+	if cs == nil {
+		return 0, false
+	}
+	return cs.size, true
+}
+
+// Members calls fn with the id of each device in a segment, in no
+// particular order, until fn returns false.
+func (e *Engine) Members(app, segment string, fn func(deviceID string) bool) error {
+	cs := e.seg(app, segment)
+	if cs == nil {
+		return fmt.Errorf("members: %w: %s/%s", ErrNoSegment, app, segment)
+	}
+	for _, d := range e.apps[app].devs {
+		if d.members != nil && d.member(cs.slot) && !fn(d.id()) {
+			break
+		}
+	}
+	return nil
+}
+
+// Member reports whether a device is in a segment.
+func (e *Engine) Member(app, segment, deviceID string) bool {
+	cs := e.seg(app, segment)
+	d := e.devs[app+"/"+deviceID]
+	return cs != nil && d != nil && d.members != nil && d.member(cs.slot)
+}
+
+// Devices returns the number of device states the engine holds.
+func (e *Engine) Devices() int { return len(e.devs) }
+
+// Stats returns the counters.
+func (e *Engine) Stats() Stats {
+	s := e.stats
+	s.Devices = len(e.devs)
+	return s
+}
+
+// ErrNoSegment is returned for a segment the engine does not have.
+var ErrNoSegment = errors.New("no such active segment")
+
+func (e *Engine) seg(app, segment string) *cseg {
+	a := e.apps[app]
+	if a == nil || a.set == nil {
+		return nil
+	}
+	return a.set.byName[segment]
+}

@@ -1,0 +1,405 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/openengage/engage/segments"
+)
+
+// registry says since when an app's features have been tracked, for the
+// status of each segment. It is kept in the app's meta record.
+type registry struct {
+	origin int64 // when the app first had segments in this engine's lineage
+	feats  map[uint32]regFeat
+}
+
+type regFeat struct {
+	since int64 // tracked since (Unix seconds)
+	k     int   // times kept (did features)
+	span  int64 // span of the newest time kept
+}
+
+// maxDeleted bounds the deleted segments an app remembers (to emit exits
+// for restored states that predate a deletion).
+const maxDeleted = 256
+
+// SetSegments replaces the engine's segments: segs is the complete set,
+// for every app the partition serves. It first fires the timers due at
+// now under the old set. Each app whose set changed is compiled, its
+// features are rebuilt (data of features no longer read is dropped; new
+// features start empty) and every device of the app is re-evaluated for
+// the segments that changed, in dependency order; a deleted segment's
+// members exit. This is the one operation that visits every device.
+//
+// A segment that does not compile (or refers to one that does not) is
+// left out, inactive, and its Status has Err set; the others are applied.
+// The returned error is for a set that cannot be applied at all (a nil
+// segment, an empty name, a name given twice in one app); then nothing
+// changes.
+func (e *Engine) SetSegments(segs []*segments.Segment, now time.Time) ([]Change, []Status, error) {
+	byApp := map[string][]*segments.Segment{}
+	seen := map[[2]string]bool{}
+	for i, s := range segs {
+		switch {
+		case s == nil:
+			return nil, nil, fmt.Errorf("set segments: segment %d is nil", i)
+		case s.App == "" || s.Name == "":
+			return nil, nil, fmt.Errorf("set segments: segment %d (%q of app %q) needs an app and a name", i, s.Name, s.App)
+		case strings.ContainsRune(s.App, 0):
+			return nil, nil, fmt.Errorf("set segments: app %q contains a NUL byte", s.App)
+		case seen[[2]string{s.App, s.Name}]:
+			return nil, nil, fmt.Errorf("set segments: segment %q of app %q is given twice", s.Name, s.App)
+		}
+		seen[[2]string{s.App, s.Name}] = true
+		byApp[s.App] = append(byApp[s.App], s)
+	}
+	out := e.Advance(now, nil)
+	ns := e.now
+	names := make([]string, 0, len(e.apps)+len(byApp))
+	for app := range e.apps {
+		names = append(names, app)
+	}
+	for app := range byApp {
+		if e.apps[app] == nil {
+			names = append(names, app)
+		}
+	}
+	sort.Strings(names)
+	for _, app := range names {
+		segs := byApp[app]
+		a := e.apps[app]
+		if len(segs) == 0 {
+			out = e.dropApp(a, ns, out)
+			continue
+		}
+		if a == nil {
+			a = &appState{name: app}
+			e.apps[app] = a
+		}
+		set := compileApp(app, segs, &e.opts)
+		if a.set != nil && a.set.fp == set.fp {
+			a.set.invalid = set.invalid
+			continue
+		}
+		out = e.switchSet(a, set, ns, out)
+	}
+	return out, e.Statuses(), nil
+}
+
+// switchSet moves an app to a new compiled set.
+func (e *Engine) switchSet(a *appState, set *segSet, now int64, out []Change) []Change {
+	old := a.set
+	e.register(a, set, now)
+	// The segments to evaluate: new or changed definitions. A segment that
+	// refers to one of them is evaluated too if its membership changes.
+	changed := newBits(set.words)
+	for _, cs := range set.segs {
+		var prev *cseg
+		if old != nil {
+			prev = old.byName[cs.seg.Name]
+		}
+		if prev == nil || prev.sig != cs.sig {
+			setBit(changed, cs.slot)
+		}
+		if prev != nil {
+			cs.size = prev.size
+		}
+	}
+	if old != nil {
+		for _, cs := range old.segs {
+			if set.byName[cs.seg.Name] == nil {
+				if a.deleted == nil {
+					a.deleted = map[uint32]deletedSeg{}
+				}
+				if len(a.deleted) >= maxDeleted {
+					for h := range a.deleted {
+						delete(a.deleted, h)
+						break
+					}
+				}
+				a.deleted[cs.hash] = deletedSeg{name: cs.seg.Name, version: cs.seg.Version, fp: set.fp}
+			}
+		}
+	}
+	for _, cs := range set.segs {
+		delete(a.deleted, cs.hash)
+	}
+	a.set = set
+	e.metas[a.name] = true
+	c := cause{kind: causeSegment, id: int64(set.fp), old: old}
+	for _, d := range a.devs {
+		// A state restored before the app had a set (pending) was written
+		// under the set its fingerprint names: the same set needs no
+		// evaluation, another one needs all of it.
+		pending := d.members == nil
+		out = e.remap(d, old, now, out)
+		touched := e.clearTouched(set.words)
+		switch {
+		case pending && d.fp != set.fp:
+			copy(touched, set.all)
+		case !pending:
+			copy(touched, changed)
+		}
+		d.fp = set.fp
+		d.stale = false
+		var next int64
+		out, next = e.evaluate(d, now, c, out)
+		if d.timer != 0 {
+			next = min(next, unix(d.timer))
+		}
+		e.setTimer(d, next)
+		e.markDirty(d)
+	}
+	e.stale = e.stale[:0]
+	for _, b := range e.apps {
+		for _, d := range b.devs {
+			if d.stale {
+				e.stale = append(e.stale, d)
+			}
+		}
+	}
+	return out
+}
+
+// remap carries a device's memberships over to its app's new set (from
+// the old set, or from the name hashes of a restored state), emitting
+// exits for the segments that are gone, and drops the data of features
+// the set no longer reads.
+func (e *Engine) remap(d *device, old *segSet, now int64, out []Change) []Change {
+	a := d.app
+	set := a.set
+	members := newBits(set.words)
+	exit := func(name string, version int64, fp uint32) {
+		out = append(out, e.change(d, name, version, false, now, cause{kind: causeDeleted, id: int64(fp)}))
+	}
+	switch {
+	case d.members == nil:
+		for _, h := range d.pendingMembers {
+			if cs := set.hashed(h); cs != nil {
+				setBit(members, cs.slot)
+				cs.size++
+			} else if del, ok := a.deleted[h]; ok {
+				exit(del.name, del.version, del.fp)
+			}
+		}
+		d.pendingMembers = nil
+	case old != nil && d.members != nil:
+		for _, cs := range old.segs {
+			if !d.member(cs.slot) {
+				continue
+			}
+			if ncs := set.byName[cs.seg.Name]; ncs != nil {
+				setBit(members, ncs.slot)
+			} else {
+				exit(cs.seg.Name, cs.seg.Version, set.fp)
+			}
+		}
+	}
+	d.members = members
+	d.dropFeatures(set, now)
+	return out
+}
+
+// hashed returns the segment whose name hashes to h.
+func (s *segSet) hashed(h uint32) *cseg {
+	for _, cs := range s.segs {
+		if cs.hash == h {
+			return cs
+		}
+	}
+	return nil
+}
+
+// dropApp removes an app that has no segments any more: its members exit
+// and its device states are deleted.
+func (e *Engine) dropApp(a *appState, now int64, out []Change) []Change {
+	if a.set != nil {
+		for len(a.devs) > 0 {
+			d := a.devs[len(a.devs)-1]
+			for _, cs := range a.set.segs {
+				if d.member(cs.slot) {
+					out = append(out, e.change(d, cs.seg.Name, cs.seg.Version, false, now, cause{kind: causeDeleted}))
+				}
+			}
+			e.removeDevice(d)
+		}
+	}
+	for len(a.devs) > 0 {
+		e.removeDevice(a.devs[len(a.devs)-1])
+	}
+	delete(e.apps, a.name)
+	e.metas[a.name] = true
+	return out
+}
+
+// register updates the app's feature registry for a new set: a feature new
+// to the set, or one that must now keep more than it kept, is tracked
+// from now.
+func (e *Engine) register(a *appState, set *segSet, now int64) {
+	if a.reg.origin == 0 {
+		a.reg.origin = now
+	}
+	feats := make(map[uint32]regFeat, len(set.feats))
+	for _, f := range set.feats {
+		r, ok := a.reg.feats[f.id]
+		k, span := f.k, int64(0)
+		if len(f.span) > 0 {
+			span = f.span[0]
+		}
+		if !ok {
+			since := now
+			if a.set == nil && a.reg.feats == nil {
+				since = a.reg.origin
+			}
+			r = regFeat{since: since, k: k, span: span}
+		} else if k > r.k || span > r.span {
+			r = regFeat{since: now, k: max(k, r.k), span: max(span, r.span)}
+		}
+		feats[f.id] = r
+	}
+	a.reg.feats = feats
+}
+
+// resync re-evaluates every segment of a device restored from a state
+// written under another segment set.
+func (e *Engine) resync(d *device, now int64, out []Change) []Change {
+	set := d.app.set
+	d.stale = false
+	if set == nil || d.members != nil {
+		return out
+	}
+	out = e.remap(d, nil, now, out)
+	copy(e.clearTouched(set.words), set.all)
+	var next int64
+	out, next = e.evaluate(d, now, cause{kind: causeSegment, id: int64(set.fp), old: set}, out)
+	d.fp = set.fp
+	e.setTimer(d, next)
+	e.markDirty(d)
+	return out
+}
+
+func (e *Engine) resyncStale(now int64, out []Change) []Change {
+	for _, d := range e.stale {
+		if d.stale && d.app != nil {
+			out = e.resync(d, now, out)
+		}
+	}
+	e.stale = e.stale[:0]
+	return out
+}
+
+// Status says whether a segment is active and whether its memberships are
+// computed from all the history the engine has, or count from when its
+// conditions started being tracked.
+type Status struct {
+	App     string
+	Segment string
+	Version int64
+	// Err is why the segment is not active (it did not compile, or refers
+	// to a segment that did not).
+	Err error
+	// Complete is true when every condition reads data tracked since the
+	// app's first segments (or, for a window, tracked for at least the
+	// window).
+	Complete bool
+	// CountsFrom is, when not complete, the instant since which the
+	// newest-tracked condition counts: history before it is unknown.
+	CountsFrom time.Time
+	// CompleteAt is, when not complete, when the segment becomes complete
+	// as its windows fill; zero if never (a count over all the history, a
+	// last time without bound, or an attribute the app set before it was
+	// tracked and has not sent since).
+	CompleteAt time.Time
+	// Why explains each incomplete condition.
+	Why string
+}
+
+// Statuses returns the status of every segment, valid or not, of every
+// app, sorted by app and name.
+func (e *Engine) Statuses() []Status {
+	var sts []Status
+	for _, a := range e.apps {
+		if a.set == nil {
+			continue
+		}
+		for _, cs := range a.set.segs {
+			sts = append(sts, e.status(a, cs))
+		}
+		for _, st := range a.set.invalid {
+			sts = append(sts, *st)
+		}
+	}
+	sort.Slice(sts, func(i, j int) bool {
+		if sts[i].App != sts[j].App {
+			return sts[i].App < sts[j].App
+		}
+		return sts[i].Segment < sts[j].Segment
+	})
+	return sts
+}
+
+func (e *Engine) status(a *appState, cs *cseg) Status {
+	st := Status{App: a.name, Segment: cs.seg.Name, Version: cs.seg.Version, Complete: true}
+	var from, at int64
+	forever := false
+	var why []string
+	var walk func(n *cnode, depth int)
+	walk = func(n *cnode, depth int) {
+		for _, x := range n.args {
+			walk(x, depth)
+		}
+		var span int64 // how long after its start the data is complete; never: not by waiting
+		switch n.op {
+		case opDid:
+			span = never
+			if n.win > 0 {
+				span = n.win
+			}
+		case opLastTag:
+			span = never
+			if !n.rng.abs && n.rng.max != never {
+				span = n.rng.max + 1
+			}
+		case opAttr, opUnchanged:
+			span = never
+		case opRef:
+			if depth < 64 {
+				walk(n.ref.root, depth+1)
+			}
+			return
+		default:
+			return
+		}
+		r := a.reg.feats[n.feat.id]
+		if r.since <= a.reg.origin || span != never && e.now >= r.since+span {
+			return
+		}
+		st.Complete = false
+		from = max(from, r.since)
+		since := time.Unix(r.since, 0).UTC().Format(time.RFC3339)
+		text := segments.Format(n.src)
+		if span == never {
+			forever = true
+			why = append(why, fmt.Sprintf("%s: counts from %s; what came before is not known", text, since))
+		} else {
+			at = max(at, r.since+span)
+			why = append(why, fmt.Sprintf("%s: counts from %s, complete from %s", text, since, time.Unix(r.since+span, 0).UTC().Format(time.RFC3339)))
+		}
+	}
+	walk(cs.root, 0)
+	if !st.Complete {
+		st.CountsFrom = time.Unix(from, 0).UTC()
+		if !forever {
+			st.CompleteAt = time.Unix(at, 0).UTC()
+		}
+		st.Why = strings.Join(why, "; ")
+	}
+	return st
+}
+
+// appKey returns the changelog key of an app's meta record.
+func appKey(app string) string { return "\x00" + app }
+
