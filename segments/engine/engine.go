@@ -165,7 +165,8 @@ func (e *Engine) Apply(r *tag.Record, offset int64, now time.Time, out []Change)
 	}
 	e.kbuf = append(append(append(e.kbuf[:0], r.AppID...), '/'), r.DeviceID...)
 	d := e.devs[string(e.kbuf)]
-	if d == nil {
+	fresh := d == nil
+	if fresh {
 		d = e.newDevice(a, string(e.kbuf))
 	}
 	if offset <= d.offset {
@@ -181,6 +182,10 @@ func (e *Engine) Apply(r *tag.Record, offset int64, now time.Time, out []Change)
 	out = e.catchUp(d, ns, out)
 	set := a.set
 	touched := e.clearTouched(set.words)
+	if fresh {
+		// Conditions such as "did not" hold on an empty state.
+		copy(touched, set.all)
+	}
 	t := recordTime(r.Time, ns)
 	if t > d.last {
 		d.last = t

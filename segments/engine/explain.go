@@ -144,7 +144,26 @@ func momentDetail(what string, m uint32, now int64) string {
 
 func ago(m uint32, now int64) string {
 	t := unix(m)
-	return fmt.Sprintf("%s (%s ago)", time.Unix(t, 0).UTC().Format(time.RFC3339), segments.FormatDuration(time.Duration(now-t)*time.Second))
+	return fmt.Sprintf("%s (%s ago)", time.Unix(t, 0).UTC().Format(time.RFC3339), human(now-t))
+}
+
+// human writes a number of seconds as days, hours, minutes and seconds:
+// "19d1h", "2h30m", "0s".
+func human(s int64) string {
+	if s <= 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	for _, u := range [...]struct {
+		n    int64
+		name string
+	}{{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}} {
+		if s >= u.n {
+			fmt.Fprintf(&b, "%d%s", s/u.n, u.name)
+			s %= u.n
+		}
+	}
+	return b.String()
 }
 
 func quoteValue(v tag.Value) string {
