@@ -263,7 +263,11 @@ func (c *checker) taking(d *Did, f *Filter, path string) {
 		return
 	}
 	if n := arity(f.Op); len(f.Values) != n {
-		c.errorf(at, path+"/values", "taking %s needs %d duration%s, found %d", durationOpWords[f.Op], n, map[bool]string{true: "s"}[n != 1], len(f.Values))
+		word := durationOpWords[f.Op]
+		if f.Op == OpBetween {
+			word = "between"
+		}
+		c.errorf(at, path+"/values", "taking %s needs %d duration%s, found %d", word, n, map[bool]string{true: "s"}[n != 1], len(f.Values))
 		return
 	}
 	for i, v := range f.Values {

@@ -353,9 +353,11 @@ func Quote(s string) string {
 	return b.String()
 }
 
-// formatKey writes an extras key bare when it reads back as one, else quoted.
+// formatKey writes an extras key bare when it reads back as one and is
+// not a word of the language (which would read oddly: where "and" = 1),
+// else quoted.
 func formatKey(k string) string {
-	if k == "" || !(isLetter(k[0]) || k[0] == '_') {
+	if k == "" || !(isLetter(k[0]) || k[0] == '_') || keywords[strings.ToLower(k)] {
 		return Quote(k)
 	}
 	for i := 1; i < len(k); i++ {
@@ -365,3 +367,20 @@ func formatKey(k string) string {
 	}
 	return k
 }
+
+// keywords are the words of the language, quoted when they are keys.
+var keywords = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`and or not did where taking at least most exactly more fewer less than in the last
+		within time times once twice ago between before after is set starts with now true false unchanged for
+		segment sample salt first last seen first_session last_seen app_info`) {
+		m[w] = true
+	}
+	for w := range kindWords {
+		m[w] = true
+	}
+	for w := range deviceWords {
+		m[w] = true
+	}
+	return m
+}()

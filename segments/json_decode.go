@@ -28,7 +28,7 @@ func (u *unmarshaler) node(v any, path string) Node {
 		if ok {
 			what = fmt.Sprintf("an object with %d keys", len(m))
 		}
-		jsonFail(path, "expected an object with one key, %s, found %s", strings.Join(nodeNames, ", "), what)
+		jsonFail(path, "expected a node: an object with one key among %s; found %s", strings.Join(nodeNames, ", "), what)
 	}
 	var name string
 	var x any
@@ -230,8 +230,11 @@ func (u *unmarshaler) did(v any, path string) Node {
 	d.Kind, d.Name = u.kind(o, path)
 	if w, ok := o["where"]; ok {
 		l, ok := w.([]any)
-		if !ok || len(l) == 0 {
+		switch {
+		case !ok:
 			jsonFail(path+"/where", "expected a list of filters, found %s", describeJSON(w))
+		case len(l) == 0:
+			jsonFail(path+"/where", "expected at least one filter, found none: remove the field")
 		}
 		for i, x := range l {
 			fp := fmt.Sprintf("%s/where/%d", path, i)
@@ -282,7 +285,7 @@ func (u *unmarshaler) attr(v any, path string) Node {
 	case "device":
 		a.Source = SourceDevice
 		if !slices.Contains(DeviceFields, a.Key) {
-			jsonFail(path+"/key", "expected a device field, %s, found %q", strings.Join(DeviceFields, ", "), a.Key)
+			jsonFail(path+"/key", "expected one of the device fields %s; found %q", strings.Join(DeviceFields, ", "), a.Key)
 		}
 	default:
 		jsonFail(path+"/source", "expected app_info or device, found %q", s)
@@ -374,17 +377,22 @@ func operand(v any, path string) Operand {
 	return Operand{}
 }
 
-// jsonOffset reads the offset of a date relative to now: "-18y", "+2d", "0s".
+// jsonOffset reads the offset of a date relative to now: "-18y", "+2d",
+// "0s". A non-zero offset needs its sign: past or future must be said.
 func jsonOffset(v any, path string) time.Duration {
 	if s, ok := v.(string); ok {
-		sign := time.Duration(1)
+		sign, rest := time.Duration(0), s
 		switch {
 		case strings.HasPrefix(s, "-"):
-			s, sign = s[1:], -1
+			sign, rest = -1, s[1:]
 		case strings.HasPrefix(s, "+"):
-			s = s[1:]
+			sign, rest = 1, s[1:]
 		}
-		if d, err := parseWhole(s, func(p *parser) time.Duration { d, _ := p.anyDuration(); return d }); err == nil {
+		d, err := parseWhole(rest, func(p *parser) time.Duration { d, _ := p.anyDuration(); return d })
+		switch {
+		case err == nil && d == 0:
+			return 0
+		case err == nil && sign != 0:
 			return sign * d
 		}
 	}

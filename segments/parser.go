@@ -120,6 +120,9 @@ func found(t token) string {
 	if len(s) > 40 {
 		s = s[:40] + "…"
 	}
+	if t.kind == tokString {
+		return "the string " + s // already in quotes
+	}
 	return strconv.Quote(s)
 }
 
@@ -283,7 +286,7 @@ func (p *parser) kind(what string) namedKind {
 	p.advance()
 	if k == tag.KindSessionStart {
 		if n := p.tok(); n.kind == tokString {
-			p.errorf(n.pos, "sessions have no name: remove %s", found(n))
+			p.errorf(n.pos, "sessions have no name: remove %s", n.text)
 		}
 		return namedKind{kind: k}
 	}
@@ -296,7 +299,7 @@ var exampleNames = map[tag.Kind]string{tag.KindActivityStart: "home", tag.KindEv
 func (p *parser) quoted(what string) string {
 	t := p.tok()
 	if t.kind == tokIdent {
-		p.errorf(t.pos, "expected %s, found %s (write \"%s\")", what, t.text, t.text)
+		p.errorf(t.pos, "expected %s, found %s: write \"%s\"", what, t.text, t.text)
 	}
 	if t.kind != tokString {
 		p.expected(what)

@@ -424,5 +424,3 @@ func writePretty(b *strings.Builder, v jsonValue, indent string) {
 	}
 	b.WriteString(indent + close)
 }
-
-
