@@ -96,11 +96,11 @@ func TestParseLimits(t *testing.T) {
 		t.Errorf("Parse of %d bytes: %v", len(long), err)
 	}
 	for text, want := range map[string]string{
-		"app_info \"x\" = \"a\x01b\"":    `1:18: control character U+0001 in a string: write it as \u0001`,
-		"app_info \"x\" = \"a\xffb\"":    "1:18: invalid UTF-8 in a string",
-		"app_info \"x\" = 1 \xff":        "1:18: invalid UTF-8 in the text",
-		"app_info \"x\" = \"\x7f\"":      `1:17: control character U+007F in a string: write it as \u007F`,
-		"app_info \"x\" = \"a\\":        `1:18: unterminated string: expected an escape such as \" after \`,
+		"app_info \"x\" = \"a\x01b\"":     `1:18: control character U+0001 in a string: write it as \u0001`,
+		"app_info \"x\" = \"a\xffb\"":     "1:18: invalid UTF-8 in a string",
+		"app_info \"x\" = 1 \xff":         "1:18: invalid UTF-8 in the text",
+		"app_info \"x\" = \"\x7f\"":       `1:17: control character U+007F in a string: write it as \u007F`,
+		"app_info \"x\" = \"a\\":          `1:18: unterminated string: expected an escape such as \" after \`,
 		"did event \"a\"\r\nor did \"b\"": `2:8: expected not, session, activity, event, job, error or crash after did, found the string "b"`,
 	} {
 		_, err := Parse(text)
