@@ -1,8 +1,3 @@
-// Package segments is the segment language: a readable text form that a
-// marketer writes, an equivalent JSON form for the API, and the checks that
-// hold a segment against an app's tag plan. It is part of the pure core: it
-// imports no adapter. The engine that keeps memberships current lives in
-// segments/engine.
 package segments
 
 import (
