@@ -157,7 +157,7 @@ func (p *parser) filter() Filter {
 			f.Key = t.str
 		}
 	default:
-		p.expected("the name of an extra after where, such as category")
+		p.expected("the name of an extra, such as category")
 	}
 	f.Op, f.Values = p.comparison()
 	return f

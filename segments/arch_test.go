@@ -1,0 +1,26 @@
+package segments_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The segment language is pure core: it depends on no adapter (Kafka,
+// ClickHouse, HTTP, Prometheus, push), directly or through another package.
+func TestImportsNoAdapters(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	forbidden := []string{"net/http", "github.com/segmentio/kafka-go", "github.com/twmb/franz-go", "github.com/ClickHouse",
+		"github.com/prometheus", "github.com/sideshow/apns2", "firebase.google.com",
+		"github.com/openengage/engage/pipeline/kafkabus", "github.com/openengage/engage/pipeline/collector"}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, f := range forbidden {
+			if strings.HasPrefix(dep, f) {
+				t.Errorf("segments depends on %s", dep)
+			}
+		}
+	}
+}
