@@ -26,6 +26,8 @@ func commands() []command {
 	return []command{
 		{"collect", "serve the collector: tag data over HTTP into Kafka", runCollect},
 		{"sink", "write the tags topic into ClickHouse, exactly once in every query", runSink},
+		{"process", "keep every device's segment memberships current (stateful, Kafka changelog)", runProcess},
+		{"segments", "manage segment definitions: engage segments put|delete|list|check", runSegments},
 		{"api", "serve the analytics API (JSON over HTTP, bearer tokens scoped to apps)", runAPI},
 		{"migrate", "create or upgrade the ClickHouse schema", runMigrate},
 		{"demo", "run the collector on an in-process broker, send a demo stream, show what arrived", runDemo},

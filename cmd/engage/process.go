@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/openengage/engage/pipeline/bus"
+	"github.com/openengage/engage/pipeline/kafkabus"
+	"github.com/openengage/engage/pipeline/tagplan"
+	"github.com/openengage/engage/segments/processor"
+)
+
+func runProcess(ctx context.Context, args []string, _ io.Writer) error {
+	fs := newFlagSet("process")
+	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (required)")
+	cfg := processor.DefaultConfig(nil)
+	fs.StringVar(&cfg.Group, "process.group", cfg.Group, "consumer group; the instances of one deployment share it")
+	fs.StringVar(&cfg.Topic, "process.topic", cfg.Topic, "input topic of tag records")
+	fs.StringVar(&cfg.ChangelogTopic, "process.changelog-topic", cfg.ChangelogTopic, "compacted state changelog, co-partitioned with the input")
+	fs.StringVar(&cfg.ChangesTopic, "process.changes-topic", cfg.ChangesTopic, "topic of segment enters and exits")
+	fs.StringVar(&cfg.ConfigTopic, "config.topic", cfg.ConfigTopic, "configuration topic (segment definitions)")
+	fs.DurationVar(&cfg.FlushInterval, "process.flush-interval", cfg.FlushInterval, "longest wait before changes are produced and offsets committed")
+	fs.IntVar(&cfg.FlushRecords, "process.flush-records", cfg.FlushRecords, "or after this many input records")
+	fs.BoolVar(&cfg.SimulatedClock, "process.simulated-clock", false, "now is the newest event time of each partition, not the wall clock (replays, tests, dry runs)")
+	fs.DurationVar(&cfg.SessionTimeout, "process.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
+	addr := fs.String("addr", "127.0.0.1:8082", "listen address of the segments API, /metrics and /healthz; empty: none")
+	tokens := fs.String("api.tokens", "", "bearer tokens and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment)")
+	appsFile := fs.String("apps", "", "apps file, for the tag plans segments are checked against; empty: the embedded demo app")
+	logLevel := fs.String("log.level", "info", "log level")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Brokers = splitList(*brokers)
+	toks, err := parseTokens(*tokens)
+	if err != nil {
+		return err
+	}
+	apps, err := loadApps(*appsFile)
+	if err != nil {
+		return err
+	}
+	prod, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(cfg.Brokers, cfg.ChangesTopic), log)
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	store := processor.NewStore()
+	proc, err := processor.New(cfg, store, prod, processor.NewMetrics(reg), log)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return proc.Run(gctx) })
+	if *addr != "" {
+		api := &processor.API{Proc: proc, Store: store, Config: prod, Topic: cfg.ConfigTopic, Tokens: toks,
+			Plans: func(app string) (*tagplan.Plan, bool) {
+				for _, a := range apps.List() {
+					if a.ID == app {
+						return a.Plan, true
+					}
+				}
+				return nil, false
+			}}
+		mux := http.NewServeMux()
+		mux.Handle("/v1/", api.Handler())
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+		ln, err := net.Listen("tcp", *addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", *addr, err)
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		log.Info("segments API listening", "addr", ln.Addr().String())
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+		g.Go(func() error {
+			if err := srv.Serve(ln); err != http.ErrServerClosed {
+				return err
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// runSegments manages segment definitions in the configuration topic:
+//
+//	engage segments put -app A -name N (-text '...' | -file F)
+//	engage segments delete -app A -name N
+//	engage segments list [-app A]
+//	engage segments check -app A (-text '...' | -file F)   (offline: parse and check against the plan)
+func runSegments(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("segments: give put, delete, list or check")
+	}
+	verb := args[0]
+	fs := newFlagSet("segments " + verb)
+	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers")
+	topic := fs.String("config.topic", kafkabus.TopicConfig, "configuration topic")
+	app := fs.String("app", "", "app id")
+	name := fs.String("name", "", "segment name")
+	text := fs.String("text", "", "segment text")
+	file := fs.String("file", "", "file holding the segment text (- : standard input)")
+	appsFile := fs.String("apps", "", "apps file, for the tag plans; empty: the embedded demo app")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	readText := func() (string, error) {
+		switch {
+		case *text != "" && *file != "":
+			return "", errors.New("give -text or -file, not both")
+		case *file == "-":
+			b, err := io.ReadAll(os.Stdin)
+			return string(b), err
+		case *file != "":
+			b, err := os.ReadFile(*file)
+			return string(b), err
+		case *text != "":
+			return *text, nil
+		}
+		return "", errors.New("give the segment: -text '...' or -file F")
+	}
+	plan := func() (*tagplan.Plan, error) {
+		apps, err := loadApps(*appsFile)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range apps.List() {
+			if a.ID == *app {
+				return a.Plan, nil
+			}
+		}
+		return nil, fmt.Errorf("unknown app %q in the apps file", *app)
+	}
+	current := func() (*processor.Store, error) {
+		store := processor.NewStore()
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ready := make(chan struct{})
+		errc := make(chan error, 1)
+		go func() {
+			errc <- store.Follow(fctx, func(ctx context.Context, fn func(bus.Message, bool) error) error {
+				return kafkabus.FollowPartition(ctx, splitList(*brokers), *topic, 0, fn)
+			}, ready, func(err error) { fmt.Fprintln(os.Stderr, "warning:", err) })
+		}()
+		select {
+		case <-ready:
+			return store, nil
+		case err := <-errc:
+			return nil, err
+		case <-time.After(30 * time.Second):
+			return nil, fmt.Errorf("read %s: timed out", *topic)
+		}
+	}
+	switch verb {
+	case "check", "put":
+		t, err := readText()
+		if err != nil {
+			return err
+		}
+		p, err := plan()
+		if err != nil {
+			return err
+		}
+		var others []processor.Definition
+		if verb == "put" {
+			store, err := current()
+			if err != nil {
+				return err
+			}
+			set, _ := store.Current()
+			others = set.Defs
+		}
+		n := *name
+		if n == "" && verb == "check" {
+			n = "check"
+		}
+		d := processor.Definition{App: *app, Name: n, Text: t, UpdatedAt: time.Now().UTC()}
+		if _, err := processor.Validate(d, p, others); err != nil {
+			return err
+		}
+		if verb == "check" {
+			fmt.Fprintln(stdout, "ok")
+			return nil
+		}
+		prod, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(splitList(*brokers), *topic), nil)
+		if err != nil {
+			return err
+		}
+		defer prod.Close()
+		v, _ := json.Marshal(d)
+		if err := prod.Produce(ctx, []bus.Message{{Key: processor.ConfigKey(*app, *name), Value: v}}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "stored segment %q of app %q\n", *name, *app)
+		return nil
+	case "delete":
+		prod, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(splitList(*brokers), *topic), nil)
+		if err != nil {
+			return err
+		}
+		defer prod.Close()
+		if err := prod.Produce(ctx, []bus.Message{{Key: processor.ConfigKey(*app, *name)}}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted segment %q of app %q\n", *name, *app)
+		return nil
+	case "list":
+		store, err := current()
+		if err != nil {
+			return err
+		}
+		set, _ := store.Current()
+		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "APP\tNAME\tVERSION\tTEXT")
+		for _, d := range set.Defs {
+			if *app == "" || d.App == *app {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", d.App, d.Name, d.Version, strings.Join(strings.Fields(d.Text), " "))
+			}
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("segments: unknown verb %q: give put, delete, list or check", verb)
+}

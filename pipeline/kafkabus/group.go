@@ -1,0 +1,223 @@
+package kafkabus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/openengage/engage/pipeline/bus"
+)
+
+// GroupConfig configures a member of a consumer group that owns whole
+// partitions (the stateful processor's way of consuming).
+type GroupConfig struct {
+	Brokers []string
+	Group   string
+	Topic   string
+	// SessionTimeout: how long the group waits for a member that stopped
+	// heart-beating (one killed with SIGKILL) before giving its partitions
+	// to the others.
+	SessionTimeout time.Duration
+	MaxBytes       int
+}
+
+// Claim is one partition assigned to this member for one generation of
+// the group. Its context ends when the group rebalances or the member
+// stops; the function given to RunGroup must then return.
+type Claim struct {
+	Partition int
+	// Offset is where consumption starts: the group's committed offset, or
+	// kafka.FirstOffset (-2) if none.
+	Offset int64
+
+	gen   *kafka.Generation
+	topic string
+	r     *kafka.Reader
+}
+
+// Fetch returns the partition's next message, waiting for one.
+func (c *Claim) Fetch(ctx context.Context) (bus.Message, error) {
+	m, err := c.r.FetchMessage(ctx)
+	if err != nil {
+		return bus.Message{}, err
+	}
+	return bus.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: m.Time, Partition: m.Partition, Offset: m.Offset}, nil
+}
+
+// Commit commits next as the offset the group resumes the partition from
+// (the offset after the last message processed).
+func (c *Claim) Commit(next int64) error {
+	if err := c.gen.CommitOffsets(map[string]map[int]int64{c.topic: {c.Partition: next}}); err != nil {
+		return fmt.Errorf("commit partition %d at %d: %w", c.Partition, next, err)
+	}
+	return nil
+}
+
+// RunGroup joins the group and, for each generation, runs fn once per
+// partition assigned to this member, each in its own goroutine, until ctx
+// ends. fn returning an error (other than because its context ended) stops
+// RunGroup with that error. A new member starts partitions with no
+// committed offset at their oldest message.
+func RunGroup(ctx context.Context, cfg GroupConfig, log *slog.Logger, fn func(ctx context.Context, c *Claim) error) error {
+	if len(cfg.Brokers) == 0 || cfg.Group == "" || cfg.Topic == "" {
+		return errors.New("kafka group: brokers, group and topic are required")
+	}
+	if cfg.SessionTimeout == 0 {
+		cfg.SessionTimeout = 10 * time.Second
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 16 << 20
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID: cfg.Group, Brokers: cfg.Brokers, Topics: []string{cfg.Topic},
+		HeartbeatInterval: time.Second, SessionTimeout: cfg.SessionTimeout, RebalanceTimeout: cfg.SessionTimeout,
+		JoinGroupBackoff: 500 * time.Millisecond, StartOffset: kafka.FirstOffset, WatchPartitionChanges: true,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			log.Warn("kafka group", "detail", fmt.Sprintf(msg, args...))
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("kafka group %s: %w", cfg.Group, err)
+	}
+	defer group.Close()
+	var (
+		mu    sync.Mutex
+		fatal error
+	)
+	stop, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for {
+		gen, err := group.Next(stop)
+		if err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			if fatal != nil {
+				return fatal
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("kafka group %s: %w", cfg.Group, err)
+		}
+		assigned := gen.Assignments[cfg.Topic]
+		log.Info("group generation", "generation", gen.ID, "partitions", len(assigned))
+		for _, a := range assigned {
+			claim := &Claim{Partition: a.ID, Offset: a.Offset, gen: gen, topic: cfg.Topic}
+			gen.Start(func(gctx context.Context) {
+				claim.r = kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: cfg.Topic, Partition: a.ID,
+					MinBytes: 1, MaxBytes: cfg.MaxBytes, MaxWait: 100 * time.Millisecond, QueueCapacity: 10000})
+				defer claim.r.Close()
+				if err := claim.r.SetOffset(a.Offset); err != nil {
+					mu.Lock()
+					fatal = errors.Join(fatal, err)
+					mu.Unlock()
+					cancel()
+					return
+				}
+				// The generation's context ends at a rebalance; stop ends
+				// it at shutdown or on another partition's failure.
+				pctx, pcancel := context.WithCancel(gctx)
+				defer pcancel()
+				go func() {
+					select {
+					case <-stop.Done():
+						pcancel()
+					case <-pctx.Done():
+					}
+				}()
+				if err := fn(pctx, claim); err != nil && pctx.Err() == nil {
+					mu.Lock()
+					fatal = errors.Join(fatal, fmt.Errorf("partition %d: %w", a.ID, err))
+					mu.Unlock()
+					cancel()
+				}
+			})
+		}
+	}
+}
+
+// ReadPartition calls fn with every message of one partition of topic,
+// from its oldest up to the end it had when ReadPartition started (for
+// restoring state from a changelog). It returns how many messages it read.
+func ReadPartition(ctx context.Context, brokers []string, topic string, partition int, fn func(bus.Message) error) (int64, error) {
+	conn, err := kafka.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	if err != nil {
+		return 0, fmt.Errorf("read %s/%d: %w", topic, partition, err)
+	}
+	first, last, err := conn.ReadOffsets()
+	conn.Close()
+	if err != nil {
+		return 0, fmt.Errorf("read %s/%d offsets: %w", topic, partition, err)
+	}
+	if last <= first {
+		return 0, nil
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition,
+		MinBytes: 1, MaxBytes: 32 << 20, MaxWait: 100 * time.Millisecond, QueueCapacity: 20000})
+	defer r.Close()
+	if err := r.SetOffset(first); err != nil {
+		return 0, err
+	}
+	var n int64
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("read %s/%d at %d: %w", topic, partition, r.Offset(), err)
+		}
+		n++
+		if err := fn(bus.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: m.Time, Partition: m.Partition, Offset: m.Offset}); err != nil {
+			return n, err
+		}
+		if m.Offset+1 >= last {
+			return n, nil
+		}
+	}
+}
+
+// FollowPartition calls fn with every message of one partition of topic,
+// from its oldest, and goes on with new ones until ctx ends (for following
+// the configuration topic). caughtUp is true for the message that reaches
+// the end the partition had when FollowPartition started; if the partition
+// was empty, fn is first called once with a zero message and caughtUp.
+func FollowPartition(ctx context.Context, brokers []string, topic string, partition int, fn func(m bus.Message, caughtUp bool) error) error {
+	conn, err := kafka.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	if err != nil {
+		return fmt.Errorf("follow %s/%d: %w", topic, partition, err)
+	}
+	first, last, err := conn.ReadOffsets()
+	conn.Close()
+	if err != nil {
+		return fmt.Errorf("follow %s/%d offsets: %w", topic, partition, err)
+	}
+	if last <= first {
+		if err := fn(bus.Message{}, true); err != nil {
+			return err
+		}
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition,
+		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(first); err != nil {
+		return err
+	}
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("follow %s/%d: %w", topic, partition, err)
+		}
+		if err := fn(bus.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: m.Time, Partition: m.Partition, Offset: m.Offset}, m.Offset+1 == last); err != nil {
+			return err
+		}
+	}
+}

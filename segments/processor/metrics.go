@@ -1,0 +1,28 @@
+package processor
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the processor's Prometheus metrics.
+type metrics struct {
+	records, invalid, changes, states, restored prometheus.Counter
+}
+
+// NewMetrics registers the processor's metrics with reg (nil: none).
+func NewMetrics(reg prometheus.Registerer) *metrics { return newMetrics(reg) }
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m := &metrics{
+		records:  c("engage_process_records_total", "Input records read."),
+		invalid:  c("engage_process_invalid_records_total", "Input records that did not decode, skipped."),
+		changes:  c("engage_process_segment_changes_total", "Segment enters and exits produced."),
+		states:   c("engage_process_changelog_records_total", "State records written to the changelog."),
+		restored: c("engage_process_restored_records_total", "Changelog records read to restore partitions."),
+	}
+	if reg != nil {
+		reg.MustRegister(m.records, m.invalid, m.changes, m.states, m.restored)
+	}
+	return m
+}

@@ -1,0 +1,473 @@
+// Package processor is `engage process`: the stateful stream processor that
+// keeps every device's segment memberships current. It is the Kafka edge
+// around segments/engine: a consumer group on the tags topic in which one
+// goroutine owns each assigned partition and that partition's engine; the
+// engine's per-device states go to a compacted changelog topic
+// co-partitioned with the input, and are restored from it when a partition
+// is assigned; every enter and exit goes to the segment-changes topic.
+//
+// Order of effects at each flush: segment changes (acks=all), then the
+// changed states and the partition clock (acks=all), then the input offset
+// commit. A crash anywhere in between replays input that the restored
+// states have already applied: the engine skips it by the per-device last
+// applied offset, and the changes it may produce again carry the same
+// deterministic ids (consumers deduplicate on id).
+package processor
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/openengage/engage/pipeline/bus"
+	"github.com/openengage/engage/pipeline/kafkabus"
+	"github.com/openengage/engage/pipeline/tag"
+	"github.com/openengage/engage/segments/engine"
+)
+
+// Config configures a processor instance.
+type Config struct {
+	Brokers        []string
+	Group          string
+	Topic          string // input: tag records
+	ChangelogTopic string // compacted, co-partitioned with Topic
+	ChangesTopic   string // segment enters and exits
+	ConfigTopic    string // segment definitions
+	// FlushInterval bounds how long a change waits before it is produced,
+	// and how much input a crash replays.
+	FlushInterval time.Duration
+	// FlushRecords flushes earlier, after this many input records.
+	FlushRecords int
+	// SimulatedClock makes "now" the newest event time the partition has
+	// seen (persisted with its state) instead of the wall clock: replays,
+	// tests and dry runs give the same results every time.
+	SimulatedClock bool
+	SessionTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults for the given brokers.
+func DefaultConfig(brokers []string) Config {
+	return Config{Brokers: brokers, Group: "engage-process", Topic: kafkabus.TopicTags, ChangelogTopic: kafkabus.TopicStateChangelog,
+		ChangesTopic: kafkabus.TopicSegmentChanges, ConfigTopic: kafkabus.TopicConfig,
+		FlushInterval: 100 * time.Millisecond, FlushRecords: 50000, SessionTimeout: 10 * time.Second}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("process: no Kafka brokers: set -kafka.brokers or ENGAGE_KAFKA_BROKERS")
+	case c.Group == "" || c.Topic == "" || c.ChangelogTopic == "" || c.ChangesTopic == "" || c.ConfigTopic == "":
+		return errors.New("process: group and topics must be set")
+	case c.FlushInterval <= 0 || c.FlushRecords <= 0:
+		return fmt.Errorf("process: flush interval %s and flush records %d must be positive", c.FlushInterval, c.FlushRecords)
+	}
+	return nil
+}
+
+// Processor is one instance of `engage process`.
+type Processor struct {
+	cfg   Config
+	store *Store
+	prod  bus.Producer
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	parts map[int]*partition // owned now
+	m     *metrics
+}
+
+// New returns a processor that produces through prod (a producer whose
+// messages name their topic; keys are placed by murmur2, as the input's).
+func New(cfg Config, store *Store, prod bus.Producer, m *metrics, log *slog.Logger) (*Processor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = newMetrics(nil)
+	}
+	return &Processor{cfg: cfg, store: store, prod: prod, log: log, parts: map[int]*partition{}, m: m}, nil
+}
+
+// Run follows the configuration, then consumes the input as a member of
+// the group until ctx ends.
+func (p *Processor) Run(ctx context.Context) error {
+	parts, err := kafkabus.Partitions(ctx, p.cfg.Brokers)
+	if err != nil {
+		return err
+	}
+	in, ok := parts[p.cfg.Topic]
+	if !ok {
+		return fmt.Errorf("process: input topic %s does not exist (engage topics creates it)", p.cfg.Topic)
+	}
+	if cl, ok := parts[p.cfg.ChangelogTopic]; !ok || cl != in {
+		return fmt.Errorf("process: changelog topic %s has %d partitions, the input %s has %d: they must be co-partitioned (engage topics)", p.cfg.ChangelogTopic, cl, p.cfg.Topic, in)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan struct{})
+	follow := make(chan error, 1)
+	go func() {
+		follow <- p.store.Follow(ctx, func(ctx context.Context, fn func(bus.Message, bool) error) error {
+			return kafkabus.FollowPartition(ctx, p.cfg.Brokers, p.cfg.ConfigTopic, 0, fn)
+		}, ready, func(err error) { p.log.Warn("segment configuration", "error", err) })
+	}()
+	select {
+	case <-ready:
+	case err := <-follow:
+		return fmt.Errorf("process: read the segment configuration: %w", err)
+	case <-ctx.Done():
+		return nil
+	}
+	set, _ := p.store.Current()
+	p.log.Info("segments loaded", "segments", len(set.Segs), "version", set.Version, "invalid", len(set.Errors))
+	err = kafkabus.RunGroup(ctx, kafkabus.GroupConfig{Brokers: p.cfg.Brokers, Group: p.cfg.Group, Topic: p.cfg.Topic, SessionTimeout: p.cfg.SessionTimeout},
+		p.log, func(ctx context.Context, c *kafkabus.Claim) error { return p.runPartition(ctx, c, in) })
+	cancel()
+	if ferr := <-follow; err == nil && ferr != nil {
+		err = ferr
+	}
+	return err
+}
+
+// partition is a partition this instance owns: requests from the API run
+// on its goroutine, the only one that touches its engine.
+type partition struct {
+	id   int
+	reqs chan func(*engine.Engine, time.Time)
+	gone chan struct{} // closed when the partition's goroutine has returned
+}
+
+// do runs fn on the partition's goroutine and waits for it.
+func (pt *partition) do(ctx context.Context, fn func(*engine.Engine, time.Time)) error {
+	done := make(chan struct{})
+	select {
+	case pt.reqs <- func(e *engine.Engine, now time.Time) { fn(e, now); close(done) }:
+	case <-pt.gone:
+		return errPartitionGone
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var errPartitionGone = errors.New("the partition moved to another instance")
+
+// clockKeyPrefix starts the changelog key of a partition's clock: two NUL
+// bytes, which no device key (app/device) and no engine meta key (one NUL
+// and an app name) begins with.
+const clockKeyPrefix = "\x00\x00clock/"
+
+// owner is the state of one owned partition's goroutine.
+type owner struct {
+	p        *Processor
+	claim    *kafkabus.Claim
+	eng      *engine.Engine
+	clock    time.Time // simulated: newest event time seen
+	clockKey []byte
+	changes  []engine.Change
+	times    []time.Time // input message time of each change (zero: timer or configuration)
+	next     int64       // offset to commit
+	pending  int         // records since the last flush
+	set      *Set
+}
+
+func (o *owner) now() time.Time {
+	if o.p.cfg.SimulatedClock {
+		return o.clock
+	}
+	return time.Now()
+}
+
+func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partitions int) error {
+	start := time.Now()
+	o := &owner{p: p, claim: c, eng: engine.New(engine.Options{}), next: -1,
+		clockKey: kafkabus.PartitionKey(clockKeyPrefix+strconv.Itoa(c.Partition)+"/", c.Partition, partitions)}
+	set, changed := p.store.Current()
+	o.set = set
+	if _, _, err := o.eng.SetSegments(set.Segs, time.Time{}); err != nil {
+		return err
+	}
+	n, err := kafkabus.ReadPartition(ctx, p.cfg.Brokers, p.cfg.ChangelogTopic, c.Partition, func(m bus.Message) error {
+		if len(m.Key) > 2 && string(m.Key[:2]) == "\x00\x00" {
+			if len(m.Value) == 8 {
+				o.clock = time.Unix(0, int64(binary.BigEndian.Uint64(m.Value))).UTC()
+			}
+			return nil
+		}
+		return o.eng.Restore(m.Key, m.Value)
+	})
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	p.m.restored.Add(float64(n))
+	p.log.Info("partition restored", "partition", c.Partition, "records", n, "devices", o.eng.Devices(), "took", time.Since(start).Round(time.Millisecond), "from offset", c.Offset)
+
+	pt := &partition{id: c.Partition, reqs: make(chan func(*engine.Engine, time.Time)), gone: make(chan struct{})}
+	p.mu.Lock()
+	p.parts[c.Partition] = pt
+	p.mu.Unlock()
+	defer func() {
+		close(pt.gone)
+		p.mu.Lock()
+		if p.parts[c.Partition] == pt {
+			delete(p.parts, c.Partition)
+		}
+		p.mu.Unlock()
+	}()
+
+	// A fetcher feeds the owner, so that it can also wake for flushes,
+	// timers, configuration changes and API requests.
+	msgs := make(chan bus.Message, 4096)
+	fetchErr := make(chan error, 1)
+	fctx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := c.Fetch(fctx)
+			if err != nil {
+				if fctx.Err() == nil {
+					fetchErr <- err
+				}
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-fctx.Done():
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(p.cfg.FlushInterval)
+	defer tick.Stop()
+	var rec tag.Record
+	for {
+		select {
+		case <-ctx.Done():
+			// Stopping or giving the partition away: write what is done, so
+			// that the next owner replays as little as possible (the commit
+			// may fail once the generation is over; the states make the
+			// replay change nothing).
+			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := o.flush(fctx)
+			cancel()
+			if err != nil {
+				p.log.Warn("last flush of a partition", "partition", c.Partition, "error", err)
+			}
+			return nil
+		case err := <-fetchErr:
+			return fmt.Errorf("fetch: %w", err)
+		case m, ok := <-msgs:
+			if !ok {
+				return nil
+			}
+			o.apply(&rec, m)
+			for more := true; more && o.pending < p.cfg.FlushRecords; { // drain what is there without a select each
+				select {
+				case m, ok := <-msgs:
+					if !ok {
+						more = false
+						break
+					}
+					o.apply(&rec, m)
+				default:
+					more = false
+				}
+			}
+			if o.pending >= p.cfg.FlushRecords {
+				if err := o.flush(ctx); err != nil {
+					return err
+				}
+			}
+		case <-tick.C:
+			if !p.cfg.SimulatedClock {
+				o.collect(o.eng.Advance(o.now(), o.changes), time.Time{})
+			}
+			if err := o.flush(ctx); err != nil {
+				return err
+			}
+		case <-changed:
+			set, changed = p.store.Current()
+			o.set = set
+			out, _, err := o.eng.SetSegments(set.Segs, o.now())
+			if err != nil {
+				p.log.Error("segment set not applied", "version", set.Version, "error", err)
+				continue
+			}
+			o.collect(out, time.Time{})
+			if err := o.flush(ctx); err != nil {
+				return err
+			}
+		case req := <-pt.reqs:
+			req(o.eng, o.now())
+		}
+	}
+}
+
+// collect notes the changes appended to o.changes since len(o.times),
+// with the input time that caused them.
+func (o *owner) collect(out []engine.Change, at time.Time) {
+	o.changes = out
+	for len(o.times) < len(o.changes) {
+		o.times = append(o.times, at)
+	}
+}
+
+// apply applies one input message.
+func (o *owner) apply(rec *tag.Record, m bus.Message) {
+	o.next = m.Offset + 1
+	o.pending++
+	o.p.m.records.Inc()
+	if err := rec.UnmarshalBinary(m.Value); err != nil {
+		o.p.m.invalid.Inc()
+		o.p.log.Debug("undecodable record skipped", "partition", m.Partition, "offset", m.Offset, "error", err)
+		return
+	}
+	if o.p.cfg.SimulatedClock {
+		if rec.Time.After(o.clock) {
+			o.clock = rec.Time
+		}
+		o.collect(o.eng.Advance(o.clock, o.changes), time.Time{})
+	}
+	o.collect(o.eng.Apply(rec, m.Offset, o.now(), o.changes), m.Time)
+}
+
+// ChangeMessage is a segment change as the segment-changes topic carries
+// it (JSON; key app/device).
+type ChangeMessage struct {
+	ID       string    `json:"id"`
+	App      string    `json:"app"`
+	Segment  string    `json:"segment"`
+	Version  int64     `json:"version"`
+	DeviceID string    `json:"device_id"`
+	Enter    bool      `json:"enter"`
+	Time     time.Time `json:"time"`
+	Cause    string    `json:"cause"`
+}
+
+// HeaderInputTime carries, on a change caused by a record, when that
+// record was appended to the input topic (Unix nanoseconds), for
+// measuring event → change latency.
+const HeaderInputTime = "engage-input-time"
+
+// flush produces the changes, then the changed states, then commits.
+func (o *owner) flush(ctx context.Context) error {
+	p := o.p
+	if len(o.changes) > 0 {
+		msgs := make([]bus.Message, len(o.changes))
+		for i, c := range o.changes {
+			v, _ := json.Marshal(ChangeMessage{ID: c.ID, App: c.App, Segment: c.Segment, Version: c.Version, DeviceID: c.DeviceID, Enter: c.Enter, Time: c.Time.UTC(), Cause: c.Cause})
+			msgs[i] = bus.Message{Topic: p.cfg.ChangesTopic, Key: []byte(c.App + "/" + c.DeviceID), Value: v}
+			if t := o.times[i]; !t.IsZero() {
+				msgs[i].Headers = []bus.Header{{Key: HeaderInputTime, Value: strconv.AppendInt(nil, t.UnixNano(), 10)}}
+			}
+		}
+		if err := p.produce(ctx, msgs); err != nil {
+			return err
+		}
+		p.m.changes.Add(float64(len(msgs)))
+		clear(o.changes)
+		o.changes, o.times = o.changes[:0], o.times[:0]
+	}
+	var states []bus.Message
+	o.eng.Dirty(func(key, state []byte) {
+		m := bus.Message{Topic: p.cfg.ChangelogTopic, Key: append([]byte(nil), key...)}
+		if state != nil {
+			m.Value = append([]byte(nil), state...)
+		}
+		states = append(states, m)
+	})
+	if len(states) > 0 || o.pending > 0 {
+		if p.cfg.SimulatedClock && !o.clock.IsZero() {
+			states = append(states, bus.Message{Topic: p.cfg.ChangelogTopic, Key: o.clockKey, Value: binary.BigEndian.AppendUint64(nil, uint64(o.clock.UnixNano()))})
+		}
+		if err := p.produce(ctx, states); err != nil {
+			return err
+		}
+		p.m.states.Add(float64(len(states)))
+	}
+	if o.next >= 0 && o.pending > 0 {
+		if err := o.claim.Commit(o.next); err != nil {
+			if ctx.Err() == nil {
+				return err
+			}
+			p.log.Warn("commit at stop", "partition", o.claim.Partition, "error", err)
+		}
+	}
+	o.pending = 0
+	return nil
+}
+
+// produce writes msgs, retrying while Kafka is unavailable, until ctx ends.
+func (p *Processor) produce(ctx context.Context, msgs []bus.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	wait := 100 * time.Millisecond
+	for {
+		err := p.prod.Produce(ctx, msgs)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, bus.ErrUnavailable) {
+			return err
+		}
+		p.log.Warn("produce failed; retrying", "error", err, "in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// Owned returns the partitions this instance owns now, sorted.
+func (p *Processor) Owned() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ids := make([]int, 0, len(p.parts))
+	for id := range p.parts {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	return ids
+}
+
+// Each runs fn on every owned partition's goroutine in turn.
+func (p *Processor) Each(ctx context.Context, fn func(partition int, e *engine.Engine, now time.Time)) ([]int, error) {
+	p.mu.Lock()
+	parts := make([]*partition, 0, len(p.parts))
+	for _, pt := range p.parts {
+		parts = append(parts, pt)
+	}
+	p.mu.Unlock()
+	sort.Slice(parts, func(i, j int) bool { return parts[i].id < parts[j].id })
+	ids := make([]int, 0, len(parts))
+	for _, pt := range parts {
+		if err := pt.do(ctx, func(e *engine.Engine, now time.Time) { fn(pt.id, e, now) }); err != nil {
+			return ids, err
+		}
+		ids = append(ids, pt.id)
+	}
+	return ids, nil
+}
