@@ -244,12 +244,11 @@ func (d *device) attr(id uint32) *attrVal {
 func (d *device) setAttr(f *feature, t uint32, v tag.Value) (changed, read bool) {
 	a := d.attr(f.id)
 	if a == nil {
-		if v.Type == tag.TypeInvalid {
-			return false, false
-		}
+		// An unset value is kept too (with its time): an older record that
+		// arrives later must not set it.
 		d.attrs = append(d.attrs, attrVal{id: f.id, at: t, since: t})
 		d.attrs[len(d.attrs)-1].set(v)
-		return true, true
+		return true, v.Type != tag.TypeInvalid
 	}
 	same := a.equal(v)
 	switch {

@@ -154,8 +154,9 @@ func (e *Engine) clock(now time.Time) int64 {
 // Records of apps without segments are ignored. A record at an offset at
 // or before the device's last applied one is a replay and changes nothing;
 // a record whose message id is among the device's last four is a client
-// retry and changes nothing either. Before the record, the device's timers
-// that are due at now fire.
+// retry and changes nothing either. Before the record (replayed or not),
+// the device's timers that are due at now fire, so that after Apply the
+// device's memberships are those at now.
 func (e *Engine) Apply(r *tag.Record, offset int64, now time.Time, out []Change) []Change {
 	ns := e.clock(now)
 	a := e.apps[r.AppID]
@@ -169,6 +170,7 @@ func (e *Engine) Apply(r *tag.Record, offset int64, now time.Time, out []Change)
 	if fresh {
 		d = e.newDevice(a, string(e.kbuf))
 	}
+	out = e.catchUp(d, ns, out)
 	if offset <= d.offset {
 		e.stats.Replayed++
 		return out
@@ -179,7 +181,6 @@ func (e *Engine) Apply(r *tag.Record, offset int64, now time.Time, out []Change)
 		return out
 	}
 	e.stats.Records++
-	out = e.catchUp(d, ns, out)
 	set := a.set
 	touched := e.clearTouched(set.words)
 	if fresh {

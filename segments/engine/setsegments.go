@@ -135,10 +135,11 @@ func (e *Engine) switchSet(a *appState, set *segSet, now int64, out []Change) []
 		// under the set its fingerprint names: the same set needs no
 		// evaluation, another one needs all of it.
 		pending := d.members == nil
+		same := pending && d.fp == set.fp
 		out = e.remap(d, old, now, out)
 		touched := e.clearTouched(set.words)
 		switch {
-		case pending && d.fp != set.fp:
+		case pending && !same:
 			copy(touched, set.all)
 		case !pending:
 			copy(touched, changed)
@@ -147,11 +148,16 @@ func (e *Engine) switchSet(a *appState, set *segSet, now int64, out []Change) []
 		d.stale = false
 		var next int64
 		out, next = e.evaluate(d, now, c, out)
-		if d.timer != 0 {
+		if d.timer != 0 && (same || !pending) {
+			// A state from another set was evaluated in full at now: its
+			// old timer goes; otherwise the timer stays (it is due after now,
+			// or, for a restored state of this very set, when it was due).
 			next = min(next, unix(d.timer))
 		}
 		e.setTimer(d, next)
-		e.markDirty(d)
+		if !same {
+			e.markDirty(d)
+		}
 	}
 	e.stale = e.stale[:0]
 	for _, b := range e.apps {
@@ -199,7 +205,13 @@ func (e *Engine) remap(d *device, old *segSet, now int64, out []Change) []Change
 		}
 	}
 	d.members = members
-	d.dropFeatures(set, now)
+	// A restored device may have a timer due before now, which evaluates
+	// at its due time: prune only what no evaluation from then on reads.
+	pruneAt := now
+	if d.timer != 0 {
+		pruneAt = min(pruneAt, unix(d.timer))
+	}
+	d.dropFeatures(set, pruneAt)
 	return out
 }
 
@@ -402,4 +414,3 @@ func (e *Engine) status(a *appState, cs *cseg) Status {
 
 // appKey returns the changelog key of an app's meta record.
 func appKey(app string) string { return "\x00" + app }
-
