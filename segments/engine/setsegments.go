@@ -251,7 +251,8 @@ func (e *Engine) dropApp(a *appState, now int64, out []Change) []Change {
 // to the set, or one that must now keep more than it kept, is tracked
 // from now.
 func (e *Engine) register(a *appState, set *segSet, now int64) {
-	if a.reg.origin == 0 {
+	first := a.reg.feats == nil // the app's first segments: everything is tracked from its origin
+	if first {
 		a.reg.origin = now
 	}
 	feats := make(map[uint32]regFeat, len(set.feats))
@@ -262,11 +263,7 @@ func (e *Engine) register(a *appState, set *segSet, now int64) {
 			span = f.span[0]
 		}
 		if !ok {
-			since := now
-			if a.set == nil && a.reg.feats == nil {
-				since = a.reg.origin
-			}
-			r = regFeat{since: since, k: k, span: span}
+			r = regFeat{since: now, k: k, span: span}
 		} else if k > r.k || span > r.span {
 			r = regFeat{since: now, k: max(k, r.k), span: max(span, r.span)}
 		}
