@@ -2,6 +2,8 @@ package sinks
 
 import (
 	"context"
+	"slices"
+	"sync"
 
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/tag"
@@ -23,28 +25,49 @@ type TagWriter struct {
 
 // Write implements Writer.
 func (w TagWriter) Write(ctx context.Context, msgs []bus.Message) ([]Dead, error) {
-	rows := make([]clickhouse.Row, 0, len(msgs))
+	// The rows live only as long as this call, and msgs longer: decode
+	// sharing the messages' bytes, and every record's extras from one arena;
+	// rows and arena are reused by later batches.
+	sc, _ := decodePool.Get().(*decodeScratch)
+	if sc == nil {
+		sc = &decodeScratch{}
+	}
+	defer func() {
+		clear(sc.rows) // drop the references into this batch's messages
+		clear(sc.arena)
+		sc.rows, sc.arena = sc.rows[:0], sc.arena[:0]
+		decodePool.Put(sc)
+	}()
+	rows := slices.Grow(sc.rows, len(msgs))
 	var dead []Dead
 	kept := make([]bus.Message, 0, len(msgs))
-	// The rows live only as long as this call, and msgs longer: decode
-	// sharing the messages' bytes, and every record's extras from one arena.
-	arena := make([]tag.Extra, 0, 4*len(msgs))
 	for _, m := range msgs {
-		var r tag.Record
-		if err := r.UnmarshalBinaryShared(m.Value, &arena); err != nil {
+		rows = append(rows, clickhouse.Row{Partition: int32(m.Partition), Offset: m.Offset})
+		r := &rows[len(rows)-1].Rec
+		if err := r.UnmarshalBinaryShared(m.Value, &sc.arena); err != nil {
+			rows = rows[:len(rows)-1]
 			dead = append(dead, Dead{Msg: m, Reason: err.Error()})
 			continue
 		}
 		if err := r.Validate(); err != nil {
+			rows = rows[:len(rows)-1]
 			dead = append(dead, Dead{Msg: m, Reason: "invalid record: " + err.Error()})
 			continue
 		}
-		rows = append(rows, clickhouse.Row{Rec: r, Partition: int32(m.Partition), Offset: m.Offset})
 		kept = append(kept, m)
 	}
+	sc.rows = rows
 	refused, err := w.write(ctx, rows, kept)
 	return append(dead, refused...), err
 }
+
+// decodeScratch is the memory one batch decodes into.
+type decodeScratch struct {
+	rows  []clickhouse.Row
+	arena []tag.Extra
+}
+
+var decodePool sync.Pool // *decodeScratch
 
 // write writes rows; if the store refuses them as data, it halves the batch
 // to find the refused rows and writes the others.

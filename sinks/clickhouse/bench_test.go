@@ -3,9 +3,11 @@ package clickhouse_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/openengage/engage/deploy/servicetest"
 	"github.com/openengage/engage/pipeline/tag"
 	"github.com/openengage/engage/sinks/clickhouse"
 	"github.com/openengage/engage/sinks/clickhouse/chtest"
@@ -38,7 +40,15 @@ func benchWriter(b *testing.B, writer string, dropViews bool) {
 			MessageID: fmt.Sprintf("m-%09d", i), Time: t0.Add(time.Duration(i) * time.Second), AppVersion: "2.3.1", Name: "article_read", Activity: "article",
 			Extras: []tag.Extra{{Key: "category", Value: tag.String("sport")}, {Key: "words", Value: tag.Number(float64(i % 2000))}}}, Offset: int64(i)}
 	}
+	if os.Getenv("ENGAGE_BENCH_STOP_MERGES") == "1" {
+		if err := conn.Exec(context.Background(), "SYSTEM STOP MERGES"); err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Exec(context.Background(), "SYSTEM START MERGES")
+	}
 	b.ResetTimer()
+	chPID := servicetest.ClickHousePID()
+	chCPU := servicetest.ProcCPU(chPID)
 	start := time.Now()
 	written := 0
 	for written < b.N {
@@ -49,4 +59,5 @@ func benchWriter(b *testing.B, writer string, dropViews bool) {
 		written += n
 	}
 	b.ReportMetric(float64(written)/time.Since(start).Seconds(), "rows/s")
+	b.ReportMetric((servicetest.ProcCPU(chPID)-chCPU).Seconds()*1e6/float64(written), "clickhouse-cpu-µs/row")
 }
