@@ -148,14 +148,9 @@ func RunGroup(ctx context.Context, cfg GroupConfig, log *slog.Logger, fn func(ct
 // from its oldest up to the end it had when ReadPartition started (for
 // restoring state from a changelog). It returns how many messages it read.
 func ReadPartition(ctx context.Context, brokers []string, topic string, partition int, fn func(bus.Message) error) (int64, error) {
-	conn, err := kafka.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	first, last, err := partitionBounds(ctx, brokers, topic, partition)
 	if err != nil {
-		return 0, fmt.Errorf("read %s/%d: %w", topic, partition, err)
-	}
-	first, last, err := conn.ReadOffsets()
-	conn.Close()
-	if err != nil {
-		return 0, fmt.Errorf("read %s/%d offsets: %w", topic, partition, err)
+		return 0, err
 	}
 	if last <= first {
 		return 0, nil
@@ -188,14 +183,9 @@ func ReadPartition(ctx context.Context, brokers []string, topic string, partitio
 // the end the partition had when FollowPartition started; if the partition
 // was empty, fn is first called once with a zero message and caughtUp.
 func FollowPartition(ctx context.Context, brokers []string, topic string, partition int, fn func(m bus.Message, caughtUp bool) error) error {
-	conn, err := kafka.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	first, last, err := partitionBounds(ctx, brokers, topic, partition)
 	if err != nil {
-		return fmt.Errorf("follow %s/%d: %w", topic, partition, err)
-	}
-	first, last, err := conn.ReadOffsets()
-	conn.Close()
-	if err != nil {
-		return fmt.Errorf("follow %s/%d offsets: %w", topic, partition, err)
+		return err
 	}
 	if last <= first {
 		if err := fn(bus.Message{}, true); err != nil {
@@ -218,6 +208,32 @@ func FollowPartition(ctx context.Context, brokers []string, topic string, partit
 		}
 		if err := fn(bus.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: m.Time, Partition: m.Partition, Offset: m.Offset}, m.Offset+1 == last); err != nil {
 			return err
+		}
+	}
+}
+
+// partitionBounds returns a partition's first and next offsets, retrying
+// for up to 30 s while its leader is moving or not elected yet (a new
+// topic, a broker restarting).
+func partitionBounds(ctx context.Context, brokers []string, topic string, partition int) (first, last int64, err error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		var conn *kafka.Conn
+		conn, err = kafka.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+		if err == nil {
+			first, last, err = conn.ReadOffsets()
+			conn.Close()
+			if err == nil {
+				return first, last, nil
+			}
+		}
+		var ke kafka.Error
+		if ctx.Err() != nil || time.Now().After(deadline) || errors.As(err, &ke) && !ke.Temporary() {
+			return 0, 0, fmt.Errorf("offsets of %s/%d: %w", topic, partition, err)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openengage/engage/pipeline/bus"
@@ -82,7 +83,11 @@ type Processor struct {
 	mu    sync.Mutex
 	parts map[int]*partition // owned now
 	m     *metrics
+	read  atomic.Int64 // input records read
 }
+
+// Records returns how many input records this instance has read.
+func (p *Processor) Records() int64 { return p.read.Load() }
 
 // New returns a processor that produces through prod (a producer whose
 // messages name their topic; keys are placed by murmur2, as the input's).
@@ -334,6 +339,7 @@ func (o *owner) apply(rec *tag.Record, m bus.Message) {
 	o.next = m.Offset + 1
 	o.pending++
 	o.p.m.records.Inc()
+	o.p.read.Add(1)
 	if err := rec.UnmarshalBinary(m.Value); err != nil {
 		o.p.m.invalid.Inc()
 		o.p.log.Debug("undecodable record skipped", "partition", m.Partition, "offset", m.Offset, "error", err)
