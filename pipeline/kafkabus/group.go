@@ -148,10 +148,23 @@ func RunGroup(ctx context.Context, cfg GroupConfig, log *slog.Logger, fn func(ct
 // from its oldest up to the end it had when ReadPartition started (for
 // restoring state from a changelog). It returns how many messages it read.
 func ReadPartition(ctx context.Context, brokers []string, topic string, partition int, fn func(bus.Message) error) (int64, error) {
+	return ReadPartitionFrom(ctx, brokers, topic, partition, -1, fn)
+}
+
+// PartitionEnd returns the offset the next message of a partition will get.
+func PartitionEnd(ctx context.Context, brokers []string, topic string, partition int) (int64, error) {
+	_, last, err := partitionBounds(ctx, brokers, topic, partition)
+	return last, err
+}
+
+// ReadPartitionFrom is ReadPartition from offset from (or the oldest, if
+// from is negative or older).
+func ReadPartitionFrom(ctx context.Context, brokers []string, topic string, partition int, from int64, fn func(bus.Message) error) (int64, error) {
 	first, last, err := partitionBounds(ctx, brokers, topic, partition)
 	if err != nil {
 		return 0, err
 	}
+	first = max(first, from)
 	if last <= first {
 		return 0, nil
 	}

@@ -226,6 +226,12 @@ func startProcess(t *testing.T, bin string, cfg processor.Config) *exec.Cmd {
 // state from the changelog and goes on. The distinct changes and the final
 // memberships equal those of a single instance on the same input.
 func TestTwoInstancesOneKilledEqualsOneInstance(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) { testTwoInstances(t, sig) })
+	}
+}
+
+func testTwoInstances(t *testing.T, sig syscall.Signal) {
 	brokers := kafkatest.RealBrokers(t)
 	bin := buildEngage(t)
 	input := stream(60000, 1500)
@@ -258,7 +264,7 @@ func TestTwoInstancesOneKilledEqualsOneInstance(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			atKill, _ = kafkabus.CountMessages(ctx, brokers, two.ChangesTopic)
 			cancel()
-			if err := a.Process.Signal(syscall.SIGKILL); err != nil {
+			if err := a.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
 			_ = a.Wait()
@@ -268,14 +274,14 @@ func TestTwoInstancesOneKilledEqualsOneInstance(t *testing.T) {
 	if atKill == 0 {
 		t.Fatal("no change had been produced when the instance was killed: not mid-stream")
 	}
-	t.Logf("killed one instance with SIGKILL after %d changes", atKill)
+	t.Logf("stopped one instance with %s after %d changes", sig, atKill)
 	waitDone(t, two, 3*time.Minute)
 	_ = b.Process.Signal(syscall.SIGTERM)
 	_ = b.Wait()
 
 	gotChanges, gotDups, gotMembers := changes(t, brokers, two.ChangesTopic)
-	t.Logf("single instance: %d changes (%d repeated), %d memberships; two with a SIGKILL: %d changes (%d repeated with the same id), %d memberships",
-		len(wantChanges), wantDups, len(wantMembers), len(gotChanges), gotDups, len(gotMembers))
+	t.Logf("single instance: %d changes (%d repeated), %d memberships; two, one stopped with %s: %d changes (%d repeated with the same id), %d memberships",
+		len(wantChanges), wantDups, len(wantMembers), sig, len(gotChanges), gotDups, len(gotMembers))
 	missing, extra := 0, 0
 	for id, c := range wantChanges {
 		g, ok := gotChanges[id]

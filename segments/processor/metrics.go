@@ -4,7 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are the processor's Prometheus metrics.
 type metrics struct {
-	records, invalid, changes, states, restored prometheus.Counter
+	records, invalid, changes, states, restored, suppressed prometheus.Counter
 }
 
 // NewMetrics registers the processor's metrics with reg (nil: none).
@@ -20,9 +20,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		changes:  c("engage_process_segment_changes_total", "Segment enters and exits produced."),
 		states:   c("engage_process_changelog_records_total", "State records written to the changelog."),
 		restored: c("engage_process_restored_records_total", "Changelog records read to restore partitions."),
+		suppressed: c("engage_process_changes_not_repeated_total",
+			"Changes a replay recomputed that had been produced before the restore, and were not produced again."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.invalid, m.changes, m.states, m.restored)
+		reg.MustRegister(m.records, m.invalid, m.changes, m.states, m.restored, m.suppressed)
 	}
 	return m
 }

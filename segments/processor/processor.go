@@ -7,11 +7,16 @@
 // is assigned; every enter and exit goes to the segment-changes topic.
 //
 // Order of effects at each flush: segment changes (acks=all), then the
-// changed states and the partition clock (acks=all), then the input offset
-// commit. A crash anywhere in between replays input that the restored
-// states have already applied: the engine skips it by the per-device last
-// applied offset, and the changes it may produce again carry the same
-// deterministic ids (consumers deduplicate on id).
+// changed states and the partition's own record (its clock, and the end of
+// its changes partition once this flush's changes are in) (acks=all), then
+// the input offset commit. A crash anywhere in between replays input that
+// the restored states have already applied: the engine skips it by the
+// per-device last applied offset. Changes produced after the last state
+// flush are found again at restore (the changes topic is co-partitioned,
+// and only the partition's owner writes that partition: they are the
+// messages past the end the partition's record noted) and are not produced
+// a second time. Ids are deterministic, so a consumer that deduplicates on
+// id is safe whatever happens.
 package processor
 
 import (
@@ -173,9 +178,11 @@ func (pt *partition) do(ctx context.Context, fn func(*engine.Engine, time.Time))
 
 var errPartitionGone = errors.New("the partition moved to another instance")
 
-// clockKeyPrefix starts the changelog key of a partition's clock: two NUL
-// bytes, which no device key (app/device) and no engine meta key (one NUL
-// and an app name) begins with.
+// clockKeyPrefix starts the changelog key of a partition's own record
+// (clock and changes end): two NUL bytes, which no device key (app/device)
+// and no engine meta key (one NUL and an app name) begins with. Its value
+// is the simulated clock (Unix ns) and the end offset of the partition of
+// the changes topic after the flush's changes, 8 bytes each, big-endian.
 const clockKeyPrefix = "\x00\x00clock/"
 
 // owner is the state of one owned partition's goroutine.
@@ -185,11 +192,18 @@ type owner struct {
 	eng      *engine.Engine
 	clock    time.Time // simulated: newest event time seen
 	clockKey []byte
-	changes  []engine.Change
-	times    []time.Time // input message time of each change (zero: timer or configuration)
-	next     int64       // offset to commit
-	pending  int         // records since the last flush
-	set      *Set
+	// emitted holds the ids of changes produced after the restored states
+	// were written: a replay recomputes them, and they are not produced
+	// again.
+	emitted    map[string]bool
+	changesEnd int64 // end of the changes partition after the last produced changes; -1: unknown
+	endStale   bool  // changes were produced since changesEnd was read
+	unsent     []bus.Message
+	changes    []engine.Change
+	times      []time.Time // input message time of each change (zero: timer or configuration)
+	next       int64       // offset to commit
+	pending    int         // records since the last flush
+	set        *Set
 }
 
 func (o *owner) now() time.Time {
@@ -201,17 +215,21 @@ func (o *owner) now() time.Time {
 
 func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partitions int) error {
 	start := time.Now()
-	o := &owner{p: p, claim: c, eng: engine.New(engine.Options{}), next: -1,
+	o := &owner{p: p, claim: c, eng: engine.New(engine.Options{}), next: -1, changesEnd: -1,
 		clockKey: kafkabus.PartitionKey(clockKeyPrefix+strconv.Itoa(c.Partition)+"/", c.Partition, partitions)}
 	set, changed := p.store.Current()
 	o.set = set
 	if _, _, err := o.eng.SetSegments(set.Segs, time.Time{}); err != nil {
 		return err
 	}
+	changesEnd := int64(-1)
 	n, err := kafkabus.ReadPartition(ctx, p.cfg.Brokers, p.cfg.ChangelogTopic, c.Partition, func(m bus.Message) error {
 		if len(m.Key) > 2 && string(m.Key[:2]) == "\x00\x00" {
-			if len(m.Value) == 8 {
-				o.clock = time.Unix(0, int64(binary.BigEndian.Uint64(m.Value))).UTC()
+			if len(m.Value) == 16 {
+				if ns := int64(binary.BigEndian.Uint64(m.Value)); ns != 0 {
+					o.clock = time.Unix(0, ns).UTC()
+				}
+				changesEnd = int64(binary.BigEndian.Uint64(m.Value[8:]))
 			}
 			return nil
 		}
@@ -219,6 +237,18 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 	})
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
+	}
+	if changesEnd >= 0 {
+		o.emitted = map[string]bool{}
+		if _, err := kafkabus.ReadPartitionFrom(ctx, p.cfg.Brokers, p.cfg.ChangesTopic, c.Partition, changesEnd, func(m bus.Message) error {
+			var cm ChangeMessage
+			if json.Unmarshal(m.Value, &cm) == nil {
+				o.emitted[cm.ID] = true
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("read the changes produced since the last flush: %w", err)
+		}
 	}
 	p.m.restored.Add(float64(n))
 	p.log.Info("partition restored", "partition", c.Partition, "records", n, "devices", o.eng.Devices(), "took", time.Since(start).Round(time.Millisecond), "from offset", c.Offset)
@@ -265,17 +295,7 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 	for {
 		select {
 		case <-ctx.Done():
-			// Stopping or giving the partition away: write what is done, so
-			// that the next owner replays as little as possible (the commit
-			// may fail once the generation is over; the states make the
-			// replay change nothing).
-			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := o.flush(fctx)
-			cancel()
-			if err != nil {
-				p.log.Warn("last flush of a partition", "partition", c.Partition, "error", err)
-			}
-			return nil
+			return o.finalFlush()
 		case err := <-fetchErr:
 			return fmt.Errorf("fetch: %w", err)
 		case m, ok := <-msgs:
@@ -296,16 +316,16 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 				}
 			}
 			if o.pending >= p.cfg.FlushRecords {
-				if err := o.flush(ctx); err != nil {
-					return err
+				if err := o.flushDetached(ctx); err != nil {
+					return o.flushFailed(ctx, err)
 				}
 			}
 		case <-tick.C:
 			if !p.cfg.SimulatedClock {
 				o.collect(o.eng.Advance(o.now(), o.changes), time.Time{})
 			}
-			if err := o.flush(ctx); err != nil {
-				return err
+			if err := o.flushDetached(ctx); err != nil {
+				return o.flushFailed(ctx, err)
 			}
 		case <-changed:
 			set, changed = p.store.Current()
@@ -316,13 +336,44 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 				continue
 			}
 			o.collect(out, time.Time{})
-			if err := o.flush(ctx); err != nil {
-				return err
+			if err := o.flushDetached(ctx); err != nil {
+				return o.flushFailed(ctx, err)
 			}
 		case req := <-pt.reqs:
 			req(o.eng, o.now())
 		}
 	}
+}
+
+// finalFlush writes what is done when the partition is stopping or moving
+// to another instance, so that the next owner replays as little as
+// possible. It has a context of its own: the partition's has ended. (The
+// commit may fail once the generation is over; the states written make the
+// replay change nothing.)
+func (o *owner) finalFlush() error {
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := o.flush(fctx); err != nil {
+		o.p.log.Warn("last flush of a partition", "partition", o.claim.Partition, "error", err)
+	}
+	return nil
+}
+
+// flushDetached flushes without letting a stop interrupt the writes half
+// way (which would write some changes twice); it gives up after 30 s.
+func (o *owner) flushDetached(ctx context.Context) error {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return o.flush(fctx)
+}
+
+// flushFailed handles a failed flush: because the partition is stopping (a
+// last flush), or for good (the error).
+func (o *owner) flushFailed(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return o.finalFlush()
+	}
+	return err
 }
 
 // collect notes the changes appended to o.changes since len(o.times),
@@ -375,45 +426,69 @@ const HeaderInputTime = "engage-input-time"
 // flush produces the changes, then the changed states, then commits.
 func (o *owner) flush(ctx context.Context) error {
 	p := o.p
+	produced := false
 	if len(o.changes) > 0 {
-		msgs := make([]bus.Message, len(o.changes))
+		msgs := make([]bus.Message, 0, len(o.changes))
 		for i, c := range o.changes {
-			v, _ := json.Marshal(ChangeMessage{ID: c.ID, App: c.App, Segment: c.Segment, Version: c.Version, DeviceID: c.DeviceID, Enter: c.Enter, Time: c.Time.UTC(), Cause: c.Cause})
-			msgs[i] = bus.Message{Topic: p.cfg.ChangesTopic, Key: []byte(c.App + "/" + c.DeviceID), Value: v}
-			if t := o.times[i]; !t.IsZero() {
-				msgs[i].Headers = []bus.Header{{Key: HeaderInputTime, Value: strconv.AppendInt(nil, t.UnixNano(), 10)}}
+			if o.emitted[c.ID] {
+				delete(o.emitted, c.ID)
+				p.m.suppressed.Inc()
+				continue
 			}
+			v, _ := json.Marshal(ChangeMessage{ID: c.ID, App: c.App, Segment: c.Segment, Version: c.Version, DeviceID: c.DeviceID, Enter: c.Enter, Time: c.Time.UTC(), Cause: c.Cause})
+			m := bus.Message{Topic: p.cfg.ChangesTopic, Key: []byte(c.App + "/" + c.DeviceID), Value: v}
+			if t := o.times[i]; !t.IsZero() {
+				m.Headers = []bus.Header{{Key: HeaderInputTime, Value: strconv.AppendInt(nil, t.UnixNano(), 10)}}
+			}
+			msgs = append(msgs, m)
 		}
 		if err := p.produce(ctx, msgs); err != nil {
 			return err
 		}
+		produced = len(msgs) > 0
 		p.m.changes.Add(float64(len(msgs)))
 		clear(o.changes)
 		o.changes, o.times = o.changes[:0], o.times[:0]
 	}
-	var states []bus.Message
+	// States wait in o.unsent until written: Dirty hands each change out
+	// once, and a failed write must not lose it (a later commit would pass
+	// records whose states were never written).
 	o.eng.Dirty(func(key, state []byte) {
 		m := bus.Message{Topic: p.cfg.ChangelogTopic, Key: append([]byte(nil), key...)}
 		if state != nil {
 			m.Value = append([]byte(nil), state...)
 		}
-		states = append(states, m)
+		o.unsent = append(o.unsent, m)
 	})
-	if len(states) > 0 || o.pending > 0 {
-		if p.cfg.SimulatedClock && !o.clock.IsZero() {
-			states = append(states, bus.Message{Topic: p.cfg.ChangelogTopic, Key: o.clockKey, Value: binary.BigEndian.AppendUint64(nil, uint64(o.clock.UnixNano()))})
+	o.endStale = o.endStale || produced
+	if len(o.unsent) > 0 || o.pending > 0 || o.endStale {
+		if o.endStale || o.changesEnd < 0 {
+			end, err := kafkabus.PartitionEnd(ctx, p.cfg.Brokers, p.cfg.ChangesTopic, o.claim.Partition)
+			if err != nil {
+				return err
+			}
+			o.changesEnd, o.endStale = end, false
 		}
-		if err := p.produce(ctx, states); err != nil {
+		var clock int64
+		if p.cfg.SimulatedClock && !o.clock.IsZero() {
+			clock = o.clock.UnixNano()
+		}
+		own := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(clock)), uint64(o.changesEnd))
+		msgs := append(o.unsent, bus.Message{Topic: p.cfg.ChangelogTopic, Key: o.clockKey, Value: own})
+		if err := p.produce(ctx, msgs); err != nil {
 			return err
 		}
-		p.m.states.Add(float64(len(states)))
+		p.m.states.Add(float64(len(msgs)))
+		clear(o.unsent)
+		o.unsent = o.unsent[:0]
 	}
 	if o.next >= 0 && o.pending > 0 {
 		if err := o.claim.Commit(o.next); err != nil {
-			if ctx.Err() == nil {
-				return err
-			}
-			p.log.Warn("commit at stop", "partition", o.claim.Partition, "error", err)
+			// Not fatal: the states are written, so replaying from the
+			// older commit changes nothing; the next flush commits again
+			// (or, in a rebalance, the partition's next owner does).
+			p.log.Warn("commit failed", "partition", o.claim.Partition, "offset", o.next, "error", err)
+			return nil
 		}
 	}
 	o.pending = 0
@@ -432,7 +507,7 @@ func (p *Processor) produce(ctx context.Context, msgs []bus.Message) error {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return nil
+			return ctx.Err() // not written: the caller must not commit
 		}
 		if !errors.Is(err, bus.ErrUnavailable) {
 			return err
@@ -441,7 +516,7 @@ func (p *Processor) produce(ctx context.Context, msgs []bus.Message) error {
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return nil
+			return ctx.Err()
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
