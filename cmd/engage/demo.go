@@ -17,9 +17,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/collector"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tag"
+	"github.com/openengage/engage/segments/engine"
+	"github.com/openengage/engage/segments/processor"
 )
 
 const demoKey = "demo-write-key"
@@ -136,6 +139,99 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(recs) != sent {
 		return fmt.Errorf("read back %d records, the collector acknowledged %d", len(recs), sent)
 	}
+	return demoSegments(ctx, brokers, prod, log, stdout)
+}
+
+// demoSegments defines segments, runs the segment processor over the
+// records just sent, and shows the changes it produced and an explanation.
+func demoSegments(ctx context.Context, brokers []string, prod *kafkabus.Producer, log *slog.Logger, stdout io.Writer) error {
+	apps, err := loadApps("")
+	if err != nil {
+		return err
+	}
+	plan := apps.List()[0].Plan
+	defs := []processor.Definition{
+		{App: "demo", Name: "sport_readers", Text: `did event "article_read" where category = "sport"`},
+		{App: "demo", Name: "logged_in", Text: `app_info "logged_in" = true`},
+		{App: "demo", Name: "readers_to_convert", Text: `did event "article_read" at least 3 times in last 1d and not segment "logged_in"`},
+	}
+	fmt.Fprintf(stdout, "\n== segments (checked against the demo app's tag plan, stored in %s):\n", kafkabus.TopicConfig)
+	var cfgMsgs []bus.Message
+	for _, d := range defs {
+		d.UpdatedAt = time.Now().UTC()
+		if _, err := processor.Validate(d, plan, defs); err != nil {
+			return fmt.Errorf("demo segment %s: %w", d.Name, err)
+		}
+		v, _ := json.Marshal(d)
+		cfgMsgs = append(cfgMsgs, bus.Message{Topic: kafkabus.TopicConfig, Key: processor.ConfigKey(d.App, d.Name), Value: v})
+		fmt.Fprintf(stdout, "  %-20s %s\n", d.Name, d.Text)
+	}
+	if err := prod.Produce(ctx, cfgMsgs); err != nil {
+		return err
+	}
+	changesBefore, err := kafkabus.CountMessages(ctx, brokers, kafkabus.TopicSegmentChanges)
+	if err != nil {
+		return err
+	}
+	cfg := processor.DefaultConfig(brokers)
+	cfg.Group = fmt.Sprintf("engage-demo-%d", time.Now().UnixNano())
+	cfg.SessionTimeout = 6 * time.Second
+	store := processor.NewStore()
+	proc, err := processor.New(cfg, store, prod, nil, log)
+	if err != nil {
+		return err
+	}
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- proc.Run(pctx) }()
+	defer func() { stop(); <-done }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		lag, err := kafkabus.GroupLag(ctx, brokers, cfg.Group, cfg.Topic)
+		if err == nil && lag == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("segment processor: lag %d after 60 s (%v)", lag, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	n, err := kafkabus.CountMessages(ctx, brokers, kafkabus.TopicSegmentChanges)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	msgs, err := kafkabus.ReadTopic(rctx, brokers, kafkabus.TopicSegmentChanges, int(n))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\n== segment changes produced by the processor to %s:\n", kafkabus.TopicSegmentChanges)
+	shown := 0
+	for _, m := range msgs {
+		var c processor.ChangeMessage
+		if json.Unmarshal(m.Value, &c) != nil || c.App != "demo" {
+			continue
+		}
+		dir := "exits "
+		if c.Enter {
+			dir = "enters"
+		}
+		fmt.Fprintf(stdout, "  %-10s %s %-20s (%s)\n", c.DeviceID, dir, c.Segment, c.Cause)
+		shown++
+	}
+	if int64(shown) < n-changesBefore || shown == 0 {
+		return fmt.Errorf("segment processor: %d changes shown of %d produced", shown, n-changesBefore)
+	}
+	var text string
+	if _, err := proc.Each(ctx, func(_ int, e *engine.Engine, now time.Time) {
+		if x, err := e.Explain("demo", "readers_to_convert", "tablet-bo", now); err == nil && x.Known {
+			text = x.String()
+		}
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\n== why (GET /v1/segments/demo/readers_to_convert/explain?device=tablet-bo):\n%s", text)
 	return nil
 }
 
