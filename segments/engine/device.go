@@ -2,8 +2,11 @@ package engine
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 	"time"
+
+	"github.com/twmb/murmur3"
 
 	"github.com/openengage/engage/pipeline/tag"
 )
@@ -34,14 +37,17 @@ func stamp(s int64) uint32 {
 // unix converts a stored time to Unix seconds.
 func unix(u uint32) int64 { return int64(u) + epoch }
 
-// device is the state of one device of one app.
+// inlineKey is how long a key may be to be kept in the device itself
+// ("app/" + a UUID fits), which saves a cache miss per record.
+const inlineKey = 48
+
+// device is the state of one device of one app. The layout keeps what
+// every record reads in the struct itself.
 type device struct {
-	key    string // app + "/" + device id
 	app    *appState
-	appLen int   // len(app id)
-	idx    int32 // in app.devs
-	hidx   int32 // in the timer heap, -1 when no timer
 	offset int64 // last applied input offset, -1 none
+	idx    int32 // in app.devs
+	kh     uint32
 	first  uint32
 	last   uint32
 	timer  uint32 // next instant a condition can change with time alone, 0 none
@@ -49,31 +55,123 @@ type device struct {
 	msgs   [dedupIDs]uint32
 	nmsg   uint8 // message ids remembered (up to dedupIDs); the next goes to msgs[mpos]
 	mpos   uint8
+	appLen uint8 // len(app id)
+	klen   uint8 // bytes of keyb in use; 0: the key is long
 	dirty  bool
-	stale  bool
+	stale  bool // restored under another segment set: re-evaluate before use
+	// attached is true once the memberships are mapped to the app's set;
+	// until then a restored state's memberships (segment name hashes) wait
+	// in Engine.pending.
+	attached bool
+	queued   bool // scratch of the timer heap's compaction
 
-	members []uint64 // by slot of the app's segment set
+	mem members
 	// times holds the did features' times: for each feature that has any,
 	// [id, n, t1 ... tn] with t ascending.
 	times []uint32
 	attrs []attrVal
-
-	// pendingMembers holds the segment name hashes of a restored state
-	// until its app's segments are known.
-	pendingMembers []uint32
+	keyb  [inlineKey]byte
+	long  string
 }
 
-func (d *device) id() string { return d.key[d.appLen+1:] }
+// members is a device's membership bits, by slot of its app's segment set.
+type members struct {
+	lo uint64   // slots 0-63
+	hi []uint64 // slots 64 and up
+}
 
-func (d *device) member(slot int) bool { return d.members[slot>>6]&(1<<(slot&63)) != 0 }
+func (m *members) has(slot int) bool {
+	if slot < 64 {
+		return m.lo&(1<<slot) != 0
+	}
+	return m.hi[(slot>>6)-1]&(1<<(slot&63)) != 0
+}
 
-func (d *device) setMember(slot int, in bool) {
+func (m *members) set(slot int, in bool) {
+	w := &m.lo
+	if slot >= 64 {
+		for len(m.hi) < slot>>6 {
+			m.hi = append(m.hi, 0)
+		}
+		w = &m.hi[(slot>>6)-1]
+	}
 	if in {
-		d.members[slot>>6] |= 1 << (slot & 63)
+		*w |= 1 << (slot & 63)
 	} else {
-		d.members[slot>>6] &^= 1 << (slot & 63)
+		*w &^= 1 << (slot & 63)
 	}
 }
+
+// each calls fn with each slot that is set, in order.
+func (m *members) each(fn func(slot int)) {
+	for word := m.lo; word != 0; {
+		b := bits.TrailingZeros64(word)
+		word &^= 1 << b
+		fn(b)
+	}
+	for w, word := range m.hi {
+		for word != 0 {
+			b := bits.TrailingZeros64(word)
+			word &^= 1 << b
+			fn((w+1)<<6 | b)
+		}
+	}
+}
+
+func (d *device) member(slot int) bool { return d.mem.has(slot) }
+
+func (d *device) setMember(slot int, in bool) { d.mem.set(slot, in) }
+
+func (d *device) setKey(key []byte, appLen int) {
+	d.appLen = uint8(appLen)
+	if len(key) <= inlineKey {
+		d.klen = uint8(copy(d.keyb[:], key))
+	} else {
+		d.long = string(key)
+	}
+	d.kh = uint32(keyHash(key))
+}
+
+func keyHash(key []byte) uint64 { return murmur3.Sum64(key) }
+
+func (d *device) appendKey(b []byte) []byte {
+	if d.klen > 0 {
+		return append(b, d.keyb[:d.klen]...)
+	}
+	return append(b, d.long...)
+}
+
+func (d *device) keyIs(k []byte) bool {
+	if d.klen > 0 {
+		return string(d.keyb[:d.klen]) == string(k)
+	}
+	return d.long == string(k)
+}
+
+func (d *device) key() string {
+	if d.klen > 0 {
+		return string(d.keyb[:d.klen])
+	}
+	return d.long
+}
+
+// appendID appends the device id (the key after "app/").
+func (d *device) appendID(b []byte) []byte {
+	if d.klen > 0 {
+		return append(b, d.keyb[int(d.appLen)+1:d.klen]...)
+	}
+	return append(b, d.long[int(d.appLen)+1:]...)
+}
+
+func (d *device) id() string {
+	if d.klen > 0 {
+		return string(d.keyb[int(d.appLen)+1 : d.klen])
+	}
+	return d.long[int(d.appLen)+1:]
+}
+
+// keyLess orders devices by key.
+func keyLess(a, b *device) bool { return a.key() < b.key() }
 
 // seen reports whether the message id hash is among the recent ones, and
 // remembers it if not.

@@ -37,12 +37,18 @@ func (o Options) Validate() error {
 // It is not safe for concurrent use: one goroutine owns it (the one that
 // owns the partition).
 type Engine struct {
-	opts  Options
-	now   int64 // newest now seen, Unix seconds
-	apps  map[string]*appState
-	devs  map[string]*device
-	heap  timerHeap
-	stale []*device // restored under another segment set, not yet re-evaluated
+	opts Options
+	now  int64 // newest now seen, Unix seconds
+	apps map[string]*appState
+	// devs finds a device by the 64-bit hash of its key; the rare keys
+	// whose hash another key already has are in collide.
+	devs    map[uint64]*device
+	collide map[string]*device
+	count   int // devices
+	heap    timerHeap
+	timers  int                  // devices with a timer
+	stale   []*device            // restored under another segment set, not yet re-evaluated
+	pending map[*device][]uint32 // memberships (name hashes) of restored states not yet attached
 
 	dirty []*device
 	tombs []string
@@ -91,7 +97,8 @@ func New(opts Options) *Engine {
 	if opts.MaxCount == 0 {
 		opts.MaxCount = DefaultMaxCount
 	}
-	return &Engine{opts: opts, apps: map[string]*appState{}, devs: map[string]*device{}, metas: map[string]bool{}}
+	return &Engine{opts: opts, apps: map[string]*appState{}, devs: map[uint64]*device{}, collide: map[string]*device{},
+		pending: map[*device][]uint32{}, metas: map[string]bool{}}
 }
 
 // Change is a device entering or leaving a segment.
@@ -165,10 +172,11 @@ func (e *Engine) Apply(r *tag.Record, offset int64, now time.Time, out []Change)
 		return out
 	}
 	e.kbuf = append(append(append(e.kbuf[:0], r.AppID...), '/'), r.DeviceID...)
-	d := e.devs[string(e.kbuf)]
+	h := keyHash(e.kbuf)
+	d := e.lookup(h, e.kbuf)
 	fresh := d == nil
 	if fresh {
-		d = e.newDevice(a, string(e.kbuf))
+		d = e.newDevice(a, h, e.kbuf)
 	}
 	out = e.catchUp(d, ns, out)
 	if offset <= d.offset {
@@ -248,10 +256,13 @@ func (e *Engine) Apply(r *tag.Record, offset int64, now time.Time, out []Change)
 func (e *Engine) Advance(now time.Time, out []Change) []Change {
 	ns := e.clock(now)
 	out = e.resyncStale(ns, out)
-	for len(e.heap) > 0 && unix(e.heap[0].timer) <= ns {
-		out = e.fire(e.heap[0], out)
+	for {
+		top := e.top()
+		if top == nil || unix(top.t) > ns {
+			return out
+		}
+		out = e.fire(top.d, out)
 	}
-	return out
 }
 
 // NextTimer returns the earliest pending timer: when Advance next has work.
@@ -259,10 +270,11 @@ func (e *Engine) NextTimer() (time.Time, bool) {
 	if len(e.stale) > 0 {
 		return time.Unix(e.now, 0).UTC(), true
 	}
-	if len(e.heap) == 0 {
+	top := e.top()
+	if top == nil {
 		return time.Time{}, false
 	}
-	return time.Unix(unix(e.heap[0].timer), 0).UTC(), true
+	return time.Unix(unix(top.t), 0).UTC(), true
 }
 
 // catchUp brings a device up to now before a record: re-evaluation under
@@ -330,7 +342,6 @@ func (e *Engine) evaluate(d *device, now int64, c cause, out []Change) ([]Change
 func (e *Engine) change(d *device, seg string, version int64, enter bool, now int64, c cause) Change {
 	e.stats.Changes++
 	app := d.app.name
-	id := d.id()
 	var text string
 	switch c.kind {
 	case causeRecord:
@@ -355,7 +366,7 @@ func (e *Engine) change(d *device, seg string, version int64, enter bool, now in
 	b = append(b, seg...)
 	b = append(b, 0)
 	b = binary.AppendVarint(b, version)
-	b = append(b, id...)
+	b = d.appendID(b)
 	b = append(b, 0)
 	dir := byte(0)
 	if enter {
@@ -368,7 +379,7 @@ func (e *Engine) change(d *device, seg string, version int64, enter bool, now in
 	var sum [16]byte
 	binary.BigEndian.PutUint64(sum[:8], h1)
 	binary.BigEndian.PutUint64(sum[8:], h2)
-	return Change{App: app, Segment: seg, Version: version, DeviceID: id, Enter: enter,
+	return Change{App: app, Segment: seg, Version: version, DeviceID: d.id(), Enter: enter,
 		Time: time.Unix(now, 0).UTC(), Cause: text, ID: hex.EncodeToString(sum[:])}
 }
 
@@ -381,12 +392,34 @@ func (e *Engine) clearTouched(words int) []uint64 {
 	return t
 }
 
-func (e *Engine) newDevice(a *appState, key string) *device {
-	d := &device{key: key, app: a, appLen: len(a.name), offset: -1, hidx: -1, fp: a.set.fp, members: newBits(a.set.words)}
+func (e *Engine) newDevice(a *appState, h uint64, key []byte) *device {
+	d := &device{app: a, offset: -1, fp: a.set.fp, attached: true}
+	d.setKey(key, len(a.name))
+	e.addDevice(d, h)
+	return d
+}
+
+// lookup finds the device with a key (h its hash).
+func (e *Engine) lookup(h uint64, key []byte) *device {
+	if d := e.devs[h]; d != nil && d.keyIs(key) {
+		return d
+	}
+	if len(e.collide) > 0 {
+		return e.collide[string(key)]
+	}
+	return nil
+}
+
+func (e *Engine) addDevice(d *device, h uint64) {
+	if e.devs[h] == nil {
+		e.devs[h] = d
+	} else {
+		e.collide[d.key()] = d
+	}
+	a := d.app
 	d.idx = int32(len(a.devs))
 	a.devs = append(a.devs, d)
-	e.devs[key] = d
-	return d
+	e.count++
 }
 
 func (e *Engine) markDirty(d *device) {
@@ -399,21 +432,24 @@ func (e *Engine) markDirty(d *device) {
 // removeDevice forgets a device; its key becomes a tombstone.
 func (e *Engine) removeDevice(d *device) {
 	a := d.app
-	if a.set != nil {
-		for _, cs := range a.set.segs {
-			if d.member(cs.slot) {
-				cs.size--
-			}
-		}
+	if a.set != nil && d.attached {
+		d.mem.each(func(slot int) { a.set.segs[slot].size-- })
 	}
 	last := a.devs[len(a.devs)-1]
 	a.devs[d.idx] = last
 	last.idx = d.idx
 	a.devs = a.devs[:len(a.devs)-1]
-	delete(e.devs, d.key)
+	key := d.key()
+	if h := keyHash(d.appendKey(e.kbuf[:0])); e.devs[h] == d {
+		delete(e.devs, h)
+	} else {
+		delete(e.collide, key)
+	}
+	delete(e.pending, d)
+	e.count--
 	e.setTimer(d, never)
 	d.app = nil
-	e.tombs = append(e.tombs, d.key)
+	e.tombs = append(e.tombs, key)
 }
 
 // Size returns the live number of devices in a segment.
@@ -433,7 +469,7 @@ func (e *Engine) Members(app, segment string, fn func(deviceID string) bool) err
 		return fmt.Errorf("members: %w: %s/%s", ErrNoSegment, app, segment)
 	}
 	for _, d := range e.apps[app].devs {
-		if d.members != nil && d.member(cs.slot) && !fn(d.id()) {
+		if d.attached && d.member(cs.slot) && !fn(d.id()) {
 			break
 		}
 	}
@@ -443,17 +479,23 @@ func (e *Engine) Members(app, segment string, fn func(deviceID string) bool) err
 // Member reports whether a device is in a segment.
 func (e *Engine) Member(app, segment, deviceID string) bool {
 	cs := e.seg(app, segment)
-	d := e.devs[app+"/"+deviceID]
-	return cs != nil && d != nil && d.members != nil && d.member(cs.slot)
+	d := e.device(app, deviceID)
+	return cs != nil && d != nil && d.attached && d.member(cs.slot)
 }
 
 // Devices returns the number of device states the engine holds.
-func (e *Engine) Devices() int { return len(e.devs) }
+func (e *Engine) Devices() int { return e.count }
+
+func (e *Engine) device(app, id string) *device {
+	k := append(append(append(e.kbuf[:0], app...), '/'), id...)
+	e.kbuf = k
+	return e.lookup(keyHash(k), k)
+}
 
 // Stats returns the counters.
 func (e *Engine) Stats() Stats {
 	s := e.stats
-	s.Devices = len(e.devs)
+	s.Devices = e.count
 	return s
 }
 

@@ -176,13 +176,13 @@ func (n *cnode) resolve(now int64) []tag.Value {
 // salt + "/" + device id, below percent/100 of the hash space. The salt
 // defaults to the segment's name.
 func (e *Engine) sampled(n *cnode, d *device) bool {
-	return uint64(sampleHash(&e.buf, n.salt, d.id())) < n.limit
+	return uint64(e.sampleHash(n.salt, d)) < n.limit
 }
 
-func sampleHash(buf *[]byte, salt, id string) uint32 {
-	b := append((*buf)[:0], salt...)
+func (e *Engine) sampleHash(salt string, d *device) uint32 {
+	b := append(e.buf[:0], salt...)
 	b = append(b, '/')
-	b = append(b, id...)
-	*buf = b
+	b = d.appendID(b)
+	e.buf = b
 	return murmur3.Sum32(b)
 }

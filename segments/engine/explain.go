@@ -42,15 +42,15 @@ func (e *Engine) Explain(app, segment, deviceID string, now time.Time) (*Explana
 	}
 	ns := now.Unix()
 	x := &Explanation{App: app, Segment: segment, DeviceID: deviceID, Time: time.Unix(ns, 0).UTC()}
-	d := e.devs[app+"/"+deviceID]
-	if d != nil && d.members != nil {
+	d := e.device(app, deviceID)
+	if d != nil && d.attached {
 		x.Known = true
 		x.Member = d.member(cs.slot)
 	} else {
 		// An unknown device (or one not yet re-evaluated after a restore)
 		// is explained from an empty state.
-		a := e.apps[app]
-		d = &device{key: app + "/" + deviceID, app: a, appLen: len(app), members: newBits(a.set.words)}
+		d = &device{app: e.apps[app]}
+		d.setKey([]byte(app+"/"+deviceID), len(app))
 	}
 	x.Root = e.explain(cs.root, d, ns)
 	x.Value = x.Root.Value
@@ -104,7 +104,7 @@ func (e *Engine) explain(n *cnode, d *device, now int64) *Clause {
 			c.Detail = "not a member"
 		}
 	case opSample:
-		h := sampleHash(&e.buf, n.salt, d.id())
+		h := e.sampleHash(n.salt, d)
 		c.Detail = fmt.Sprintf("hash %#08x, kept below %#08x", h, n.limit)
 	}
 	return c

@@ -134,9 +134,13 @@ func (e *Engine) switchSet(a *appState, set *segSet, now int64, out []Change) []
 		// A state restored before the app had a set (pending) was written
 		// under the set its fingerprint names: the same set needs no
 		// evaluation, another one needs all of it.
-		pending := d.members == nil
+		pending := !d.attached
 		same := pending && d.fp == set.fp
-		out = e.remap(d, old, now, out)
+		var restored uint32 // a pending state's timer, not scheduled yet
+		if pending {
+			restored, d.timer = d.timer, 0
+		}
+		out = e.remap(d, old, now, restored, out)
 		touched := e.clearTouched(set.words)
 		switch {
 		case pending && !same:
@@ -148,12 +152,14 @@ func (e *Engine) switchSet(a *appState, set *segSet, now int64, out []Change) []
 		d.stale = false
 		var next int64
 		out, next = e.evaluate(d, now, c, out)
-		if d.timer != 0 && (same || !pending) {
-			// A state from another set was evaluated in full at now: its
-			// old timer goes; otherwise the timer stays (it is due after now,
-			// or, for a restored state of this very set, when it was due).
-			next = min(next, unix(d.timer))
+		switch {
+		case !pending && d.timer != 0:
+			next = min(next, unix(d.timer)) // due after now: Advance ran first
+		case same && restored != 0:
+			next = min(next, unix(restored)) // fires at its due time, as it would have
 		}
+		// (A state from another set was evaluated in full at now: its old
+		// timer goes.)
 		e.setTimer(d, next)
 		if !same {
 			e.markDirty(d)
@@ -174,42 +180,41 @@ func (e *Engine) switchSet(a *appState, set *segSet, now int64, out []Change) []
 // the old set, or from the name hashes of a restored state), emitting
 // exits for the segments that are gone, and drops the data of features
 // the set no longer reads.
-func (e *Engine) remap(d *device, old *segSet, now int64, out []Change) []Change {
+func (e *Engine) remap(d *device, old *segSet, now int64, restored uint32, out []Change) []Change {
 	a := d.app
 	set := a.set
-	members := newBits(set.words)
+	var m members
 	exit := func(name string, version int64, fp uint32) {
 		out = append(out, e.change(d, name, version, false, now, cause{kind: causeDeleted, id: int64(fp)}))
 	}
 	switch {
-	case d.members == nil:
-		for _, h := range d.pendingMembers {
+	case !d.attached:
+		for _, h := range e.pending[d] {
 			if cs := set.hashed(h); cs != nil {
-				setBit(members, cs.slot)
+				m.set(cs.slot, true)
 				cs.size++
 			} else if del, ok := a.deleted[h]; ok {
 				exit(del.name, del.version, del.fp)
 			}
 		}
-		d.pendingMembers = nil
-	case old != nil && d.members != nil:
-		for _, cs := range old.segs {
-			if !d.member(cs.slot) {
-				continue
-			}
+		delete(e.pending, d)
+	case old != nil:
+		d.mem.each(func(slot int) {
+			cs := old.segs[slot]
 			if ncs := set.byName[cs.seg.Name]; ncs != nil {
-				setBit(members, ncs.slot)
+				m.set(ncs.slot, true)
 			} else {
 				exit(cs.seg.Name, cs.seg.Version, set.fp)
 			}
-		}
+		})
 	}
-	d.members = members
+	d.mem = m
+	d.attached = true
 	// A restored device may have a timer due before now, which evaluates
 	// at its due time: prune only what no evaluation from then on reads.
 	pruneAt := now
-	if d.timer != 0 {
-		pruneAt = min(pruneAt, unix(d.timer))
+	if restored != 0 {
+		pruneAt = min(pruneAt, unix(restored))
 	}
 	d.dropFeatures(set, pruneAt)
 	return out
@@ -231,10 +236,11 @@ func (e *Engine) dropApp(a *appState, now int64, out []Change) []Change {
 	if a.set != nil {
 		for len(a.devs) > 0 {
 			d := a.devs[len(a.devs)-1]
-			for _, cs := range a.set.segs {
-				if d.member(cs.slot) {
+			if d.attached {
+				d.mem.each(func(slot int) {
+					cs := a.set.segs[slot]
 					out = append(out, e.change(d, cs.seg.Name, cs.seg.Version, false, now, cause{kind: causeDeleted}))
-				}
+				})
 			}
 			e.removeDevice(d)
 		}
@@ -277,10 +283,11 @@ func (e *Engine) register(a *appState, set *segSet, now int64) {
 func (e *Engine) resync(d *device, now int64, out []Change) []Change {
 	set := d.app.set
 	d.stale = false
-	if set == nil || d.members != nil {
+	if set == nil || d.attached {
 		return out
 	}
-	out = e.remap(d, nil, now, out)
+	d.timer = 0 // evaluated in full at now: the old timer goes
+	out = e.remap(d, nil, now, 0, out)
 	copy(e.clearTouched(set.words), set.all)
 	var next int64
 	out, next = e.evaluate(d, now, cause{kind: causeSegment, id: int64(set.fp), old: set}, out)

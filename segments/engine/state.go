@@ -65,25 +65,17 @@ func (e *Engine) appendState(b []byte, d *device) []byte {
 		b = binary.LittleEndian.AppendUint32(b, h)
 	}
 	var n int
-	set := d.app.set
-	switch {
-	case d.members == nil:
-		b = binary.AppendUvarint(b, uint64(len(d.pendingMembers)))
-		for _, h := range d.pendingMembers {
+	if !d.attached {
+		hs := e.pending[d]
+		b = binary.AppendUvarint(b, uint64(len(hs)))
+		for _, h := range hs {
 			b = binary.LittleEndian.AppendUint32(b, h)
 		}
-	default:
-		for _, cs := range set.segs {
-			if d.member(cs.slot) {
-				n++
-			}
-		}
+	} else {
+		segs := d.app.set.segs
+		d.mem.each(func(int) { n++ })
 		b = binary.AppendUvarint(b, uint64(n))
-		for _, cs := range set.segs {
-			if d.member(cs.slot) {
-				b = binary.LittleEndian.AppendUint32(b, cs.hash)
-			}
-		}
+		d.mem.each(func(slot int) { b = binary.LittleEndian.AppendUint32(b, segs[slot].hash) })
 	}
 	n = 0
 	for i := 0; i < len(d.times); i += 2 + int(d.times[i+1]) {
@@ -216,22 +208,22 @@ func (r *stateReader) back(ref uint32, what string) uint32 {
 	return ref - uint32(d)
 }
 
-// decodeState decodes a device state; its memberships (segment name
-// hashes) are left in pendingMembers.
-func decodeState(key string, data []byte) (*device, error) {
+// decodeState decodes a device state; its memberships are returned as
+// segment name hashes.
+func decodeState(key []byte, data []byte) (*device, []uint32, error) {
 	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty", ErrCorruptState)
+		return nil, nil, fmt.Errorf("%w: empty", ErrCorruptState)
 	}
 	if data[0] != stateVersion {
-		return nil, fmt.Errorf("%w: unknown version %d (this reader knows %d)", ErrCorruptState, data[0], stateVersion)
+		return nil, nil, fmt.Errorf("%w: unknown version %d (this reader knows %d)", ErrCorruptState, data[0], stateVersion)
 	}
 	r := &stateReader{b: data[1:]}
-	d := &device{key: key, hidx: -1}
+	d := &device{}
 	appLen := r.uvarint("app length")
-	if appLen == 0 || appLen >= uint64(len(key)) || key[appLen] != '/' {
-		return nil, fmt.Errorf("%w: app length %d does not fit key %q", ErrCorruptState, appLen, key)
+	if appLen == 0 || appLen >= uint64(len(key)) || appLen > 255 || key[appLen] != '/' {
+		return nil, nil, fmt.Errorf("%w: app length %d does not fit key %q", ErrCorruptState, appLen, key)
 	}
-	d.appLen = int(appLen)
+	d.setKey(key, int(appLen))
 	d.offset = int64(r.uvarint("offset")) - 1
 	d.fp = r.u32("fingerprint")
 	first := r.uvarint("first session")
@@ -260,9 +252,9 @@ func decodeState(key string, data []byte) (*device, error) {
 		d.msgs[i] = r.u32("message ids")
 	}
 	n := r.count("members", 4)
-	d.pendingMembers = make([]uint32, n)
-	for i := range d.pendingMembers {
-		d.pendingMembers[i] = r.u32("members")
+	hashes := make([]uint32, n)
+	for i := range hashes {
+		hashes[i] = r.u32("members")
 	}
 	n = r.count("did features", 5)
 	for range n {
@@ -327,12 +319,12 @@ func decodeState(key string, data []byte) (*device, error) {
 		}
 	}
 	if r.err != nil {
-		return nil, r.err
+		return nil, nil, r.err
 	}
 	if len(r.b) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCorruptState, len(r.b))
+		return nil, nil, fmt.Errorf("%w: %d trailing bytes", ErrCorruptState, len(r.b))
 	}
-	return d, nil
+	return d, hashes, nil
 }
 
 // Dirty calls fn with the changelog key and state of every device (and
@@ -343,8 +335,10 @@ func decodeState(key string, data []byte) (*device, error) {
 // must not keep key or state after it returns.
 func (e *Engine) Dirty(fn func(key, state []byte)) {
 	for _, k := range e.tombs {
-		if e.devs[k] == nil {
-			fn([]byte(k), nil)
+		kb := append(e.kbuf[:0], k...)
+		e.kbuf = kb
+		if e.lookup(keyHash(kb), kb) == nil {
+			fn(kb, nil)
 		}
 	}
 	e.tombs = e.tombs[:0]
@@ -389,7 +383,7 @@ func (e *Engine) Snapshot(fn func(key, state []byte)) {
 }
 
 func (e *Engine) emitState(d *device, fn func(key, state []byte)) {
-	e.kbuf = append(e.kbuf[:0], d.key...)
+	e.kbuf = d.appendKey(e.kbuf[:0])
 	e.sbuf = e.appendState(e.sbuf[:0], d)
 	fn(e.kbuf, e.sbuf)
 }
@@ -494,28 +488,27 @@ func (e *Engine) Restore(key, state []byte) error {
 	if len(key) > 0 && key[0] == 0 {
 		return e.restoreMeta(string(key[1:]), state)
 	}
-	k := string(key)
-	if old := e.devs[k]; old != nil {
+	h := keyHash(key)
+	if old := e.lookup(h, key); old != nil {
 		e.removeDevice(old)
 		e.tombs = e.tombs[:len(e.tombs)-1]
 	}
 	if state == nil {
 		return nil
 	}
-	d, err := decodeState(k, state)
+	d, hashes, err := decodeState(key, state)
 	if err != nil {
 		return fmt.Errorf("restore %q: %w", key, err)
 	}
-	app := k[:d.appLen]
+	app := string(key[:d.appLen])
 	a := e.apps[app]
 	if a == nil {
 		a = &appState{name: app}
 		e.apps[app] = a
 	}
 	d.app = a
-	d.idx = int32(len(a.devs))
-	a.devs = append(a.devs, d)
-	e.devs[k] = d
+	e.addDevice(d, h)
+	e.pending[d] = hashes
 	e.stats.Restored++
 	if a.set != nil {
 		e.attach(d)
@@ -534,26 +527,18 @@ func (e *Engine) attach(d *device) {
 		e.stale = append(e.stale, d)
 		return
 	}
-	d.members = newBits(set.words)
-	for _, h := range d.pendingMembers {
+	for _, h := range e.pending[d] {
 		if cs := set.hashed(h); cs != nil {
-			setBit(d.members, cs.slot)
+			d.mem.set(cs.slot, true)
 			cs.size++
 		}
 	}
-	d.pendingMembers = nil
-	if d.timer != 0 {
-		e.setTimer(d, unix(d.timer))
+	delete(e.pending, d)
+	d.attached = true
+	if t := d.timer; t != 0 {
+		d.timer = 0
+		e.setTimer(d, unix(t))
 	}
-}
-
-func containsU32(xs []uint32, x uint32) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func (e *Engine) restoreMeta(app string, state []byte) error {

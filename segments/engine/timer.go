@@ -2,23 +2,31 @@ package engine
 
 import "math"
 
-// timerHeap is a min-heap of the devices that have a timer, ordered by due
-// time, then key (so that devices due at the same instant fire in the same
-// order after a restore). Each device knows its index.
-type timerHeap []*device
-
-func (h timerHeap) less(i, j int) bool {
-	a, b := h[i], h[j]
-	if a.timer != b.timer {
-		return a.timer < b.timer
-	}
-	return a.key < b.key
+// timerEntry is a device's timer in the heap. Entries are values, so that
+// ordering them reads no device; an entry whose device's timer has since
+// changed is stale and skipped when it comes out (lazy deletion).
+type timerEntry struct {
+	t  uint32 // due, stored time
+	kh uint32 // key hash, to order devices due at the same instant
+	d  *device
 }
 
-func (h timerHeap) swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].hidx = int32(i)
-	h[j].hidx = int32(j)
+// timerHeap is a min-heap of timer entries ordered by due time, then key
+// (so that devices due at the same instant fire in the same order after a
+// restore).
+type timerHeap []timerEntry
+
+func (h timerHeap) less(i, j int) bool {
+	a, b := &h[i], &h[j]
+	switch {
+	case a.t != b.t:
+		return a.t < b.t
+	case a.kh != b.kh:
+		return a.kh < b.kh
+	case a.d == b.d:
+		return false
+	}
+	return keyLess(a.d, b.d)
 }
 
 func (h timerHeap) up(i int) {
@@ -27,30 +35,57 @@ func (h timerHeap) up(i int) {
 		if !h.less(i, p) {
 			return
 		}
-		h.swap(i, p)
+		h[i], h[p] = h[p], h[i]
 		i = p
 	}
 }
 
-func (h timerHeap) down(i int) bool {
-	start := i
+func (h timerHeap) down(i int) {
 	n := len(h)
 	for {
 		l := 2*i + 1
 		if l >= n {
-			break
+			return
 		}
 		m := l
 		if r := l + 1; r < n && h.less(r, l) {
 			m = r
 		}
 		if !h.less(m, i) {
-			break
+			return
 		}
-		h.swap(i, m)
+		h[i], h[m] = h[m], h[i]
 		i = m
 	}
-	return i > start
+}
+
+func (e *Engine) push(ent timerEntry) {
+	e.heap = append(e.heap, ent)
+	e.heap.up(len(e.heap) - 1)
+}
+
+func (e *Engine) pop() {
+	h := e.heap
+	last := len(h) - 1
+	h[0] = h[last]
+	h[last] = timerEntry{}
+	e.heap = h[:last]
+	if last > 0 {
+		e.heap.down(0)
+	}
+}
+
+func (ent *timerEntry) live() bool { return ent.d.app != nil && ent.d.timer == ent.t }
+
+// top returns the earliest live timer, dropping stale entries.
+func (e *Engine) top() *timerEntry {
+	for len(e.heap) > 0 {
+		if e.heap[0].live() {
+			return &e.heap[0]
+		}
+		e.pop()
+	}
+	return nil
 }
 
 // setTimer sets a device's next timer to the instant at (Unix seconds;
@@ -60,35 +95,41 @@ func (e *Engine) setTimer(d *device, at int64) {
 	if at != never && at-epoch < math.MaxUint32 {
 		t = stamp(at)
 	}
-	if t == d.timer && (t == 0) == (d.hidx < 0) {
+	if t == d.timer {
 		return
 	}
-	d.timer = t
-	h := e.heap
 	switch {
-	case t == 0 && d.hidx >= 0:
-		i := int(d.hidx)
-		last := len(h) - 1
-		if i != last {
-			h.swap(i, last)
-		}
-		h[last] = nil
-		e.heap = h[:last]
-		d.hidx = -1
-		if i != last {
-			if !e.heap.down(i) {
-				e.heap.up(i)
-			}
-		}
+	case d.timer == 0:
+		e.timers++
 	case t == 0:
-	case d.hidx >= 0:
-		i := int(d.hidx)
-		if !h.down(i) {
-			h.up(i)
+		e.timers--
+	}
+	d.timer = t
+	if t != 0 {
+		e.push(timerEntry{t: t, kh: d.kh, d: d})
+		if len(e.heap) > 2*e.timers+1024 {
+			e.compact()
 		}
-	default:
-		d.hidx = int32(len(h))
-		e.heap = append(h, d)
-		e.heap.up(int(d.hidx))
+	}
+}
+
+// compact drops the stale entries of the heap.
+func (e *Engine) compact() {
+	h := e.heap[:0]
+	for _, ent := range e.heap {
+		if ent.live() && !ent.d.queued {
+			ent.d.queued = true
+			h = append(h, ent)
+		}
+	}
+	for i := len(h); i < len(e.heap); i++ {
+		e.heap[i] = timerEntry{}
+	}
+	for _, ent := range h {
+		ent.d.queued = false
+	}
+	e.heap = h
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
 	}
 }

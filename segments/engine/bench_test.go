@@ -1,0 +1,359 @@
+package engine
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/openengage/engage/pipeline/tag"
+	"github.com/openengage/engage/segments"
+)
+
+// benchSegments is a realistic mix of 50 segments of one app (news,
+// commerce and gaming features): windows, all-history counts, first and
+// last times, attributes, device fields, unchanged values, references
+// and samples.
+var benchSegments = []string{
+	`did event "article_read" at least 3 times in the last 7d`,
+	`did event "article_read" where category = "sport" at least 2 times in the last 30d`,
+	`did event "article_read" where category = "politics" in the last 7d`,
+	`did event "video_play" at least 5 times in the last 30d`,
+	`did event "video_play" where seconds > 60 in the last 1d`,
+	`did event "share" where network in ["facebook", "twitter"] at least 5 times in the last 30d`,
+	`did event "share" in the last 1d`,
+	`did event "add_to_cart" in the last 7d and not did event "purchase" in the last 7d`,
+	`did event "purchase" at least 2 times in the last 30d`,
+	`did activity "category" where name = "shoes" at least 2 times in the last 30d`,
+	`did activity "category" where name = "bags" at least 2 times in the last 30d`,
+	`did activity "product" at least 10 times in the last 7d`,
+	`did session at least 3 times in the last 7d`,
+	`did session fewer than 2 times in the last 14d`,
+	`did error "connection_failure" at least 3 times in the last 1d`,
+	`did crash "oom" in the last 7d`,
+	`did job "upload" taking more than 5s in the last 7d`,
+	`did event "search" at least 3 times in the last 1h`,
+	`did activity "settings" in the last 30d`,
+	`did event "level_up" exactly once in the last 7d`,
+	`did event "subscribe"`,
+	`did not event "rate_app"`,
+	`did activity "login" and did not event "logged_in"`,
+	`did event "tutorial_done"`,
+	`did session more than 20 times`,
+	`first_session within 1d`,
+	`first_session between 2d and 3d ago`,
+	`first_session between 3d and 4d ago and did activity "login" and did not event "logged_in"`,
+	`last_seen more than 14d ago`,
+	`last_seen more than 30d ago`,
+	`last event "purchase" more than 30d ago`,
+	`app_info "logged_in" = true`,
+	`not app_info "logged_in" = true`,
+	`app_info "favorite_topic" in ["football", "tennis"]`,
+	`app_info "plan" = "premium"`,
+	`app_info "subscription_expiry" between now and now + 7d`,
+	`app_info "level" >= 10`,
+	`app_info "birthday" < now - 18y`,
+	`app_info "newsletter" = true and app_info "plan" != "premium"`,
+	`platform = "ios" and app_version >= "3.2"`,
+	`country in ["FR", "BE", "CH"]`,
+	`locale starts with "en"`,
+	`app_info "level" unchanged for 3d and last_seen within 1d`,
+	`app_info "plan" unchanged for 30d`,
+	`segment "s00" and sample 10%`,
+	`segment "s05" and sample 1%`,
+	`segment "s28" and did session at least 5 times`,
+	`sample 50% salt "ab-test-1"`,
+	`segment "s31" and segment "s12"`,
+	`segment "s03" or segment "s04"`,
+}
+
+// typicalSegments is the "typical rule set" of the state-size target: 4
+// did with a window, 2 since, 2 app_info, 1 unchanged, 1 sample.
+var typicalSegments = []string{
+	`did event "article_read" at least 3 times in the last 7d`,
+	`did event "share" where network in ["facebook", "twitter"] at least 2 times in the last 30d`,
+	`did activity "category" where name = "shoes" at least 2 times in the last 30d`,
+	`did session at least 3 times in the last 7d`,
+	`first_session between 3d and 4d ago`,
+	`last_seen more than 14d ago`,
+	`app_info "logged_in" = true`,
+	`app_info "favorite_topic" in ["football", "tennis"]`,
+	`app_info "level" unchanged for 3d`,
+	`sample 1%`,
+}
+
+func parseSegments(tb testing.TB, app string, texts []string) []*segments.Segment {
+	var segs []*segments.Segment
+	for i, text := range texts {
+		n, err := segments.Parse(text)
+		if err != nil {
+			tb.Fatalf("%s: %v", text, err)
+		}
+		segs = append(segs, &segments.Segment{App: app, Name: fmt.Sprintf("s%02d", i), Text: text, Expr: n, Version: 1})
+	}
+	return segs
+}
+
+// benchStream generates a realistic stream: mostly events and screens,
+// some sessions, a few app_info and device records, over many devices.
+type benchStream struct {
+	r     *rand.Rand
+	ids   []string
+	msgs  []string
+	pool  []tag.Record
+	devs  []int32
+	i     int
+	clock time.Time
+}
+
+const benchPool = 1 << 20
+
+func newBenchStream(devices int, seed uint64, start time.Time) *benchStream {
+	s := &benchStream{r: rand.New(rand.NewPCG(seed, 1)), clock: start}
+	s.ids = make([]string, devices)
+	for i := range s.ids {
+		s.ids[i] = "device-" + strconv.Itoa(i)
+	}
+	s.msgs = make([]string, benchPool)
+	for i := range s.msgs {
+		s.msgs[i] = "msg-" + strconv.Itoa(int(seed)) + "-" + strconv.Itoa(i)
+	}
+	str := func(k, v string) tag.Extra { return tag.Extra{Key: k, Value: tag.String(v)} }
+	num := func(k string, v float64) tag.Extra { return tag.Extra{Key: k, Value: tag.Number(v)} }
+	s.pool = make([]tag.Record, benchPool)
+	s.devs = make([]int32, benchPool)
+	cats := []string{"sport", "politics", "culture", "tech"}
+	nets := []string{"facebook", "twitter", "email"}
+	for i := range s.pool {
+		r := &s.pool[i]
+		r.AppID = "news"
+		switch x := s.r.IntN(1000); {
+		case x < 250:
+			r.Kind, r.Name = tag.KindEvent, "article_read"
+			r.Extras = []tag.Extra{str("category", cats[s.r.IntN(len(cats))])}
+		case x < 350:
+			r.Kind, r.Name = tag.KindEvent, "video_play"
+			r.Extras = []tag.Extra{num("seconds", float64(s.r.IntN(300)))}
+		case x < 400:
+			r.Kind, r.Name = tag.KindEvent, "share"
+			r.Extras = []tag.Extra{str("network", nets[s.r.IntN(len(nets))])}
+		case x < 480:
+			r.Kind, r.Name = tag.KindEvent, "search"
+		case x < 500:
+			r.Kind, r.Name = tag.KindEvent, []string{"add_to_cart", "purchase", "level_up", "subscribe", "logged_in", "tutorial_done"}[s.r.IntN(6)]
+		case x < 650:
+			r.Kind, r.Name = tag.KindEvent, []string{"scroll", "tap", "like", "comment"}[s.r.IntN(4)]
+		case x < 850:
+			r.Kind = tag.KindActivityStart
+			r.Name = []string{"home", "category", "product", "settings", "login", "article"}[s.r.IntN(6)]
+			if r.Name == "category" {
+				r.Extras = []tag.Extra{str("name", []string{"shoes", "bags", "hats"}[s.r.IntN(3)])}
+			}
+		case x < 930:
+			r.Kind = tag.KindSessionStart
+		case x < 960:
+			r.Kind = tag.KindAppInfo
+			r.AppInfo = []tag.Extra{
+				{Key: "favorite_topic", Value: tag.String([]string{"football", "tennis", "cooking"}[s.r.IntN(3)])},
+				{Key: "level", Value: tag.Number(float64(s.r.IntN(20)))},
+				{Key: "logged_in", Value: tag.Bool(s.r.IntN(2) == 0)},
+			}
+		case x < 970:
+			r.Kind = tag.KindDevice
+			r.Device = &tag.DeviceInfo{Platform: []string{"ios", "android"}[s.r.IntN(2)], AppVersion: []string{"3.1", "3.2", "3.10"}[s.r.IntN(3)],
+				Locale: []string{"en-US", "fr-FR"}[s.r.IntN(2)], Country: []string{"US", "FR", "BE"}[s.r.IntN(3)]}
+		case x < 990:
+			r.Kind, r.Name = tag.KindError, "connection_failure"
+		case x < 995:
+			r.Kind, r.Name = tag.KindJob, "upload"
+			r.Duration = time.Duration(s.r.IntN(10000)) * time.Millisecond
+		default:
+			r.Kind, r.Name = tag.KindCrash, "oom"
+		}
+		s.devs[i] = int32(s.r.IntN(devices))
+	}
+	return s
+}
+
+// next returns the next record, for device, at the clock advanced by step.
+func (s *benchStream) next(step time.Duration) *tag.Record {
+	i := s.i & (benchPool - 1)
+	r := &s.pool[i]
+	s.clock = s.clock.Add(step)
+	r.DeviceID = s.ids[(int(s.devs[i])+s.i>>20)%len(s.ids)]
+	r.MessageID = s.msgs[i]
+	r.Time = s.clock
+	s.i++
+	return r
+}
+
+func heapBytes() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkApply measures the engine's throughput in process: 1M devices
+// with some history, 50 segments, a realistic stream with a simulated
+// clock (1 ms of event time per record) and Advance every 4096 records.
+func BenchmarkApply(b *testing.B) {
+	devices := 1_000_000
+	if testing.Short() {
+		devices = 100_000
+	}
+	base := heapBytes()
+	e := New(Options{})
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, _, err := e.SetSegments(parseSegments(b, "news", benchSegments), start); err != nil {
+		b.Fatal(err)
+	}
+	// History: 5 records per device over 30 days.
+	s := newBenchStream(devices, 1, start)
+	var out []Change
+	var offset int64
+	warm := 5 * devices
+	step := 30 * 24 * time.Hour / time.Duration(warm)
+	for range warm {
+		offset++
+		out = e.Apply(s.next(step), offset, s.clock, out[:0])
+	}
+	out = e.Advance(s.clock, out[:0])
+	heap := float64(heapBytes()-base) / float64(e.Devices())
+	state := stateBytes(e)
+	changes := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		offset++
+		r := s.next(time.Millisecond)
+		out = e.Apply(r, offset, s.clock, out[:0])
+		changes += len(out)
+		if n++; n&4095 == 0 {
+			out = e.Advance(s.clock, out[:0])
+			changes += len(out)
+			e.Dirty(func(k, st []byte) {})
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(changes)/float64(n), "changes/event")
+	b.ReportMetric(float64(e.Devices()), "devices")
+	b.ReportMetric(heap, "heap-bytes/device")
+	b.ReportMetric(state, "state-bytes/device")
+}
+
+// stateBytes returns the mean size of the states of a sample of devices.
+func stateBytes(e *Engine) float64 {
+	var total, n int
+	e.Snapshot(func(k, st []byte) {
+		if k[0] != 0 && n < 100_000 {
+			total += len(st)
+			n++
+		}
+	})
+	return float64(total) / float64(n)
+}
+
+// BenchmarkStateBytes reports the changelog state size per device for the
+// typical rule set, after 30 days of a realistic history per device; each
+// iteration encodes one device's state.
+func BenchmarkStateBytes(b *testing.B) {
+	e := New(Options{})
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, _, err := e.SetSegments(parseSegments(b, "news", typicalSegments), start); err != nil {
+		b.Fatal(err)
+	}
+	devices := 20_000
+	s := newBenchStream(devices, 2, start)
+	var out []Change
+	var offset int64
+	records := 40 * devices // 40 records a device over 30 days
+	step := 30 * 24 * time.Hour / time.Duration(records)
+	for range records {
+		offset++
+		out = e.Apply(s.next(step), offset, s.clock, out[:0])
+	}
+	size := stateBytes(e)
+	// The loop measures encoding one state.
+	devs := e.apps["news"].devs
+	var buf []byte
+	i := 0
+	for b.Loop() {
+		buf = e.appendState(buf[:0], devs[i%len(devs)])
+		i++
+	}
+	b.ReportMetric(size, "state-bytes/device")
+}
+
+// BenchmarkRestore measures restoring device states from the changelog
+// (the 50-segment set, 200k devices with 30 days of history).
+func BenchmarkRestore(b *testing.B) {
+	segs := parseSegments(b, "news", benchSegments)
+	e := New(Options{})
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, _, err := e.SetSegments(segs, start); err != nil {
+		b.Fatal(err)
+	}
+	devices := 200_000
+	s := newBenchStream(devices, 3, start)
+	var out []Change
+	var offset int64
+	records := 10 * devices
+	step := 30 * 24 * time.Hour / time.Duration(records)
+	for range records {
+		offset++
+		out = e.Apply(s.next(step), offset, s.clock, out[:0])
+	}
+	type kv struct{ k, v []byte }
+	var log []kv
+	e.Snapshot(func(k, st []byte) { log = append(log, kv{append([]byte(nil), k...), append([]byte(nil), st...)}) })
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		r := New(Options{})
+		if _, _, err := r.SetSegments(segs, s.clock); err != nil {
+			b.Fatal(err)
+		}
+		for _, x := range log {
+			if err := r.Restore(x.k, x.v); err != nil {
+				b.Fatal(err)
+			}
+		}
+		n += len(log)
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkAdvance measures timers: 200k devices whose segments change
+// with time alone; each iteration advances the clock by an hour and fires
+// what is due.
+func BenchmarkAdvance(b *testing.B) {
+	e := New(Options{})
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, _, err := e.SetSegments(parseSegments(b, "news", benchSegments), start); err != nil {
+		b.Fatal(err)
+	}
+	devices := 200_000
+	s := newBenchStream(devices, 4, start)
+	var out []Change
+	var offset int64
+	records := 10 * devices
+	step := 7 * 24 * time.Hour / time.Duration(records)
+	for range records {
+		offset++
+		out = e.Apply(s.next(step), offset, s.clock, out[:0])
+	}
+	clock := s.clock
+	fired0 := e.Stats().Timers
+	b.ResetTimer()
+	for b.Loop() {
+		clock = clock.Add(time.Hour)
+		out = e.Advance(clock, out[:0])
+	}
+	fired := e.Stats().Timers - fired0
+	b.ReportMetric(float64(fired)/b.Elapsed().Seconds(), "timers/s")
+	b.ReportMetric(float64(fired)/float64(b.N), "timers/op")
+}
