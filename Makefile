@@ -16,7 +16,8 @@ deps:
 build: deps
 	$(GO) build -o bin/engage ./cmd/engage
 
-## demo: the collector on its embedded default broker, a demo stream, what arrived.
+## demo: the collector and the segment processor on an embedded broker: a demo
+## stream, what arrived, the segment changes it caused.
 demo: build
 	./bin/engage demo
 
@@ -38,6 +39,8 @@ bench: deps
 	  $(GO) test -run "^$$" -bench ConsumerFetch -benchtime 500000x ./pipeline/kafkabus && \
 	  $(GO) test -run "^$$" -bench Writer -benchtime 500000x ./sinks/clickhouse && \
 	  $(GO) test -run "^$$" -bench SinkVsKafkaEngine -benchtime 1000000x -timeout 30m ./bench/ && \
+	  $(GO) test -run "^$$" -bench . -benchtime 1x ./segments/engine && \
+	  $(GO) test -run "^$$" -bench ProcessEndToEnd -benchtime 500000x -timeout 30m ./bench/ && \
 	  ENGAGE_ANALYTICS_BENCH_RECORDS=$${ENGAGE_ANALYTICS_BENCH_RECORDS:-2000000} $(GO) test -run "^$$" -bench Queries -benchtime 20x -timeout 30m ./sinks/analytics'
 
 

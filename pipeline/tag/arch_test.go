@@ -9,7 +9,7 @@ import (
 // The pure core imports no adapter: no Kafka, ClickHouse, HTTP, Prometheus
 // or push library, directly or through another package.
 func TestCoreImportsNoAdapters(t *testing.T) {
-	core := []string{"./", "../tagplan", "../segmentapi", "../bus"}
+	core := []string{"./", "../tagplan", "../segmentapi", "../bus", "../../segments", "../../segments/engine"}
 	forbidden := []string{"net/http", "github.com/segmentio/kafka-go", "github.com/twmb/franz-go", "github.com/ClickHouse",
 		"github.com/prometheus", "github.com/sideshow/apns2", "firebase.google.com",
 		"github.com/openengage/engage/pipeline/kafkabus", "github.com/openengage/engage/pipeline/collector"}
