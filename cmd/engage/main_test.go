@@ -47,10 +47,34 @@ func TestDemo(t *testing.T) {
 		"22 records acknowledged by the collector, 22 read back from engage.tags",
 		`"index":1,"field":"name","reason":"an event record needs a name"`,
 		"event=11",
+		"tablet-bo  enters readers_to_convert",
+		"phone-ana  enters logged_in",
+		`true: did event "article_read" at least 3 times in the last 1d`,
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// engage segments check: parses and checks against the app's plan, with
+// the position and a suggestion when wrong.
+func TestSegmentsCheck(t *testing.T) {
+	ctx := context.Background()
+	var out bytes.Buffer
+	if err := runSegments(ctx, []string{"check", "-app", "demo", "-text", `did event "article_read" at least 3 times in last 1d`}, &out); err != nil || out.String() != "ok\n" {
+		t.Fatalf("good segment: %v %q", err, out.String())
+	}
+	err := runSegments(ctx, []string{"check", "-app", "demo", "-text", `did event "article_raed"`}, &out)
+	if err == nil || !strings.Contains(err.Error(), `1:1: event "article_raed" is not in the tag plan of app "demo" (did you mean "article_read"?)`) {
+		t.Fatalf("unknown event: %v", err)
+	}
+	err = runSegments(ctx, []string{"check", "-app", "demo", "-text", `did event "article_read" at least`}, &out)
+	if err == nil || !strings.Contains(err.Error(), "1:34: expected a number of times") {
+		t.Fatalf("syntax error: %v", err)
+	}
+	if err := runSegments(ctx, []string{"check", "-app", "nope", "-text", `last_seen within 1d`}, &out); err == nil || !strings.Contains(err.Error(), `unknown app "nope"`) {
+		t.Fatalf("unknown app: %v", err)
 	}
 }
 
