@@ -17,6 +17,8 @@ import (
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/kafkabus/kafkatest"
 	"github.com/openengage/engage/pipeline/tag"
+	"github.com/openengage/engage/segments"
+	"github.com/openengage/engage/segments/engine"
 	"github.com/openengage/engage/segments/processor"
 )
 
@@ -246,3 +248,68 @@ func benchProcessLatency(b *testing.B) {
 }
 
 func getenv(k string) string { return os.Getenv(k) }
+
+// BenchmarkChangelogRestore: b.N device states (5 segments' features) in
+// one partition of a compacted changelog topic on the real broker, read
+// back and restored into a fresh engine, as a partition's new owner does.
+// Reports records/s of the restore.
+func BenchmarkChangelogRestore(b *testing.B) {
+	brokers := kafkatest.RealBrokers(b)
+	cfg := processTopics(b, brokers, 1)
+	set := []*segments.Segment{}
+	for i, text := range []string{
+		`did event "article_read" at least 2 times in last 1h`,
+		`did event "article_read" where category = "sport" at least 3 times in last 1d`,
+		`did event "share"`,
+		`first_session within 1d`,
+		`last_seen more than 30m ago and did event "article_read"`,
+	} {
+		expr, err := segments.Parse(text)
+		if err != nil {
+			b.Fatal(err)
+		}
+		set = append(set, &segments.Segment{App: "bench", Name: fmt.Sprintf("s%d", i), Text: text, Expr: expr})
+	}
+	now := time.Now()
+	src := engine.New(engine.Options{})
+	if _, _, err := src.SetSegments(set, now); err != nil {
+		b.Fatal(err)
+	}
+	_, values := processRecords(3*b.N, b.N, now)
+	var r tag.Record
+	for i := range values {
+		if err := r.UnmarshalBinary(values[i]); err != nil {
+			b.Fatal(err)
+		}
+		src.Apply(&r, int64(i), now, nil)
+	}
+	var sk, sv [][]byte
+	src.Snapshot(func(k, v []byte) {
+		sk, sv = append(sk, append([]byte(nil), k...)), append(sv, append([]byte(nil), v...))
+	})
+	produceAll(b, brokers, cfg.ChangelogTopic, sv, sk)
+	bytes := 0
+	for _, v := range sv {
+		bytes += len(v)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	dst := engine.New(engine.Options{})
+	if _, _, err := dst.SetSegments(set, now); err != nil {
+		b.Fatal(err)
+	}
+	n, err := kafkabus.ReadPartition(context.Background(), brokers, cfg.ChangelogTopic, 0, func(m bus.Message) error {
+		return dst.Restore(m.Key, m.Value)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	took := time.Since(start)
+	b.StopTimer()
+	if int(n) != len(sk) || dst.Devices() != src.Devices() {
+		b.Fatalf("restored %d records, %d devices; wrote %d records, %d devices", n, dst.Devices(), len(sk), src.Devices())
+	}
+	b.ReportMetric(float64(n)/took.Seconds(), "records/s")
+	b.ReportMetric(float64(bytes)/float64(len(sv)), "state-bytes/record")
+	b.ReportMetric(0, "ns/op")
+}
