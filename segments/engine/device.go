@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/murmur3"
@@ -57,7 +58,7 @@ type device struct {
 	mpos   uint8
 	appLen uint8 // len(app id)
 	klen   uint8 // bytes of keyb in use; 0: the key is long
-	dirty  bool
+	dirty  int32 // 1 + index of its entry in Engine.dirty; 0: clean
 	stale  bool // restored under another segment set: re-evaluate before use
 	// attached is true once the memberships are mapped to the app's set;
 	// until then a restored state's memberships (segment name hashes) wait
@@ -306,7 +307,7 @@ func (a *attrVal) set(v tag.Value) {
 	a.typ, a.str, a.num = v.Type, "", 0
 	switch v.Type {
 	case tag.TypeString:
-		a.str = v.Str
+		a.str = strings.Clone(v.Str) // the record's strings may alias its buffer
 	case tag.TypeNumber:
 		a.num = v.Num
 	case tag.TypeBool:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/bits"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/murmur3"
@@ -50,7 +51,11 @@ type Engine struct {
 	stale   []*device            // restored under another segment set, not yet re-evaluated
 	pending map[*device][]uint32 // memberships (name hashes) of restored states not yet attached
 
-	dirty []*device
+	// dirty lists the devices changed since the last Dirty call. A state
+	// is encoded into dirtyBuf when it first changes (its data is in the
+	// cache then); a device that changes again is encoded again by Dirty.
+	dirty    []dirtyEntry
+	dirtyBuf []byte
 	tombs []string
 	metas map[string]bool // apps whose meta record changed
 
@@ -108,16 +113,47 @@ type Change struct {
 	Version  int64 // the segment's version
 	DeviceID string
 	Enter    bool
-	Time     time.Time // when it happened: the now of the record, the due time of the timer, the now of the segment change
-	// Cause is "record <message id>" (or "record at offset N" without a
-	// message id), "timer", "segment created", "segment updated" or
-	// "segment deleted".
+	// Time is when it happened: the now of the record's Apply, the due
+	// time of the timer, the now of the segment change.
+	Time time.Time
+	// Cause is CauseRecord, CauseTimer, CauseCreated, CauseUpdated or
+	// CauseDeleted.
 	Cause string
+	// MessageID and Offset identify the record of a CauseRecord change.
+	MessageID string
+	Offset    int64
 	// ID is deterministic: a hash of app, segment, version, device,
 	// direction and the cause's identity (the input offset of a record,
 	// the due time of a timer, the segment set of a segment change), so
 	// that a replay produces the same ids.
-	ID string
+	ID ChangeID
+}
+
+// The causes of a Change.
+const (
+	CauseRecord  = "record"
+	CauseTimer   = "timer"
+	CauseCreated = "segment created"
+	CauseUpdated = "segment updated"
+	CauseDeleted = "segment deleted"
+)
+
+// ChangeID is a Change's deterministic id.
+type ChangeID [16]byte
+
+// String returns the id in hex.
+func (id ChangeID) String() string { return hex.EncodeToString(id[:]) }
+
+// CauseText returns the cause as a sentence: "record <message id>" (or
+// "record at offset N" without a message id), "timer", "segment created"...
+func (c *Change) CauseText() string {
+	if c.Cause != CauseRecord {
+		return c.Cause
+	}
+	if c.MessageID != "" {
+		return "record " + c.MessageID
+	}
+	return "record at offset " + strconv.FormatInt(c.Offset, 10)
 }
 
 func (c Change) String() string {
@@ -125,7 +161,7 @@ func (c Change) String() string {
 	if c.Enter {
 		dir = "enter"
 	}
-	return fmt.Sprintf("%s %s/%s %s at %s (%s)", dir, c.App, c.Segment, c.DeviceID, c.Time.UTC().Format(time.RFC3339), c.Cause)
+	return fmt.Sprintf("%s %s/%s %s at %s (%s)", dir, c.App, c.Segment, c.DeviceID, c.Time.UTC().Format(time.RFC3339), c.CauseText())
 }
 
 type causeKind uint8
@@ -342,23 +378,19 @@ func (e *Engine) evaluate(d *device, now int64, c cause, out []Change) ([]Change
 func (e *Engine) change(d *device, seg string, version int64, enter bool, now int64, c cause) Change {
 	e.stats.Changes++
 	app := d.app.name
-	var text string
+	ch := Change{App: app, Segment: seg, Version: version, DeviceID: d.id(), Enter: enter, Time: time.Unix(now, 0).UTC()}
 	switch c.kind {
 	case causeRecord:
-		if c.msg != "" {
-			text = "record " + c.msg
-		} else {
-			text = "record at offset " + strconv.FormatInt(c.id, 10)
-		}
+		ch.Cause, ch.MessageID, ch.Offset = CauseRecord, strings.Clone(c.msg), c.id
 	case causeTimer:
-		text = "timer"
+		ch.Cause = CauseTimer
 	case causeSegment:
-		text = "segment updated"
+		ch.Cause = CauseUpdated
 		if c.old == nil || c.old.byName[seg] == nil {
-			text = "segment created"
+			ch.Cause = CauseCreated
 		}
 	case causeDeleted:
-		text = "segment deleted"
+		ch.Cause = CauseDeleted
 	}
 	b := e.buf[:0]
 	b = append(b, app...)
@@ -376,11 +408,9 @@ func (e *Engine) change(d *device, seg string, version int64, enter bool, now in
 	b = binary.AppendVarint(b, c.id)
 	e.buf = b
 	h1, h2 := murmur3.Sum128(b)
-	var sum [16]byte
-	binary.BigEndian.PutUint64(sum[:8], h1)
-	binary.BigEndian.PutUint64(sum[8:], h2)
-	return Change{App: app, Segment: seg, Version: version, DeviceID: d.id(), Enter: enter,
-		Time: time.Unix(now, 0).UTC(), Cause: text, ID: hex.EncodeToString(sum[:])}
+	binary.BigEndian.PutUint64(ch.ID[:8], h1)
+	binary.BigEndian.PutUint64(ch.ID[8:], h2)
+	return ch
 }
 
 func (e *Engine) clearTouched(words int) []uint64 {
@@ -422,11 +452,23 @@ func (e *Engine) addDevice(d *device, h uint64) {
 	e.count++
 }
 
+type dirtyEntry struct {
+	d        *device
+	off, end int  // its encoded state in dirtyBuf
+	again    bool // changed again since: encode at Dirty
+}
+
+// markDirty records that a device's state changed. Call it after the
+// change is complete.
 func (e *Engine) markDirty(d *device) {
-	if !d.dirty {
-		d.dirty = true
-		e.dirty = append(e.dirty, d)
+	if d.dirty != 0 {
+		e.dirty[d.dirty-1].again = true
+		return
 	}
+	off := len(e.dirtyBuf)
+	e.dirtyBuf = e.appendState(e.dirtyBuf, d)
+	e.dirty = append(e.dirty, dirtyEntry{d: d, off: off, end: len(e.dirtyBuf)})
+	d.dirty = int32(len(e.dirty))
 }
 
 // removeDevice forgets a device; its key becomes a tombstone.

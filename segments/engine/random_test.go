@@ -305,6 +305,7 @@ type randomRun struct {
 	e, b      *Engine // b: restored midway, nil before
 	ref       *refModel
 	recon     map[string]bool // app/device/segment → member, from the changes
+	ids       map[ChangeID]Change
 	changelog map[string][]byte
 }
 
@@ -321,7 +322,7 @@ func runRandom(t *testing.T, seed uint64, steps int) {
 			segs = append(segs, g.segment(app, "s"+strconv.Itoa(i), int64(i+1)))
 		}
 	}
-	run := &randomRun{t: t, segs: segs, e: New(Options{}), ref: newRefModel(segs), recon: map[string]bool{}, changelog: map[string][]byte{}}
+	run := &randomRun{t: t, segs: segs, e: New(Options{}), ref: newRefModel(segs), recon: map[string]bool{}, ids: map[ChangeID]Change{}, changelog: map[string][]byte{}}
 	clock := t0
 	if _, sts, err := run.e.SetSegments(segs, clock); err != nil {
 		t.Fatal(err)
@@ -439,7 +440,7 @@ func (run *randomRun) step(now time.Time, r *tag.Record, offset int64) {
 	// Timer changes come before the record: check them against the
 	// reference without it.
 	for _, c := range out {
-		if c.Cause != "timer" {
+		if c.Cause != CauseTimer {
 			continue
 		}
 		d := run.ref.devs[c.App+"/"+c.DeviceID]
@@ -452,6 +453,10 @@ func (run *randomRun) step(now time.Time, r *tag.Record, offset int64) {
 		run.ref.apply(r, offset, ns)
 	}
 	for _, c := range out {
+		if prev, dup := run.ids[c.ID]; dup {
+			t.Fatalf("changes %v and %v have the same id", prev, c)
+		}
+		run.ids[c.ID] = c
 		key := c.App + "/" + c.DeviceID + "/" + c.Segment
 		if run.recon[key] == c.Enter {
 			t.Fatalf("change %v repeats the membership", c)

@@ -318,7 +318,7 @@ func writeChanges(w *strings.Builder, cs []Change) {
 		if c.App != "app" {
 			name = c.App + "/" + name
 		}
-		fmt.Fprintf(w, "%s %s %s at %s (%s)\n", dir, name, c.DeviceID, c.Time.Format(time.RFC3339), c.Cause)
+		fmt.Fprintf(w, "%s %s %s at %s (%s)\n", dir, name, c.DeviceID, c.Time.Format(time.RFC3339), c.CauseText())
 	}
 }
 

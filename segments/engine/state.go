@@ -353,14 +353,22 @@ func (e *Engine) Dirty(fn func(key, state []byte)) {
 		}
 		clear(e.metas)
 	}
-	for i, d := range e.dirty {
-		d.dirty = false
-		e.dirty[i] = nil
-		if d.app == nil {
+	for i := range e.dirty {
+		ent := &e.dirty[i]
+		d := ent.d
+		ent.d = nil
+		if d.dirty != int32(i+1) || d.app == nil {
+			continue // removed since
+		}
+		d.dirty = 0
+		if ent.again {
+			e.emitState(d, fn)
 			continue
 		}
-		e.emitState(d, fn)
+		e.kbuf = d.appendKey(e.kbuf[:0])
+		fn(e.kbuf, e.dirtyBuf[ent.off:ent.end])
 	}
+	e.dirtyBuf = e.dirtyBuf[:0]
 	e.dirty = e.dirty[:0]
 }
 
