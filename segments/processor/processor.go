@@ -429,13 +429,15 @@ func (o *owner) flush(ctx context.Context) error {
 	produced := false
 	if len(o.changes) > 0 {
 		msgs := make([]bus.Message, 0, len(o.changes))
-		for i, c := range o.changes {
-			if o.emitted[c.ID] {
-				delete(o.emitted, c.ID)
+		for i := range o.changes {
+			c := &o.changes[i]
+			id := c.ID.String()
+			if o.emitted[id] {
+				delete(o.emitted, id)
 				p.m.suppressed.Inc()
 				continue
 			}
-			v, _ := json.Marshal(ChangeMessage{ID: c.ID, App: c.App, Segment: c.Segment, Version: c.Version, DeviceID: c.DeviceID, Enter: c.Enter, Time: c.Time.UTC(), Cause: c.Cause})
+			v, _ := json.Marshal(ChangeMessage{ID: id, App: c.App, Segment: c.Segment, Version: c.Version, DeviceID: c.DeviceID, Enter: c.Enter, Time: c.Time.UTC(), Cause: c.CauseText()})
 			m := bus.Message{Topic: p.cfg.ChangesTopic, Key: []byte(c.App + "/" + c.DeviceID), Value: v}
 			if t := o.times[i]; !t.IsZero() {
 				m.Headers = []bus.Header{{Key: HeaderInputTime, Value: strconv.AppendInt(nil, t.UnixNano(), 10)}}
