@@ -98,14 +98,21 @@ func RunGroup(ctx context.Context, cfg GroupConfig, log *slog.Logger, fn func(ct
 		gen, err := group.Next(stop)
 		if err != nil {
 			mu.Lock()
-			defer mu.Unlock()
-			if fatal != nil {
-				return fatal
-			}
-			if ctx.Err() != nil {
+			f := fatal
+			mu.Unlock()
+			switch {
+			case f != nil:
+				return f
+			case stop.Err() != nil:
 				return nil
+			case errors.Is(err, kafka.ErrGroupClosed):
+				return fmt.Errorf("kafka group %s: %w", cfg.Group, err)
 			}
-			return fmt.Errorf("kafka group %s: %w", cfg.Group, err)
+			// Joining failed (no coordinator yet on a new cluster, a
+			// rebalance, a broker restarting): the group retries with a
+			// backoff; so do we.
+			log.Warn("kafka group: joining failed; retrying", "group", cfg.Group, "error", err)
+			continue
 		}
 		assigned := gen.Assignments[cfg.Topic]
 		log.Info("group generation", "generation", gen.ID, "partitions", len(assigned))
