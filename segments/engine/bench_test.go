@@ -3,7 +3,10 @@ package engine
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -103,6 +106,7 @@ type benchStream struct {
 	r     *rand.Rand
 	n     int // devices
 	idbuf []byte
+	ids   []byte // device ids of a batch
 	msgs  []string
 	pool  []tag.Record
 	devs  []int32
@@ -175,6 +179,27 @@ func newBenchStream(devices int, seed uint64, start time.Time) *benchStream {
 	return s
 }
 
+// nextCopy is next for a batch: the record keeps its own device id.
+func (s *benchStream) nextCopy(step time.Duration) *tag.Record {
+	i := s.i & (benchPool - 1)
+	r := &s.pool[i]
+	s.clock = s.clock.Add(step)
+	dev := (int(s.devs[i]) + s.i>>20) % s.n
+	s.ids = slices.Grow(s.ids, 16)
+	start := len(s.ids)
+	s.ids = strconv.AppendInt(append(s.ids, "device-"...), int64(dev), 10)
+	if len(s.ids) > 1<<16 {
+		s.ids = make([]byte, 0, 1<<16) // the old buffer stays with the records that alias it
+		start = 0
+		s.ids = strconv.AppendInt(append(s.ids, "device-"...), int64(dev), 10)
+	}
+	r.DeviceID = unsafe.String(&s.ids[start], len(s.ids)-start)
+	r.MessageID = s.msgs[i]
+	r.Time = s.clock
+	s.i++
+	return r
+}
+
 // next returns the next record, at the clock advanced by step. Its device
 // id is written to a buffer that the next record reuses, the way a record
 // decoded with tag's shared decoding aliases its message.
@@ -204,11 +229,13 @@ func heapBytes() uint64 {
 // and Advance every 4096 records. BenchmarkApplyChangelog also encodes the
 // changed states for the changelog (Dirty) every 4096 records, as the
 // processor does.
-func BenchmarkApply(b *testing.B) { benchApply(b, false) }
+func BenchmarkApply(b *testing.B) { benchApply(b, 1) }
 
-func BenchmarkApplyChangelog(b *testing.B) { benchApply(b, true) }
+// BenchmarkApplyBatch is BenchmarkApply with ApplyBatch, 256 records at
+// a time.
+func BenchmarkApplyBatch(b *testing.B) { benchApply(b, 256) }
 
-func benchApply(b *testing.B, changelog bool) {
+func benchApply(b *testing.B, batch int) {
 	devices := 1_000_000
 	if testing.Short() {
 		devices = 100_000
@@ -233,19 +260,37 @@ func benchApply(b *testing.B, changelog bool) {
 	heap := float64(heapBytes()-base) / float64(e.Devices())
 	state := stateBytes(e)
 	changes, timers0 := 0, e.Stats().Timers
+	if path := os.Getenv("ENGINE_BENCH_CPUPROFILE"); path != "" {
+		// A profile of the measured phase only (go test -cpuprofile
+		// includes building the history).
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	b.ReportAllocs()
 	n := 0
+	recs := make([]*tag.Record, 0, batch)
+	offsets := make([]int64, 0, batch)
 	for b.Loop() {
 		offset++
-		r := s.next(time.Millisecond)
-		out = e.Apply(r, offset, s.clock, out[:0])
+		if batch == 1 {
+			out = e.Apply(s.next(time.Millisecond), offset, s.clock, out[:0])
+		} else if recs, offsets = append(recs, s.nextCopy(time.Millisecond)), append(offsets, offset); len(recs) == batch {
+			out = e.ApplyBatch(recs, offsets, s.clock, out[:0])
+			recs, offsets = recs[:0], offsets[:0]
+		}
 		changes += len(out)
+		out = out[:0]
 		if n++; n&4095 == 0 {
 			out = e.Advance(s.clock, out[:0])
 			changes += len(out)
-			if changelog {
-				e.Dirty(func(k, st []byte) {})
-			}
+			e.Dirty(func(k, st []byte) {})
 		}
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")

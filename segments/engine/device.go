@@ -58,7 +58,8 @@ type device struct {
 	mpos   uint8
 	appLen uint8 // len(app id)
 	klen   uint8 // bytes of keyb in use; 0: the key is long
-	dirty  int32 // 1 + index of its entry in Engine.dirty; 0: clean
+	dirtyGen uint32 // == Engine.gen: changed since the last Dirty, its entry is Engine.dirty[dirtyIdx]
+	dirtyIdx int32
 	stale  bool // restored under another segment set: re-evaluate before use
 	// attached is true once the memberships are mapped to the app's set;
 	// until then a restored state's memberships (segment name hashes) wait
@@ -140,6 +141,13 @@ func (d *device) appendKey(b []byte) []byte {
 		return append(b, d.keyb[:d.klen]...)
 	}
 	return append(b, d.long...)
+}
+
+func (d *device) keyLen() int {
+	if d.klen > 0 {
+		return int(d.klen)
+	}
+	return len(d.long)
 }
 
 func (d *device) keyIs(k []byte) bool {

@@ -43,7 +43,7 @@ type Engine struct {
 	apps map[string]*appState
 	// devs finds a device by the 64-bit hash of its key; the rare keys
 	// whose hash another key already has are in collide.
-	devs    map[uint64]*device
+	devs    devTable
 	collide map[string]*device
 	count   int // devices
 	heap    timerHeap
@@ -56,10 +56,14 @@ type Engine struct {
 	// cache then); a device that changes again is encoded again by Dirty.
 	dirty    []dirtyEntry
 	dirtyBuf []byte
+	gen      uint32 // of the dirty list; Dirty starts a new one
 	tombs []string
 	metas map[string]bool // apps whose meta record changed
 
 	touched []uint64
+	batch   []*device
+	hashes  []uint64
+	sink    uint32
 	buf     []byte // scratch
 	kbuf    []byte
 	sbuf    []byte
@@ -102,7 +106,7 @@ func New(opts Options) *Engine {
 	if opts.MaxCount == 0 {
 		opts.MaxCount = DefaultMaxCount
 	}
-	return &Engine{opts: opts, apps: map[string]*appState{}, devs: map[uint64]*device{}, collide: map[string]*device{},
+	return &Engine{opts: opts, gen: 1, apps: map[string]*appState{}, collide: map[string]*device{},
 		pending: map[*device][]uint32{}, metas: map[string]bool{}}
 }
 
@@ -201,18 +205,72 @@ func (e *Engine) clock(now time.Time) int64 {
 // the device's timers that are due at now fire, so that after Apply the
 // device's memberships are those at now.
 func (e *Engine) Apply(r *tag.Record, offset int64, now time.Time, out []Change) []Change {
+	return e.apply(r, offset, e.clock(now), nil, out)
+}
+
+// ApplyBatch is Apply for records read together, in order (offsets[i] is
+// the offset of recs[i]), all at now. It gives the same results as
+// calling Apply for each, faster: it first finds every record's device,
+// so that the memory accesses of different devices overlap.
+func (e *Engine) ApplyBatch(recs []*tag.Record, offsets []int64, now time.Time, out []Change) []Change {
 	ns := e.clock(now)
+	// Find the devices in phases, each a loop of independent loads, so
+	// that the cache misses of different records overlap.
+	hs := e.hashes[:0]
+	for _, r := range recs {
+		e.kbuf = append(append(append(e.kbuf[:0], r.AppID...), '/'), r.DeviceID...)
+		hs = append(hs, keyHash(e.kbuf))
+	}
+	devs := e.batch[:0]
+	for _, h := range hs {
+		devs = append(devs, e.devs.get(h))
+	}
+	var sink uint32
+	for _, d := range devs {
+		if d != nil {
+			sink += d.kh + uint32(d.klen) + uint32(len(d.times))
+		}
+	}
+	for i, d := range devs {
+		if d == nil {
+			continue
+		}
+		r := recs[i]
+		e.kbuf = append(append(append(e.kbuf[:0], r.AppID...), '/'), r.DeviceID...)
+		if !d.keyIs(e.kbuf) {
+			devs[i] = nil // another key with the same hash: apply looks it up
+			continue
+		}
+		if len(d.times) > 0 {
+			sink += d.times[0]
+		}
+		if len(d.attrs) > 0 {
+			sink += d.attrs[0].id
+		}
+	}
+	e.sink = sink
+	for i, r := range recs {
+		out = e.apply(r, offsets[i], ns, devs[i], out)
+		devs[i] = nil
+	}
+	e.batch, e.hashes = devs[:0], hs[:0]
+	return out
+}
+
+func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []Change) []Change {
 	a := e.apps[r.AppID]
 	if a == nil || a.set == nil {
 		e.stats.Ignored++
 		return out
 	}
-	e.kbuf = append(append(append(e.kbuf[:0], r.AppID...), '/'), r.DeviceID...)
-	h := keyHash(e.kbuf)
-	d := e.lookup(h, e.kbuf)
-	fresh := d == nil
-	if fresh {
-		d = e.newDevice(a, h, e.kbuf)
+	fresh := false
+	if d == nil {
+		e.kbuf = append(append(append(e.kbuf[:0], r.AppID...), '/'), r.DeviceID...)
+		h := keyHash(e.kbuf)
+		if d = e.lookup(h, e.kbuf); d == nil {
+			d = e.newDevice(a, h, e.kbuf)
+			fresh = true
+		}
 	}
 	out = e.catchUp(d, ns, out)
 	if offset <= d.offset {
@@ -431,7 +489,7 @@ func (e *Engine) newDevice(a *appState, h uint64, key []byte) *device {
 
 // lookup finds the device with a key (h its hash).
 func (e *Engine) lookup(h uint64, key []byte) *device {
-	if d := e.devs[h]; d != nil && d.keyIs(key) {
+	if d := e.devs.get(h); d != nil && d.keyIs(key) {
 		return d
 	}
 	if len(e.collide) > 0 {
@@ -441,8 +499,8 @@ func (e *Engine) lookup(h uint64, key []byte) *device {
 }
 
 func (e *Engine) addDevice(d *device, h uint64) {
-	if e.devs[h] == nil {
-		e.devs[h] = d
+	if e.devs.get(h) == nil {
+		e.devs.put(h, d)
 	} else {
 		e.collide[d.key()] = d
 	}
@@ -453,22 +511,23 @@ func (e *Engine) addDevice(d *device, h uint64) {
 }
 
 type dirtyEntry struct {
-	d        *device
-	off, end int  // its encoded state in dirtyBuf
-	again    bool // changed again since: encode at Dirty
+	d        *device // nil: removed since
+	key, end int     // its key in dirtyBuf from key, then its encoded state up to end
+	again    bool    // changed again since: encode at Dirty
 }
 
 // markDirty records that a device's state changed. Call it after the
 // change is complete.
 func (e *Engine) markDirty(d *device) {
-	if d.dirty != 0 {
-		e.dirty[d.dirty-1].again = true
+	if d.dirtyGen == e.gen {
+		e.dirty[d.dirtyIdx].again = true
 		return
 	}
-	off := len(e.dirtyBuf)
+	key := len(e.dirtyBuf)
+	e.dirtyBuf = d.appendKey(e.dirtyBuf)
 	e.dirtyBuf = e.appendState(e.dirtyBuf, d)
-	e.dirty = append(e.dirty, dirtyEntry{d: d, off: off, end: len(e.dirtyBuf)})
-	d.dirty = int32(len(e.dirty))
+	d.dirtyGen, d.dirtyIdx = e.gen, int32(len(e.dirty))
+	e.dirty = append(e.dirty, dirtyEntry{d: d, key: key, end: len(e.dirtyBuf)})
 }
 
 // removeDevice forgets a device; its key becomes a tombstone.
@@ -482,12 +541,13 @@ func (e *Engine) removeDevice(d *device) {
 	last.idx = d.idx
 	a.devs = a.devs[:len(a.devs)-1]
 	key := d.key()
-	if h := keyHash(d.appendKey(e.kbuf[:0])); e.devs[h] == d {
-		delete(e.devs, h)
-	} else {
+	if !e.devs.del(keyHash(d.appendKey(e.kbuf[:0])), d) {
 		delete(e.collide, key)
 	}
 	delete(e.pending, d)
+	if d.dirtyGen == e.gen {
+		e.dirty[d.dirtyIdx].d = nil
+	}
 	e.count--
 	e.setTimer(d, never)
 	d.app = nil

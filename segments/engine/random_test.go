@@ -511,3 +511,52 @@ func joinLines(xs []string) string {
 	}
 	return out
 }
+
+// TestApplyBatchEqualsApply checks that ApplyBatch gives exactly what
+// Apply gives record by record, replays and retries included.
+func TestApplyBatchEqualsApply(t *testing.T) {
+	for seed := range uint64(40) {
+		g := &randomGen{r: rand.New(rand.NewPCG(seed, 9)), grain: time.Second}
+		var segs []*segments.Segment
+		for i := range 6 {
+			segs = append(segs, g.segment("a", "s"+strconv.Itoa(i), 1))
+		}
+		a, c := New(Options{}), New(Options{})
+		clock := t0
+		for _, e := range []*Engine{a, c} {
+			if _, _, err := e.SetSegments(segs, clock); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var offset int64
+		var history []sent
+		for range 60 {
+			clock = clock.Add(time.Duration(g.r.Int64N(int64(6 * time.Hour))))
+			var recs []*tag.Record
+			var offs []int64
+			var outA []Change
+			for range 1 + g.r.IntN(20) {
+				var s sent
+				if len(history) > 0 && g.r.IntN(8) == 0 {
+					s = history[g.r.IntN(len(history))]
+					if g.r.IntN(2) == 0 {
+						offset++
+						s.offset = offset
+					}
+				} else {
+					offset++
+					s = sent{g.record("a", "d"+strconv.Itoa(g.r.IntN(5)), clock, int(offset)), offset}
+					history = append(history, s)
+				}
+				recs, offs = append(recs, s.r), append(offs, s.offset)
+				outA = a.Apply(s.r, s.offset, clock, outA)
+			}
+			outC := c.ApplyBatch(recs, offs, clock, nil)
+			outA = a.Advance(clock, outA)
+			outC = c.Advance(clock, outC)
+			if !reflect.DeepEqual(outA, outC) {
+				t.Fatalf("seed %d: Apply gave\n%v\nApplyBatch gave\n%v", seed, outA, outC)
+			}
+		}
+	}
+}

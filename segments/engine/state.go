@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"sort"
 
 	"github.com/openengage/engage/pipeline/tag"
@@ -73,9 +74,19 @@ func (e *Engine) appendState(b []byte, d *device) []byte {
 		}
 	} else {
 		segs := d.app.set.segs
-		d.mem.each(func(int) { n++ })
+		n = bits.OnesCount64(d.mem.lo)
+		for _, w := range d.mem.hi {
+			n += bits.OnesCount64(w)
+		}
 		b = binary.AppendUvarint(b, uint64(n))
-		d.mem.each(func(slot int) { b = binary.LittleEndian.AppendUint32(b, segs[slot].hash) })
+		for w := d.mem.lo; w != 0; w &= w - 1 {
+			b = binary.LittleEndian.AppendUint32(b, segs[bits.TrailingZeros64(w)].hash)
+		}
+		for i, word := range d.mem.hi {
+			for w := word; w != 0; w &= w - 1 {
+				b = binary.LittleEndian.AppendUint32(b, segs[(i+1)<<6|bits.TrailingZeros64(w)].hash)
+			}
+		}
 	}
 	n = 0
 	for i := 0; i < len(d.times); i += 2 + int(d.times[i+1]) {
@@ -357,18 +368,25 @@ func (e *Engine) Dirty(fn func(key, state []byte)) {
 		ent := &e.dirty[i]
 		d := ent.d
 		ent.d = nil
-		if d.dirty != int32(i+1) || d.app == nil {
-			continue // removed since
-		}
-		d.dirty = 0
-		if ent.again {
+		switch {
+		case d == nil: // removed since
+		case ent.again:
 			e.emitState(d, fn)
-			continue
+		default:
+			klen := d.keyLen()
+			fn(e.dirtyBuf[ent.key:ent.key+klen], e.dirtyBuf[ent.key+klen:ent.end])
 		}
-		e.kbuf = d.appendKey(e.kbuf[:0])
-		fn(e.kbuf, e.dirtyBuf[ent.off:ent.end])
 	}
 	e.dirtyBuf = e.dirtyBuf[:0]
+	if e.gen++; e.gen == 0 {
+		// After 2^32 calls: forget old generations.
+		for _, a := range e.apps {
+			for _, d := range a.devs {
+				d.dirtyGen = 0
+			}
+		}
+		e.gen = 1
+	}
 	e.dirty = e.dirty[:0]
 }
 
