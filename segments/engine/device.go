@@ -45,22 +45,22 @@ const inlineKey = 48
 // device is the state of one device of one app. The layout keeps what
 // every record reads in the struct itself.
 type device struct {
-	app    *appState
-	offset int64 // last applied input offset, -1 none
-	idx    int32 // in app.devs
-	kh     uint32
-	first  uint32
-	last   uint32
-	timer  uint32 // next instant a condition can change with time alone, 0 none
-	fp     uint32 // fingerprint of the segment set it was evaluated under
-	msgs   [dedupIDs]uint32
-	nmsg   uint8 // message ids remembered (up to dedupIDs); the next goes to msgs[mpos]
-	mpos   uint8
-	appLen uint8 // len(app id)
-	klen   uint8 // bytes of keyb in use; 0: the key is long
+	app      *appState
+	offset   int64 // last applied input offset, -1 none
+	idx      int32 // in app.devs
+	kh       uint32
+	first    uint32
+	last     uint32
+	timer    uint32 // next instant a condition can change with time alone, 0 none
+	fp       uint32 // fingerprint of the segment set it was evaluated under
+	msgs     [dedupIDs]uint32
+	nmsg     uint8 // message ids remembered (up to dedupIDs); the next goes to msgs[mpos]
+	mpos     uint8
+	appLen   uint8  // len(app id)
+	klen     uint8  // bytes of keyb in use; 0: the key is long
 	dirtyGen uint32 // == Engine.gen: changed since the last Dirty, its entry is Engine.dirty[dirtyIdx]
 	dirtyIdx int32
-	stale  bool // restored under another segment set: re-evaluate before use
+	stale    bool // restored under another segment set: re-evaluate before use
 	// attached is true once the memberships are mapped to the app's set;
 	// until then a restored state's memberships (segment name hashes) wait
 	// in Engine.pending.
@@ -311,11 +311,11 @@ func (a *attrVal) equal(v tag.Value) bool {
 	return true
 }
 
-func (a *attrVal) set(v tag.Value) {
+func (a *attrVal) set(v tag.Value, in *interner) {
 	a.typ, a.str, a.num = v.Type, "", 0
 	switch v.Type {
 	case tag.TypeString:
-		a.str = strings.Clone(v.Str) // the record's strings may alias its buffer
+		a.str = in.intern(v.Str) // a copy: the record's strings may alias its buffer
 	case tag.TypeNumber:
 		a.num = v.Num
 	case tag.TypeBool:
@@ -348,13 +348,13 @@ func (d *device) attr(id uint32) *attrVal {
 // engine does not keep every record, so it starts the run again at the
 // newest record's time (the value may have come back earlier: it errs
 // towards "changed recently").
-func (d *device) setAttr(f *feature, t uint32, v tag.Value) (changed, read bool) {
+func (d *device) setAttr(f *feature, t uint32, v tag.Value, in *interner) (changed, read bool) {
 	a := d.attr(f.id)
 	if a == nil {
 		// An unset value is kept too (with its time): an older record that
 		// arrives later must not set it.
 		d.attrs = append(d.attrs, attrVal{id: f.id, at: t, since: t})
-		d.attrs[len(d.attrs)-1].set(v)
+		d.attrs[len(d.attrs)-1].set(v, in)
 		return true, v.Type != tag.TypeInvalid
 	}
 	same := a.equal(v)
@@ -367,7 +367,7 @@ func (d *device) setAttr(f *feature, t uint32, v tag.Value) (changed, read bool)
 		return true, false
 	case t >= a.at:
 		a.prev, a.at, a.since = a.at, t, t
-		a.set(v)
+		a.set(v, in)
 		return true, true
 	case same && t < a.since && t > a.prev:
 		a.since = t
@@ -449,4 +449,33 @@ func orBits(dst, src []uint64) {
 	for i, w := range src {
 		dst[i] |= w
 	}
+}
+
+// interner keeps one copy of the attribute values that many devices share
+// ("ios", "football", "3.2"), which saves memory and keeps them in the
+// cache. It is bounded: past maxInterned values, or for long ones, values
+// are plain copies.
+type interner map[string]string
+
+const maxInterned = 1 << 16
+
+func (in *interner) intern(s string) string {
+	if v, ok := (*in)[s]; ok {
+		return v
+	}
+	v := strings.Clone(s)
+	if len(s) <= 64 && len(*in) < maxInterned {
+		if *in == nil {
+			*in = interner{}
+		}
+		(*in)[v] = v
+	}
+	return v
+}
+
+func (in *interner) internBytes(b []byte) string {
+	if v, ok := (*in)[string(b)]; ok {
+		return v
+	}
+	return in.intern(string(b))
 }

@@ -57,10 +57,11 @@ type Engine struct {
 	dirty    []dirtyEntry
 	dirtyBuf []byte
 	gen      uint32 // of the dirty list; Dirty starts a new one
-	tombs []string
-	metas map[string]bool // apps whose meta record changed
+	tombs    []string
+	metas    map[string]bool // apps whose meta record changed
 
 	touched []uint64
+	strs    interner
 	batch   []*device
 	hashes  []uint64
 	sink    uint32
@@ -315,7 +316,7 @@ func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []C
 			for i := range r.AppInfo {
 				x := &r.AppInfo[i]
 				if f := set.appInfo[x.Key]; f != nil {
-					if _, read := d.setAttr(f, t, x.Value); read {
+					if _, read := d.setAttr(f, t, x.Value, &e.strs); read {
 						orBits(touched, f.segs)
 					}
 				}
@@ -328,7 +329,7 @@ func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []C
 				if s := deviceField(r.Device, f.field); s != "" {
 					v = tag.String(s)
 				}
-				if _, read := d.setAttr(f, t, v); read {
+				if _, read := d.setAttr(f, t, v, &e.strs); read {
 					orBits(touched, f.segs)
 				}
 			}

@@ -221,7 +221,7 @@ func (r *stateReader) back(ref uint32, what string) uint32 {
 
 // decodeState decodes a device state; its memberships are returned as
 // segment name hashes.
-func decodeState(key []byte, data []byte) (*device, []uint32, error) {
+func decodeState(key []byte, data []byte, in *interner) (*device, []uint32, error) {
 	if len(data) == 0 {
 		return nil, nil, fmt.Errorf("%w: empty", ErrCorruptState)
 	}
@@ -297,7 +297,7 @@ func decodeState(key []byte, data []byte) (*device, []uint32, error) {
 		case tag.TypeInvalid:
 		case tag.TypeString:
 			l := r.count("attribute string", 1)
-			a.str = string(r.b[:l])
+			a.str = in.internBytes(r.b[:l])
 			r.b = r.b[l:]
 		case tag.TypeNumber:
 			if typ&attrInt != 0 {
@@ -522,7 +522,7 @@ func (e *Engine) Restore(key, state []byte) error {
 	if state == nil {
 		return nil
 	}
-	d, hashes, err := decodeState(key, state)
+	d, hashes, err := decodeState(key, state, &e.strs)
 	if err != nil {
 		return fmt.Errorf("restore %q: %w", key, err)
 	}
