@@ -303,6 +303,7 @@ type randomRun struct {
 	t         *testing.T
 	segs      []*segments.Segment
 	e, b      *Engine // b: restored midway, nil before
+	d         *Engine // restored under a newer segment set, nil before
 	ref       *refModel
 	recon     map[string]bool // app/device/segment → member, from the changes
 	ids       map[ChangeID]Change
@@ -335,17 +336,15 @@ func runRandom(t *testing.T, seed uint64, steps int) {
 	}
 	restoreAt := g.r.IntN(steps)
 	restoreFirst := g.r.IntN(2) == 0
-	if dbgHook != nil {
-		for _, s := range segs {
-			fmt.Println(s.App, s.Name, segments.Format(s.Expr))
-		}
-		fmt.Println("restore at", restoreAt, restoreFirst)
-	}
 	var history []sent
 	var offset int64
+	changeAt := g.r.IntN(steps)
 	for step := range steps {
 		if step == restoreAt {
 			run.restore(clock, restoreFirst)
+		}
+		if step == changeAt {
+			run.changeSegments(g, clock)
 		}
 		if g.r.IntN(6) == 0 {
 			clock = g.at(clock.Add(time.Duration(g.r.Int64N(int64(5 * 24 * time.Hour)))))
@@ -372,6 +371,202 @@ func runRandom(t *testing.T, seed uint64, steps int) {
 		}
 	}
 	run.step(clock.Add(30*24*time.Hour), nil, 0)
+	if run.d != nil {
+		run.checkEngine(run.d, run.e.now)
+	}
+}
+
+// changeSegments changes some segments of app "a" (a new expression, a
+// deletion, an addition) on the engines and the reference. A third engine,
+// d, starts with the new set and restores the changelog as it was before
+// the change: its states are re-evaluated (the stale path) and must give
+// the same memberships.
+func (run *randomRun) changeSegments(g *randomGen, now time.Time) {
+	run.flush()
+	old := map[string][]byte{}
+	for k, v := range run.changelog {
+		old[k] = v
+	}
+	var next []*segments.Segment
+	for {
+		next = run.mutate(g)
+		if run.compatible(next) {
+			break
+		}
+	}
+	out, sts, err := run.e.SetSegments(next, now)
+	if err != nil {
+		run.t.Fatal(err)
+	}
+	for _, st := range sts {
+		if st.Err != nil {
+			run.t.Fatalf("segment %s: %v", st.Segment, st.Err)
+		}
+	}
+	if run.b != nil {
+		outB, _, err := run.b.SetSegments(next, now)
+		if err != nil || !reflect.DeepEqual(out, outB) {
+			run.t.Fatalf("restored engine differs on set segments: %v\n%v\n%v", err, out, outB)
+		}
+	}
+	run.ref.setSegments(next)
+	run.segs = next
+	run.record(out)
+	run.flush()
+	ns := run.e.now
+	for _, d := range run.ref.devs {
+		run.check(d, ns)
+	}
+	run.d = New(Options{})
+	if _, _, err := run.d.SetSegments(next, now); err != nil {
+		run.t.Fatal(err)
+	}
+	keys := make([]string, 0, len(old))
+	for k := range old {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := run.d.Restore([]byte(k), old[k]); err != nil {
+			run.t.Fatal(err)
+		}
+	}
+	run.d.Advance(now, nil)
+	run.checkEngine(run.d, ns)
+}
+
+// mutate returns the segments with some of app "a"'s changed.
+func (run *randomRun) mutate(g *randomGen) []*segments.Segment {
+	var a, rest []*segments.Segment
+	for _, s := range run.segs {
+		if s.App == "a" {
+			a = append(a, s)
+		} else {
+			rest = append(rest, s)
+		}
+	}
+	out := append([]*segments.Segment(nil), a...)
+	// Replace the expression of one segment; it may refer only to the
+	// segments before it (no cycles).
+	i := g.r.IntN(len(out))
+	g.names = nil
+	for _, s := range out[:i] {
+		g.names = append(g.names, s.Name)
+	}
+	out[i] = &segments.Segment{App: "a", Name: out[i].Name, Expr: g.node(0), Version: out[i].Version + 100}
+	// Delete the last one if nothing refers to it; add one.
+	last := out[len(out)-1]
+	if len(out) > 2 && g.r.IntN(2) == 0 && !refersTo(out[:len(out)-1], last.Name) {
+		out = out[:len(out)-1]
+	}
+	g.names = nil
+	for _, s := range out {
+		g.names = append(g.names, s.Name)
+	}
+	out = append(out, &segments.Segment{App: "a", Name: "n" + strconv.Itoa(g.r.IntN(1000)), Expr: g.node(0), Version: 1000})
+	return append(out, rest...)
+}
+
+func refersTo(segs []*segments.Segment, name string) bool {
+	var walk func(n segments.Node) bool
+	walk = func(n segments.Node) bool {
+		switch n := n.(type) {
+		case *segments.Ref:
+			return n.Name == name
+		case *segments.And:
+			for _, a := range n.Args {
+				if walk(a) {
+					return true
+				}
+			}
+		case *segments.Or:
+			for _, a := range n.Args {
+				if walk(a) {
+					return true
+				}
+			}
+		case *segments.Not:
+			return walk(n.X)
+		}
+		return false
+	}
+	for _, s := range segs {
+		if walk(s.Expr) {
+			return true
+		}
+	}
+	return false
+}
+
+// compatible reports whether a new set keeps every feature the old one
+// had at most as demanding: a feature that must keep more times, or keep
+// them longer, has a partial history that the reference does not model.
+// Names must be unique too.
+func (run *randomRun) compatible(next []*segments.Segment) bool {
+	seen := map[string]bool{}
+	for _, s := range next {
+		if seen[s.App+"/"+s.Name] {
+			return false
+		}
+		seen[s.App+"/"+s.Name] = true
+	}
+	opts := &Options{MaxCount: DefaultMaxCount}
+	var oldA, newA []*segments.Segment
+	for _, s := range run.segs {
+		if s.App == "a" {
+			oldA = append(oldA, s)
+		}
+	}
+	for _, s := range next {
+		if s.App == "a" {
+			newA = append(newA, s)
+		}
+	}
+	o, n := compileApp("a", oldA, opts), compileApp("a", newA, opts)
+	if len(n.invalid) > 0 {
+		return false
+	}
+	for id, f := range n.byID {
+		g := o.byID[id]
+		if g == nil || f.kind != featDid {
+			continue
+		}
+		if f.k > g.k {
+			return false
+		}
+		for i := range f.k {
+			if f.span[i] > g.span[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (run *randomRun) record(out []Change) {
+	for _, c := range out {
+		if prev, dup := run.ids[c.ID]; dup {
+			run.t.Fatalf("changes %v and %v have the same id", prev, c)
+		}
+		run.ids[c.ID] = c
+		key := c.App + "/" + c.DeviceID + "/" + c.Segment
+		if run.recon[key] == c.Enter {
+			run.t.Fatalf("change %v repeats the membership", c)
+		}
+		run.recon[key] = c.Enter
+	}
+}
+
+// checkEngine compares another engine's memberships with the reference.
+func (run *randomRun) checkEngine(e *Engine, now int64) {
+	for _, d := range run.ref.devs {
+		for name := range run.ref.segs[d.app] {
+			if got, want := e.Member(d.app, name, d.id), run.ref.member(d, name, now); got != want {
+				x, _ := e.Explain(d.app, name, d.id, time.Unix(now, 0))
+				run.t.Fatalf("engine restored under the new set: %s/%s in %s: %t, reference %t\n%s", d.app, d.id, name, got, want, x)
+			}
+		}
+	}
 }
 
 // restore starts the second engine from the first one's changelog.
@@ -412,13 +607,8 @@ func (run *randomRun) flush() {
 
 // step applies a record (or, with r nil, advances) at now on the engines
 // and the reference, and checks them.
-var dbgHook func(*randomRun, time.Time)
-
 func (run *randomRun) step(now time.Time, r *tag.Record, offset int64) {
 	t := run.t
-	if dbgHook != nil {
-		dbgHook(run, now)
-	}
 	var out []Change
 	if r != nil {
 		out = run.e.Apply(r, offset, now, nil)
@@ -452,18 +642,15 @@ func (run *randomRun) step(now time.Time, r *tag.Record, offset int64) {
 	if r != nil {
 		run.ref.apply(r, offset, ns)
 	}
-	for _, c := range out {
-		if prev, dup := run.ids[c.ID]; dup {
-			t.Fatalf("changes %v and %v have the same id", prev, c)
-		}
-		run.ids[c.ID] = c
-		key := c.App + "/" + c.DeviceID + "/" + c.Segment
-		if run.recon[key] == c.Enter {
-			t.Fatalf("change %v repeats the membership", c)
-		}
-		run.recon[key] = c.Enter
-	}
+	run.record(out)
 	run.flush()
+	if run.d != nil {
+		if r != nil {
+			run.d.Apply(r, offset, now, nil)
+		} else {
+			run.d.Advance(now, nil)
+		}
+	}
 	if r != nil {
 		if d := run.ref.devs[r.AppID+"/"+r.DeviceID]; d != nil {
 			run.check(d, ns)
@@ -472,6 +659,9 @@ func (run *randomRun) step(now time.Time, r *tag.Record, offset int64) {
 	}
 	for _, d := range run.ref.devs {
 		run.check(d, ns)
+	}
+	if run.d != nil {
+		run.checkEngine(run.d, ns)
 	}
 	for _, s := range run.segs {
 		n, _ := run.e.Size(s.App, s.Name)

@@ -25,6 +25,12 @@ import (
 type refModel struct {
 	segs map[string]map[string]*segments.Segment // app → name → segment
 	devs map[string]*refDevice
+	// A feature counts the records accepted since it was first read by a
+	// segment of the current set: since[app + "\x00" + description] is the
+	// sequence number of the first such record.
+	seq   int
+	since map[string]int
+	descs map[segments.Node]string
 }
 
 type refDevice struct {
@@ -35,19 +41,92 @@ type refDevice struct {
 }
 
 type refRecord struct {
-	r *tag.Record
-	t int64 // seconds
+	r   *tag.Record
+	t   int64 // seconds
+	seq int
 }
 
 func newRefModel(segs []*segments.Segment) *refModel {
-	m := &refModel{segs: map[string]map[string]*segments.Segment{}, devs: map[string]*refDevice{}}
+	m := &refModel{devs: map[string]*refDevice{}, since: map[string]int{}, descs: map[segments.Node]string{}}
+	m.setSegments(segs)
+	return m
+}
+
+// setSegments changes the segments; features that no segment read
+// before count from now on.
+func (m *refModel) setSegments(segs []*segments.Segment) {
+	m.segs = map[string]map[string]*segments.Segment{}
+	feats := map[string]bool{}
 	for _, s := range segs {
 		if m.segs[s.App] == nil {
 			m.segs[s.App] = map[string]*segments.Segment{}
 		}
 		m.segs[s.App][s.Name] = s
+		m.walkFeatures(s.Expr, func(n segments.Node, desc string) { feats[s.App+"\x00"+desc] = true })
 	}
-	return m
+	for f := range m.since {
+		if !feats[f] {
+			delete(m.since, f)
+		}
+	}
+	for f := range feats {
+		if _, ok := m.since[f]; !ok {
+			m.since[f] = m.seq
+		}
+	}
+}
+
+// walkFeatures calls fn with each condition that reads a feature and the
+// feature's description (the engine's, which identifies features).
+func (m *refModel) walkFeatures(n segments.Node, fn func(segments.Node, string)) {
+	c := &compiler{opts: &Options{MaxCount: DefaultMaxCount}}
+	var desc string
+	switch n := n.(type) {
+	case *segments.And:
+		for _, a := range n.Args {
+			m.walkFeatures(a, fn)
+		}
+		return
+	case *segments.Or:
+		for _, a := range n.Args {
+			m.walkFeatures(a, fn)
+		}
+		return
+	case *segments.Not:
+		m.walkFeatures(n.X, fn)
+		return
+	case *segments.Did:
+		f, err := c.didFeature(n, n.Kind, n.Name, n.Where, n.Duration)
+		if err != nil {
+			panic(err)
+		}
+		desc = f.desc
+	case *segments.Since:
+		if n.Moment != segments.MomentLastTag {
+			return
+		}
+		f, err := c.didFeature(n, n.Kind, n.Name, nil, nil)
+		if err != nil {
+			panic(err)
+		}
+		desc = f.desc
+	case *segments.Attr:
+		desc = "app_info|" + n.Key
+		if n.Source == segments.SourceDevice {
+			desc = "device|" + n.Key
+		}
+	case *segments.Unchanged:
+		desc = "app_info|" + n.Key
+	default:
+		return
+	}
+	m.descs[n] = desc
+	fn(n, desc)
+}
+
+// counts reports whether a record counts for the feature a condition reads.
+func (m *refModel) counts(d *refDevice, n segments.Node, rr refRecord) bool {
+	return rr.seq >= m.since[d.app+"\x00"+m.descs[n]]
 }
 
 func (m *refModel) apply(r *tag.Record, offset int64, now int64) {
@@ -79,7 +158,8 @@ func (m *refModel) apply(r *tag.Record, offset int64, now int64) {
 	t := r.Time.Unix()
 	t = min(t, now)
 	t = max(t, epoch+1)
-	d.recs = append(d.recs, refRecord{r: r, t: t})
+	d.recs = append(d.recs, refRecord{r: r, t: t, seq: m.seq})
+	m.seq++
 }
 
 // member evaluates a segment for a device at now.
@@ -110,7 +190,7 @@ func (m *refModel) eval(d *refDevice, s *segments.Segment, n segments.Node, now 
 		c := 0
 		w := int64(n.Window / time.Second)
 		for _, rr := range d.recs {
-			if refMatches(rr.r, n.Kind, n.Name, n.Where, n.Duration) && rr.t <= now && (w == 0 || rr.t > now-w) {
+			if m.counts(d, n, rr) && refMatches(rr.r, n.Kind, n.Name, n.Where, n.Duration) && rr.t <= now && (w == 0 || rr.t > now-w) {
 				c++
 			}
 		}
@@ -138,7 +218,7 @@ func (m *refModel) eval(d *refDevice, s *segments.Segment, n segments.Node, now 
 			case segments.MomentLastSeen:
 				ok = !found || rr.t > t
 			case segments.MomentLastTag:
-				ok = refMatches(rr.r, n.Kind, n.Name, nil, nil) && (!found || rr.t > t)
+				ok = m.counts(d, n, rr) && refMatches(rr.r, n.Kind, n.Name, nil, nil) && (!found || rr.t > t)
 			}
 			if ok {
 				t, found = rr.t, true
@@ -156,7 +236,7 @@ func (m *refModel) eval(d *refDevice, s *segments.Segment, n segments.Node, now 
 		}
 		return r.Max == segments.Forever || t >= now-int64(r.Max/time.Second)
 	case *segments.Attr:
-		v, ok := m.attr(d, n.Source, n.Key)
+		v, ok := m.attr(d, n, n.Source, n.Key)
 		ops := make([]tag.Value, len(n.Values))
 		for i, o := range n.Values {
 			ops[i] = o.Value
@@ -167,7 +247,7 @@ func (m *refModel) eval(d *refDevice, s *segments.Segment, n segments.Node, now 
 		version := n.Key == "app_version" || n.Key == "os_version"
 		return refHolds(n.Op, v, ok, ops, version)
 	case *segments.Unchanged:
-		since, ok := m.runStart(d, n.Key)
+		since, ok := m.runStart(d, n, n.Key)
 		return ok && since <= now-int64(n.Min/time.Second)
 	case *segments.Ref:
 		r := m.segs[d.app][n.Name]
@@ -230,10 +310,13 @@ func refMatches(r *tag.Record, kind tag.Kind, name string, where []segments.Filt
 
 // attr returns the value of the newest record (by time, then arrival)
 // that sets an attribute.
-func (m *refModel) attr(d *refDevice, src segments.Source, key string) (tag.Value, bool) {
+func (m *refModel) attr(d *refDevice, n segments.Node, src segments.Source, key string) (tag.Value, bool) {
 	var best tag.Value
 	var bt int64 = -1
 	for _, rr := range d.recs {
+		if !m.counts(d, n, rr) {
+			continue
+		}
 		var v tag.Value
 		switch {
 		case src == segments.SourceAppInfo && rr.r.Kind == tag.KindAppInfo:
@@ -278,12 +361,12 @@ func refDeviceField(d *tag.DeviceInfo, key string) string {
 
 // runStart folds an app_info key's records in arrival order with the
 // documented rule, returning the start of the current value's run.
-func (m *refModel) runStart(d *refDevice, key string) (int64, bool) {
+func (m *refModel) runStart(d *refDevice, n segments.Node, key string) (int64, bool) {
 	var cur tag.Value
 	var at, since, prev int64
 	set := false
 	for _, rr := range d.recs {
-		if rr.r.Kind != tag.KindAppInfo {
+		if rr.r.Kind != tag.KindAppInfo || !m.counts(d, n, rr) {
 			continue
 		}
 		for _, x := range rr.r.AppInfo {

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -130,7 +132,10 @@ func (e *Engine) switchSet(a *appState, set *segSet, now int64, out []Change) []
 	a.set = set
 	e.metas[a.name] = true
 	c := cause{kind: causeSegment, id: int64(set.fp), old: old}
-	for _, d := range a.devs {
+	// Visit the devices in an order that does not depend on how the engine
+	// came by them (applied or restored), so that the changes come out in
+	// the same order.
+	for _, d := range sortedDevices(a.devs) {
 		// A state restored before the app had a set (pending) was written
 		// under the set its fingerprint names: the same set needs no
 		// evaluation, another one needs all of it.
@@ -174,6 +179,19 @@ func (e *Engine) switchSet(a *appState, set *segSet, now int64, out []Change) []
 		}
 	}
 	return out
+}
+
+// sortedDevices returns the devices ordered by key hash, then key: an
+// order that does not depend on how the engine came by them.
+func sortedDevices(devs []*device) []*device {
+	devs = slices.Clone(devs)
+	slices.SortFunc(devs, func(x, y *device) int {
+		if x.kh != y.kh {
+			return cmp.Compare(x.kh, y.kh)
+		}
+		return strings.Compare(x.key(), y.key())
+	})
+	return devs
 }
 
 // remap carries a device's memberships over to its app's new set (from
@@ -234,8 +252,7 @@ func (s *segSet) hashed(h uint32) *cseg {
 // and its device states are deleted.
 func (e *Engine) dropApp(a *appState, now int64, out []Change) []Change {
 	if a.set != nil {
-		for len(a.devs) > 0 {
-			d := a.devs[len(a.devs)-1]
+		for _, d := range sortedDevices(a.devs) {
 			if d.attached {
 				d.mem.each(func(slot int) {
 					cs := a.set.segs[slot]
