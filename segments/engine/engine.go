@@ -62,6 +62,7 @@ type Engine struct {
 
 	touched []uint64
 	strs    interner
+	lastApp *appState // of the last record; reset when apps change
 	batch   []*device
 	hashes  []uint64
 	sink    uint32
@@ -259,7 +260,11 @@ func (e *Engine) ApplyBatch(recs []*tag.Record, offsets []int64, now time.Time, 
 }
 
 func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []Change) []Change {
-	a := e.apps[r.AppID]
+	a := e.lastApp // records of one app come in runs
+	if a == nil || a.name != r.AppID {
+		a = e.apps[r.AppID]
+		e.lastApp = a
+	}
 	if a == nil || a.set == nil {
 		e.stats.Ignored++
 		return out

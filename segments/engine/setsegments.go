@@ -60,6 +60,7 @@ func (e *Engine) SetSegments(segs []*segments.Segment, now time.Time) ([]Change,
 	}
 	out := e.Advance(now, nil)
 	ns := e.now
+	e.lastApp = nil
 	names := make([]string, 0, len(e.apps)+len(byApp))
 	for app := range e.apps {
 		names = append(names, app)
@@ -266,6 +267,7 @@ func (e *Engine) dropApp(a *appState, now int64, out []Change) []Change {
 		e.removeDevice(a.devs[len(a.devs)-1])
 	}
 	delete(e.apps, a.name)
+	e.lastApp = nil
 	e.metas[a.name] = true
 	return out
 }
