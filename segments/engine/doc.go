@@ -54,7 +54,8 @@
 // never overwrites it. Device fields (platform, app_version, os_version,
 // model, manufacturer, locale, country, timezone) come from device records
 // the same way; an empty field unsets the value. app_version and os_version
-// compare as versions, part by part ("2.10" > "2.9"). A comparison with no
+// compare as versions, part by part ("2.10" > "2.9", as
+// segments.CompareVersions does). A comparison with no
 // value, or between values of different types, is false ("is not set" is
 // the way to match a missing value); "!=" and "not in" are false too
 // without a value. Dates may be relative to now ("now - 18y").
@@ -129,7 +130,10 @@
 // counts and windows keep one list of times, as many as the most demanding
 // needs. In memory a device is one struct (its key inline when it is at
 // most 48 bytes, its memberships in one word for up to 64 segments) plus
-// one []uint32 of feature times and a slice of attribute values. The
+// one []uint32 of feature times and a slice of attribute values, whose
+// strings are interned engine-wide (bounded) so that devices share them.
+// Devices are found through an open-addressing table keyed by a 64-bit hash
+// of the key (the key is checked in the device). The
 // changelog form is binary and versioned (see appendState): varints,
 // times as deltas from last_seen; about 100 bytes for a typical rule set.
 // Dirty hands over the states changed since its last call (nil for a
@@ -143,13 +147,24 @@
 //
 // # Complexity
 //
-// A record costs one hash lookup, the features indexed by its kind and
-// name (so a record touches only the features that read it; others are
-// never looked at), an O(K) insertion per matching feature, and the
-// evaluation of only the segments that read a feature that changed (plus
-// those that read last_seen, which every record moves). Advance costs
-// O(log n) per due timer and never scans devices. SetSegments costs
+// A record costs one table lookup, the features indexed by its kind and
+// name (a record touches only the features that read it; the others are
+// never looked at), an O(K) insertion per matching feature, the evaluation
+// of only the segments that read a feature that changed (plus those that
+// read last_seen, which every record moves), and, the first time the device
+// changes in a batch, the encoding of its state. ApplyBatch finds the
+// devices of a batch first, so that the cache misses of different devices
+// overlap: with a million devices most of the cost of a record is memory
+// latency. Timers are a min-heap of value entries with lazy deletion: a
+// timer change pushes an entry, stale entries are skipped when they come
+// out, and the heap is compacted when most entries are stale. Advance
+// costs O(log n) per due timer and never scans devices. SetSegments costs
 // O(devices × changed segments) for the apps whose set changed. Memory is
 // bounded per device by the features its segments read: at most K times
 // per did feature, one value per attribute.
+//
+// The benchmarks (bench_test.go) measure Apply and ApplyBatch with a
+// million devices and 50 segments, the state size for a typical rule set,
+// Restore and Advance; the figures are in the commit history and the
+// processor's documentation.
 package engine

@@ -18,7 +18,7 @@ func compareValues(a, b tag.Value, version bool) (int, bool) {
 	switch a.Type {
 	case tag.TypeString:
 		if version {
-			return compareVersions(a.Str, b.Str), true
+			return segments.CompareVersions(a.Str, b.Str), true
 		}
 		return strings.Compare(a.Str, b.Str), true
 	case tag.TypeNumber:
@@ -43,63 +43,6 @@ func compareValues(a, b tag.Value, version bool) (int, bool) {
 		return a.Date.Compare(b.Date), true
 	}
 	return 0, false
-}
-
-// compareVersions orders version strings part by part: "2.10" > "2.9",
-// "2.0" = "2"; numeric parts compare as numbers, other parts as text, and
-// a numeric part sorts before a text part.
-func compareVersions(a, b string) int {
-	for a != "" || b != "" {
-		var pa, pb string
-		pa, a = nextPart(a)
-		pb, b = nextPart(b)
-		if c := comparePart(pa, pb); c != 0 {
-			return c
-		}
-	}
-	return 0
-}
-
-func nextPart(s string) (string, string) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '.' || s[i] == '-' || s[i] == '+' {
-			return s[:i], s[i+1:]
-		}
-	}
-	return s, ""
-}
-
-func comparePart(a, b string) int {
-	na, da := numeric(a)
-	nb, db := numeric(b)
-	switch {
-	case da && db:
-		// Compare as numbers without overflow: longer (without leading
-		// zeros) is larger.
-		if len(na) != len(nb) {
-			if len(na) < len(nb) {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(na, nb)
-	case da:
-		return -1
-	case db:
-		return 1
-	}
-	return strings.Compare(a, b)
-}
-
-// numeric reports whether s is all digits ("" counts as 0), returning it
-// without leading zeros.
-func numeric(s string) (string, bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return s, false
-		}
-	}
-	return strings.TrimLeft(s, "0"), true
 }
 
 // holds evaluates a comparison of a value (set tells whether there is
