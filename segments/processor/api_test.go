@@ -25,6 +25,7 @@ func TestSegmentsAPI(t *testing.T) {
 	brokers := kafkatest.RealBrokers(t)
 	cfg := topics(t, brokers, 2)
 	cfg.FlushInterval = 20 * time.Millisecond
+	cfg.SimulatedClock = false // the wall clock, and the engine's batch path
 	plan, err := tagplan.ParseFile("../testdata/plans/game.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -199,11 +199,18 @@ type owner struct {
 	changesEnd int64 // end of the changes partition after the last produced changes; -1: unknown
 	endStale   bool  // changes were produced since changesEnd was read
 	unsent     []bus.Message
-	changes    []engine.Change
-	times      []time.Time // input message time of each change (zero: timer or configuration)
-	next       int64       // offset to commit
-	pending    int         // records since the last flush
-	set        *Set
+
+	// scratch of applyAll
+	batch   []bus.Message
+	recs    []tag.Record
+	ptrs    []*tag.Record
+	offs    []int64
+	arena   []tag.Extra
+	changes []engine.Change
+	times   []time.Time // input message time of each change (zero: timer or configuration)
+	next    int64       // offset to commit
+	pending int         // records since the last flush
+	set     *Set
 }
 
 func (o *owner) now() time.Time {
@@ -302,19 +309,23 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 			if !ok {
 				return nil
 			}
-			o.apply(&rec, m)
-			for more := true; more && o.pending < p.cfg.FlushRecords; { // drain what is there without a select each
+			// Take what is there (up to a batch) without a select each.
+			batch := append(o.batch[:0], m)
+			for more := true; more && len(batch) < applyBatch && o.pending+len(batch) < p.cfg.FlushRecords; {
 				select {
 				case m, ok := <-msgs:
 					if !ok {
 						more = false
 						break
 					}
-					o.apply(&rec, m)
+					batch = append(batch, m)
 				default:
 					more = false
 				}
 			}
+			o.applyAll(&rec, batch)
+			clear(batch)
+			o.batch = batch[:0]
 			if o.pending >= p.cfg.FlushRecords {
 				if err := o.flushDetached(ctx); err != nil {
 					return o.flushFailed(ctx, err)
@@ -383,6 +394,57 @@ func (o *owner) collect(out []engine.Change, at time.Time) {
 	for len(o.times) < len(o.changes) {
 		o.times = append(o.times, at)
 	}
+}
+
+// applyBatch is how many input records are applied together (the engine's
+// ApplyBatch, at one now) on the wall clock.
+const applyBatch = 256
+
+// applyAll applies input messages in order. On the simulated clock, one at
+// a time: each record's now is the newest event time up to it, whatever
+// the batch boundaries. On the wall clock, together, at one now.
+func (o *owner) applyAll(rec *tag.Record, msgs []bus.Message) {
+	if o.p.cfg.SimulatedClock {
+		for _, m := range msgs {
+			o.apply(rec, m)
+		}
+		return
+	}
+	o.recs, o.ptrs, o.offs = o.recs[:0], o.ptrs[:0], o.offs[:0]
+	o.arena = o.arena[:0]
+	at := map[int64]time.Time{}
+	for _, m := range msgs {
+		o.next = m.Offset + 1
+		o.pending++
+		o.recs = append(o.recs, tag.Record{})
+		r := &o.recs[len(o.recs)-1]
+		// The engine keeps no reference to the records: decode sharing the
+		// messages' bytes.
+		if err := r.UnmarshalBinaryShared(m.Value, &o.arena); err != nil {
+			o.recs = o.recs[:len(o.recs)-1]
+			o.p.m.invalid.Inc()
+			o.p.log.Debug("undecodable record skipped", "partition", m.Partition, "offset", m.Offset, "error", err)
+			continue
+		}
+		o.offs = append(o.offs, m.Offset)
+		at[m.Offset] = m.Time
+	}
+	for i := range o.recs {
+		o.ptrs = append(o.ptrs, &o.recs[i])
+	}
+	o.p.m.records.Add(float64(len(msgs)))
+	o.p.read.Add(int64(len(msgs)))
+	start := len(o.changes)
+	o.changes = o.eng.ApplyBatch(o.ptrs, o.offs, time.Now(), o.changes)
+	for _, c := range o.changes[start:] {
+		var t time.Time
+		if c.Cause == engine.CauseRecord {
+			t = at[c.Offset]
+		}
+		o.times = append(o.times, t)
+	}
+	clear(o.recs)
+	clear(o.ptrs)
 }
 
 // apply applies one input message.
