@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openengage/engage/pipeline/bus"
@@ -81,28 +78,12 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 				}
 				return nil, false
 			}}
-		mux := http.NewServeMux()
+		mux := metricsMux(reg)
 		mux.Handle("/v1/", api.Handler())
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-		ln, err := net.Listen("tcp", *addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", *addr, err)
+		if err := serveHTTP(g, gctx, *addr, mux); err != nil {
+			return err
 		}
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		log.Info("segments API listening", "addr", ln.Addr().String())
-		g.Go(func() error {
-			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return srv.Shutdown(sctx)
-		})
-		g.Go(func() error {
-			if err := srv.Serve(ln); err != http.ErrServerClosed {
-				return err
-			}
-			return nil
-		})
+		log.Info("segments API listening", "addr", *addr)
 	}
 	return g.Wait()
 }
