@@ -70,13 +70,12 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 	g.Go(func() error { return proc.Run(gctx) })
 	if *addr != "" {
 		api := &processor.API{Proc: proc, Store: store, Config: prod, Topic: cfg.ConfigTopic, Tokens: toks,
-			Plans: func(app string) (*tagplan.Plan, bool) {
-				for _, a := range apps.List() {
-					if a.ID == app {
-						return a.Plan, true
-					}
+			Plans: func(id string) (*tagplan.Plan, bool) {
+				app, ok := apps.ByID(id)
+				if !ok {
+					return nil, false
 				}
-				return nil, false
+				return app.Plan, true
 			}}
 		mux := metricsMux(reg)
 		mux.Handle("/v1/", api.Handler())
@@ -130,12 +129,11 @@ func runSegments(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return nil, err
 		}
-		for _, a := range apps.List() {
-			if a.ID == *app {
-				return a.Plan, nil
-			}
+		a, ok := apps.ByID(*app)
+		if !ok {
+			return nil, fmt.Errorf("unknown app %q in the apps file", *app)
 		}
-		return nil, fmt.Errorf("unknown app %q in the apps file", *app)
+		return a.Plan, nil
 	}
 	current := func() (*processor.Store, error) {
 		store := processor.NewStore()

@@ -77,6 +77,16 @@ func (a *Apps) ByKey(key string) (*App, bool) {
 	return app, ok
 }
 
+// ByID returns the app with the given id.
+func (a *Apps) ByID(id string) (*App, bool) {
+	for _, app := range a.list {
+		if app.ID == id {
+			return app, true
+		}
+	}
+	return nil, false
+}
+
 // List returns the apps.
 func (a *Apps) List() []*App { return a.list }
 

@@ -70,7 +70,7 @@ func (c *Consumer) Fetch(ctx context.Context) (bus.Message, error) {
 	if err != nil {
 		return bus.Message{}, err
 	}
-	out := bus.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: m.Time, Partition: m.Partition, Offset: m.Offset}
+	out := toBus(m)
 	for _, h := range m.Headers {
 		out.Headers = append(out.Headers, bus.Header{Key: h.Key, Value: h.Value})
 	}

@@ -46,7 +46,7 @@ func (c *Claim) Fetch(ctx context.Context) (bus.Message, error) {
 	if err != nil {
 		return bus.Message{}, err
 	}
-	return bus.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: m.Time, Partition: m.Partition, Offset: m.Offset}, nil
+	return toBus(m), nil
 }
 
 // Commit commits next as the offset the group resumes the partition from
@@ -119,16 +119,16 @@ func RunGroup(ctx context.Context, cfg GroupConfig, log *slog.Logger, fn func(ct
 		for _, a := range assigned {
 			claim := &Claim{Partition: a.ID, Offset: a.Offset, gen: gen, topic: cfg.Topic}
 			gen.Start(func(gctx context.Context) {
-				claim.r = kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: cfg.Topic, Partition: a.ID,
-					MinBytes: 1, MaxBytes: cfg.MaxBytes, MaxWait: 100 * time.Millisecond, QueueCapacity: 10000})
-				defer claim.r.Close()
-				if err := claim.r.SetOffset(a.Offset); err != nil {
+				var err error
+				claim.r, err = partitionReader(cfg.Brokers, cfg.Topic, a.ID, a.Offset, cfg.MaxBytes)
+				if err != nil {
 					mu.Lock()
 					fatal = errors.Join(fatal, err)
 					mu.Unlock()
 					cancel()
 					return
 				}
+				defer claim.r.Close()
 				// The generation's context ends at a rebalance; stop ends
 				// it at shutdown or on another partition's failure.
 				pctx, pcancel := context.WithCancel(gctx)
@@ -175,12 +175,11 @@ func ReadPartitionFrom(ctx context.Context, brokers []string, topic string, part
 	if last <= first {
 		return 0, nil
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition,
-		MinBytes: 1, MaxBytes: 32 << 20, MaxWait: 100 * time.Millisecond, QueueCapacity: 20000})
-	defer r.Close()
-	if err := r.SetOffset(first); err != nil {
+	r, err := partitionReader(brokers, topic, partition, first, 32<<20)
+	if err != nil {
 		return 0, err
 	}
+	defer r.Close()
 	var n int64
 	for {
 		m, err := r.FetchMessage(ctx)
@@ -188,7 +187,7 @@ func ReadPartitionFrom(ctx context.Context, brokers []string, topic string, part
 			return n, fmt.Errorf("read %s/%d at %d: %w", topic, partition, r.Offset(), err)
 		}
 		n++
-		if err := fn(bus.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: m.Time, Partition: m.Partition, Offset: m.Offset}); err != nil {
+		if err := fn(toBus(m)); err != nil {
 			return n, err
 		}
 		if m.Offset+1 >= last {
@@ -212,12 +211,11 @@ func FollowPartition(ctx context.Context, brokers []string, topic string, partit
 			return err
 		}
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition,
-		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
-	defer r.Close()
-	if err := r.SetOffset(first); err != nil {
+	r, err := partitionReader(brokers, topic, partition, first, 8<<20)
+	if err != nil {
 		return err
 	}
+	defer r.Close()
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -226,7 +224,7 @@ func FollowPartition(ctx context.Context, brokers []string, topic string, partit
 			}
 			return fmt.Errorf("follow %s/%d: %w", topic, partition, err)
 		}
-		if err := fn(bus.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: m.Time, Partition: m.Partition, Offset: m.Offset}, m.Offset+1 == last); err != nil {
+		if err := fn(toBus(m), m.Offset+1 == last); err != nil {
 			return err
 		}
 	}
@@ -256,4 +254,20 @@ func partitionBounds(ctx context.Context, brokers []string, topic string, partit
 		case <-ctx.Done():
 		}
 	}
+}
+
+// partitionReader reads one partition (no group) from offset on.
+func partitionReader(brokers []string, topic string, partition int, offset int64, maxBytes int) (*kafka.Reader, error) {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition,
+		MinBytes: 1, MaxBytes: maxBytes, MaxWait: 100 * time.Millisecond, QueueCapacity: 10000})
+	if err := r.SetOffset(offset); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("read %s/%d from %d: %w", topic, partition, offset, err)
+	}
+	return r, nil
+}
+
+// toBus converts a message read from Kafka (headers left out).
+func toBus(m kafka.Message) bus.Message {
+	return bus.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: m.Time, Partition: m.Partition, Offset: m.Offset}
 }

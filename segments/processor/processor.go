@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -205,6 +206,7 @@ type owner struct {
 	recs    []tag.Record
 	ptrs    []*tag.Record
 	offs    []int64
+	ats     []time.Time // input time of each record of offs
 	arena   []tag.Extra
 	changes []engine.Change
 	times   []time.Time // input message time of each change (zero: timer or configuration)
@@ -410,36 +412,31 @@ func (o *owner) applyAll(rec *tag.Record, msgs []bus.Message) {
 		}
 		return
 	}
-	o.recs, o.ptrs, o.offs = o.recs[:0], o.ptrs[:0], o.offs[:0]
+	o.recs, o.ptrs, o.offs, o.ats = o.recs[:0], o.ptrs[:0], o.offs[:0], o.ats[:0]
 	o.arena = o.arena[:0]
-	at := map[int64]time.Time{}
 	for _, m := range msgs {
-		o.next = m.Offset + 1
-		o.pending++
+		o.take(m)
 		o.recs = append(o.recs, tag.Record{})
-		r := &o.recs[len(o.recs)-1]
 		// The engine keeps no reference to the records: decode sharing the
 		// messages' bytes.
-		if err := r.UnmarshalBinaryShared(m.Value, &o.arena); err != nil {
+		if err := o.recs[len(o.recs)-1].UnmarshalBinaryShared(m.Value, &o.arena); err != nil {
 			o.recs = o.recs[:len(o.recs)-1]
-			o.p.m.invalid.Inc()
-			o.p.log.Debug("undecodable record skipped", "partition", m.Partition, "offset", m.Offset, "error", err)
+			o.undecodable(m, err)
 			continue
 		}
-		o.offs = append(o.offs, m.Offset)
-		at[m.Offset] = m.Time
+		o.offs, o.ats = append(o.offs, m.Offset), append(o.ats, m.Time)
 	}
 	for i := range o.recs {
 		o.ptrs = append(o.ptrs, &o.recs[i])
 	}
-	o.p.m.records.Add(float64(len(msgs)))
-	o.p.read.Add(int64(len(msgs)))
 	start := len(o.changes)
 	o.changes = o.eng.ApplyBatch(o.ptrs, o.offs, time.Now(), o.changes)
 	for _, c := range o.changes[start:] {
 		var t time.Time
 		if c.Cause == engine.CauseRecord {
-			t = at[c.Offset]
+			if i, ok := slices.BinarySearch(o.offs, c.Offset); ok { // offsets ascend
+				t = o.ats[i]
+			}
 		}
 		o.times = append(o.times, t)
 	}
@@ -449,13 +446,9 @@ func (o *owner) applyAll(rec *tag.Record, msgs []bus.Message) {
 
 // apply applies one input message.
 func (o *owner) apply(rec *tag.Record, m bus.Message) {
-	o.next = m.Offset + 1
-	o.pending++
-	o.p.m.records.Inc()
-	o.p.read.Add(1)
+	o.take(m)
 	if err := rec.UnmarshalBinary(m.Value); err != nil {
-		o.p.m.invalid.Inc()
-		o.p.log.Debug("undecodable record skipped", "partition", m.Partition, "offset", m.Offset, "error", err)
+		o.undecodable(m, err)
 		return
 	}
 	if o.p.cfg.SimulatedClock {
@@ -465,6 +458,22 @@ func (o *owner) apply(rec *tag.Record, m bus.Message) {
 		o.collect(o.eng.Advance(o.clock, o.changes), time.Time{})
 	}
 	o.collect(o.eng.Apply(rec, m.Offset, o.now(), o.changes), m.Time)
+}
+
+// take notes an input message as read: the offset after it is the next to
+// commit.
+func (o *owner) take(m bus.Message) {
+	o.next = m.Offset + 1
+	o.pending++
+	o.p.m.records.Inc()
+	o.p.read.Add(1)
+}
+
+// undecodable counts and logs a record that did not decode; it is skipped
+// (the sink dead-letters it).
+func (o *owner) undecodable(m bus.Message, err error) {
+	o.p.m.invalid.Inc()
+	o.p.log.Debug("undecodable record skipped", "partition", m.Partition, "offset", m.Offset, "error", err)
 }
 
 // ChangeMessage is a segment change as the segment-changes topic carries
@@ -584,18 +593,6 @@ func (p *Processor) produce(ctx context.Context, msgs []bus.Message) error {
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
-}
-
-// Owned returns the partitions this instance owns now, sorted.
-func (p *Processor) Owned() []int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	ids := make([]int, 0, len(p.parts))
-	for id := range p.parts {
-		ids = append(ids, id)
-	}
-	sort.Ints(ids)
-	return ids
 }
 
 // Each runs fn on every owned partition's goroutine in turn.
