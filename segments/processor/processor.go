@@ -301,6 +301,20 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 	tick := time.NewTicker(p.cfg.FlushInterval)
 	defer tick.Stop()
 	var rec tag.Record
+	applySet := func() error {
+		set, changed = p.store.Current()
+		o.set = set
+		out, _, err := o.eng.SetSegments(set.Segs, o.now())
+		if err != nil {
+			p.log.Error("segment set not applied", "version", set.Version, "error", err)
+			return nil
+		}
+		o.collect(out, time.Time{})
+		if err := o.flushDetached(ctx); err != nil {
+			return o.flushFailed(ctx, err)
+		}
+		return nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -341,18 +355,19 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 				return o.flushFailed(ctx, err)
 			}
 		case <-changed:
-			set, changed = p.store.Current()
-			o.set = set
-			out, _, err := o.eng.SetSegments(set.Segs, o.now())
-			if err != nil {
-				p.log.Error("segment set not applied", "version", set.Version, "error", err)
-				continue
-			}
-			o.collect(out, time.Time{})
-			if err := o.flushDetached(ctx); err != nil {
-				return o.flushFailed(ctx, err)
+			if err := applySet(); err != nil {
+				return err
 			}
 		case req := <-pt.reqs:
+			// A request sees the newest segment set: an API call that
+			// has just stored a change answers from it.
+			select {
+			case <-changed:
+				if err := applySet(); err != nil {
+					return err
+				}
+			default:
+			}
 			req(o.eng, o.now())
 		}
 	}
