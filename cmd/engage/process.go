@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -35,6 +36,7 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 	fs.BoolVar(&cfg.SimulatedClock, "process.simulated-clock", false, "now is the newest event time of each partition, not the wall clock (replays, tests, dry runs)")
 	fs.DurationVar(&cfg.SessionTimeout, "process.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
 	addr := fs.String("addr", "127.0.0.1:8082", "listen address of the segments API, /metrics and /healthz; empty: none")
+	advertise := fs.String("api.advertise", "", "base URL at which the other instances reach this one's API (default: http:// and -addr, with this host's name when -addr has no host)")
 	tokens := fs.String("api.tokens", "", "bearer tokens and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment)")
 	appsFile := fs.String("apps", "", "apps file, for the tag plans segments are checked against; empty: the embedded demo app")
 	logLevel := fs.String("log.level", "info", "log level")
@@ -61,6 +63,15 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 	defer prod.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if *addr != "" {
+		cfg.Advertise = *advertise
+		if cfg.Advertise == "" {
+			cfg.Advertise, err = advertiseURL(*addr)
+			if err != nil {
+				return err
+			}
+		}
+	}
 	store := processor.NewStore()
 	proc, err := processor.New(cfg, store, prod, processor.NewMetrics(reg), log)
 	if err != nil {
@@ -85,6 +96,20 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 		log.Info("segments API listening", "addr", *addr)
 	}
 	return g.Wait()
+}
+
+// advertiseURL is the default base URL of an API listening on addr.
+func advertiseURL(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("-addr %q: %w", addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if host, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("-addr %q has no host, and this host's name is unknown (%v): set -api.advertise", addr, err)
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
 }
 
 // runSegments manages segment definitions in the configuration topic:

@@ -176,19 +176,24 @@ func Partitions(ctx context.Context, brokers []string) (map[string]int, error) {
 	return topicPartitions(ctx, &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second})
 }
 
+// KeyPartition returns the partition of a topic of n partitions that the
+// producer (murmur2, as Java clients) puts a key on.
+func KeyPartition(key []byte, n int) int {
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
+	}
+	return kafka.Murmur2Balancer{}.Balance(kafka.Message{Key: key}, parts...)
+}
+
 // PartitionKey returns a key that the producer (murmur2, as Java clients)
 // puts on the given partition of a topic of n partitions: prefix followed
 // by the first counter that lands there. For records a stateful consumer
 // keeps per partition in a co-partitioned changelog.
 func PartitionKey(prefix string, partition, n int) []byte {
-	parts := make([]int, n)
-	for i := range parts {
-		parts[i] = i
-	}
-	b := kafka.Murmur2Balancer{}
 	for i := 0; ; i++ {
 		k := []byte(prefix + strconv.Itoa(i))
-		if b.Balance(kafka.Message{Key: k}, parts...) == partition {
+		if KeyPartition(k, n) == partition {
 			return k
 		}
 	}

@@ -8,11 +8,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/openengage/engage/pipeline/bus"
+	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tagplan"
 	"github.com/openengage/engage/segments"
 	"github.com/openengage/engage/segments/engine"
@@ -65,9 +70,20 @@ func Validate(d Definition, plan *tagplan.Plan, others []Definition) (*segments.
 //	GET    /v1/segments/{app}/{name}/members       device ids, one per line
 //	GET    /v1/segments/{app}/{name}/explain?device=D
 //
-// Sizes, members and explanations come from the partitions this instance
-// owns now; every answer lists them ("partitions"), so that a client of
-// several instances can add them up.
+// Sizes, members and explanations cover every partition, whichever
+// instance owns it: an instance answers for the partitions it owns, and
+// asks the instances that announced the others (Instance records in the
+// configuration topic) with the caller's token:
+//
+//	GET    /v1/local/statuses?app=A                  per partition, sizes and statuses of this instance's partitions
+//	GET    /v1/segments/{app}/{name}/members?partitions=0,3   members of those of the partitions this instance owns
+//	GET    /v1/segments/{app}/{name}/explain?device=D&local=1 no forwarding
+//
+// Every answer lists the partitions it covers ("partitions", or the
+// Engage-Partitions header) and those no instance answered for
+// ("missing_partitions", Engage-Missing-Partitions: a partition that is
+// moving, or an instance that is down): a size is exact when none is
+// missing.
 type API struct {
 	Proc   *Processor
 	Store  *Store
@@ -77,6 +93,9 @@ type API struct {
 	// Tokens maps bearer tokens to the apps they may manage ("*": all).
 	Tokens map[string][]string
 	Now    func() time.Time
+	// Client calls the other instances (nil: a client with a 10 s
+	// timeout).
+	Client *http.Client
 }
 
 type apiError struct {
@@ -94,6 +113,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/segments/{app}/{name}", a.wrap(a.del))
 	mux.HandleFunc("GET /v1/segments/{app}/{name}/members", a.wrap(a.members))
 	mux.HandleFunc("GET /v1/segments/{app}/{name}/explain", a.wrap(a.explain))
+	mux.HandleFunc("GET /v1/local/statuses", a.wrap(a.localStatuses))
 	return mux
 }
 
@@ -156,37 +176,204 @@ type SegmentInfo struct {
 	CompleteAt *time.Time `json:"complete_at,omitempty"`
 	Why        string     `json:"why,omitempty"`
 	Partitions []int      `json:"partitions"`
+	// MissingPartitions are the partitions no instance answered for: the
+	// size then counts the others only.
+	MissingPartitions []int `json:"missing_partitions,omitempty"`
 }
 
-func (a *API) info(ctx context.Context, defs []Definition) ([]SegmentInfo, error) {
+// PartitionStatus is one segment on one partition.
+type PartitionStatus struct {
+	App        string    `json:"app"`
+	Segment    string    `json:"segment"`
+	Size       int       `json:"size"`
+	Complete   bool      `json:"complete"`
+	CountsFrom time.Time `json:"counts_from,omitzero"`
+	CompleteAt time.Time `json:"complete_at,omitzero"`
+	Why        string    `json:"why,omitempty"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// statuses returns the statuses of the segments of the apps that want
+// accepts, on each partition this instance owns.
+func (a *API) statuses(ctx context.Context, want func(app string) bool) (map[int][]PartitionStatus, error) {
+	out := map[int][]PartitionStatus{}
+	_, err := a.Proc.Each(ctx, func(part int, e *engine.Engine, _ time.Time) {
+		sts := []PartitionStatus{}
+		for _, st := range e.Statuses() {
+			if !want(st.App) {
+				continue
+			}
+			ps := PartitionStatus{App: st.App, Segment: st.Segment, Complete: st.Complete, CountsFrom: st.CountsFrom, CompleteAt: st.CompleteAt, Why: st.Why}
+			if st.Err != nil {
+				ps.Error = st.Err.Error()
+			} else {
+				ps.Size, _ = e.Size(st.App, st.Segment)
+			}
+			sts = append(sts, ps)
+		}
+		out[part] = sts
+	})
+	return out, err
+}
+
+func (a *API) localStatuses(_ http.ResponseWriter, r *http.Request) (any, error) {
+	app := r.URL.Query().Get("app")
+	may, err := a.allowed(r, app)
+	if err != nil {
+		return nil, err
+	}
+	sts, err := a.statuses(r.Context(), func(x string) bool { return (app == "" || x == app) && may(x) })
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"instance": a.Proc.ID(), "partitions": sts}, nil
+}
+
+// gather completes what this instance holds (have: partition → answered)
+// from the instances that announced the partitions it lacks: ask is
+// called once per instance with the partitions wanted from it, and
+// returns the partitions it answered for. It returns the partitions
+// covered and those missing, in order.
+func (a *API) gather(ctx context.Context, have map[int]bool, ask func(ctx context.Context, in Instance, parts []int) ([]int, error)) (covered, missing []int) {
+	n := a.Proc.Partitions()
+	owners := a.Store.Owners()
+	want := map[string][]int{}
+	insts := map[string]Instance{}
+	for p := range n {
+		if have[p] {
+			continue
+		}
+		in, ok := owners[p]
+		if !ok || in.ID == a.Proc.ID() {
+			continue
+		}
+		want[in.ID] = append(want[in.ID], p)
+		insts[in.ID] = in
+	}
+	ids := make([]string, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		got, err := ask(ctx, insts[id], want[id])
+		if err != nil {
+			a.Proc.log.Warn("ask another instance", "instance", id, "addr", insts[id].Addr, "partitions", want[id], "error", err)
+			continue
+		}
+		for _, p := range got {
+			have[p] = true
+		}
+	}
+	for p := range n {
+		if have[p] {
+			covered = append(covered, p)
+		} else {
+			missing = append(missing, p)
+		}
+	}
+	return covered, missing
+}
+
+// peer calls another instance's API with the caller's token.
+func (a *API) peer(ctx context.Context, r *http.Request, in Instance, path string, q url.Values) (*http.Response, error) {
+	u := strings.TrimRight(in.Addr, "/") + path + "?" + q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", r.Header.Get("Authorization"))
+	c := a.Client
+	if c == nil {
+		c = peerClient
+	}
+	return c.Do(req)
+}
+
+var peerClient = &http.Client{Timeout: 10 * time.Second}
+
+// peerError reads a failed peer answer.
+func peerError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+}
+
+func (a *API) info(r *http.Request, defs []Definition) ([]SegmentInfo, error) {
+	ctx := r.Context()
+	apps := map[string]bool{}
+	for _, d := range defs {
+		apps[d.App] = true
+	}
+	sts, err := a.statuses(ctx, func(app string) bool { return apps[app] })
+	if err != nil {
+		return nil, err
+	}
+	have := map[int]bool{}
+	for p := range sts {
+		have[p] = true
+	}
+	app := ""
+	if len(apps) == 1 {
+		for x := range apps {
+			app = x
+		}
+	}
+	covered, missing := a.gather(ctx, have, func(ctx context.Context, in Instance, parts []int) ([]int, error) {
+		resp, err := a.peer(ctx, r, in, "/v1/local/statuses", url.Values{"app": {app}})
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, peerError(resp)
+		}
+		var got struct {
+			Partitions map[int][]PartitionStatus `json:"partitions"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			return nil, err
+		}
+		var ps []int
+		for p, st := range got.Partitions {
+			if have[p] {
+				continue // answered already (a partition on the move)
+			}
+			sts[p] = st
+			ps = append(ps, p)
+		}
+		return ps, nil
+	})
+
 	set, _ := a.Store.Current()
 	out := make([]SegmentInfo, len(defs))
 	idx := map[string]int{}
 	for i, d := range defs {
-		out[i] = SegmentInfo{Definition: d}
+		out[i] = SegmentInfo{Definition: d, Partitions: covered, MissingPartitions: missing}
+		if out[i].Partitions == nil {
+			out[i].Partitions = []int{}
+		}
 		if err := set.Errors[d.App+"/"+d.Name]; err != nil {
 			out[i].Error = err.Error()
 		}
 		idx[d.App+"/"+d.Name] = i
 	}
-	parts, err := a.Proc.Each(ctx, func(_ int, e *engine.Engine, _ time.Time) {
-		for _, st := range e.Statuses() {
+	for _, p := range covered {
+		for _, st := range sts[p] {
 			i, ok := idx[st.App+"/"+st.Segment]
 			if !ok {
 				continue
 			}
 			si := &out[i]
-			if st.Err != nil {
-				si.Error = st.Err.Error()
+			if st.Error != "" {
+				si.Error = st.Error
 				continue
 			}
-			n, _ := e.Size(st.App, st.Segment)
 			if si.Size == nil {
 				si.Size = new(int)
 				c := st.Complete
 				si.Complete = &c
 			}
-			*si.Size += n
+			*si.Size += st.Size
 			if !st.Complete {
 				f := false
 				si.Complete = &f
@@ -201,12 +388,6 @@ func (a *API) info(ctx context.Context, defs []Definition) ([]SegmentInfo, error
 				si.Why = st.Why
 			}
 		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		out[i].Partitions = parts
 	}
 	return out, nil
 }
@@ -224,7 +405,7 @@ func (a *API) list(_ http.ResponseWriter, r *http.Request) (any, error) {
 			defs = append(defs, d)
 		}
 	}
-	infos, err := a.info(r.Context(), defs)
+	infos, err := a.info(r, defs)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +429,7 @@ func (a *API) get(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	infos, err := a.info(r.Context(), []Definition{d})
+	infos, err := a.info(r, []Definition{d})
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +499,7 @@ func (a *API) put(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if !ok {
 		return map[string]any{"stored": true, "definition": d, "note": "not applied by this instance yet"}, nil
 	}
-	infos, err := a.info(r.Context(), []Definition{stored})
+	infos, err := a.info(r, []Definition{stored})
 	if err != nil {
 		return nil, err
 	}
@@ -373,15 +554,78 @@ func (a *API) members(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// ?partitions=: those of them this instance owns, no forwarding (how
+	// instances ask each other).
+	var only map[int]bool
+	if q := r.URL.Query().Get("partitions"); q != "" {
+		only = map[int]bool{}
+		for _, f := range strings.Split(q, ",") {
+			p, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || p < 0 {
+				return nil, &apiError{http.StatusBadRequest, fmt.Sprintf("partitions: %q is not a partition number", f)}
+			}
+			only[p] = true
+		}
+	}
 	var ids []string
-	parts, err := a.Proc.Each(r.Context(), func(_ int, e *engine.Engine, _ time.Time) {
+	have := map[int]bool{}
+	_, err = a.Proc.Each(r.Context(), func(p int, e *engine.Engine, _ time.Time) {
+		if only != nil && !only[p] {
+			return
+		}
+		have[p] = true
 		_ = e.Members(d.App, d.Name, func(id string) bool { ids = append(ids, id); return true })
 	})
 	if err != nil {
 		return nil, err
 	}
+	var covered, missing []int
+	if only != nil {
+		for p := range have {
+			covered = append(covered, p)
+		}
+		sort.Ints(covered)
+	} else {
+		covered, missing = a.gather(r.Context(), have, func(ctx context.Context, in Instance, parts []int) ([]int, error) {
+			q := make([]string, len(parts))
+			for i, p := range parts {
+				q[i] = strconv.Itoa(p)
+			}
+			resp, err := a.peer(ctx, r, in, "/v1/segments/"+url.PathEscape(d.App)+"/"+url.PathEscape(d.Name)+"/members", url.Values{"partitions": {strings.Join(q, ",")}})
+			if err != nil {
+				return nil, err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return nil, peerError(resp)
+			}
+			got, err := parseInts(resp.Header.Get("Engage-Partitions"))
+			if err != nil {
+				return nil, err
+			}
+			var more []string
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				more = append(more, sc.Text())
+			}
+			if err := sc.Err(); err != nil {
+				return nil, err
+			}
+			for _, p := range got {
+				if have[p] {
+					return nil, fmt.Errorf("answered partition %d, which another instance answered too", p)
+				}
+			}
+			ids = append(ids, more...)
+			return got, nil
+		})
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Engage-Partitions", strings.Trim(fmt.Sprint(parts), "[]"))
+	w.Header().Set("Engage-Partitions", joinInts(covered))
+	if len(missing) > 0 {
+		w.Header().Set("Engage-Missing-Partitions", joinInts(missing))
+	}
 	bw := bufio.NewWriter(w)
 	for _, id := range ids {
 		bw.WriteString(id)
@@ -390,7 +634,30 @@ func (a *API) members(w http.ResponseWriter, r *http.Request) (any, error) {
 	return nil, bw.Flush()
 }
 
-func (a *API) explain(_ http.ResponseWriter, r *http.Request) (any, error) {
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		x, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("partition list %q: %w", s, err)
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+func (a *API) explain(w http.ResponseWriter, r *http.Request) (any, error) {
 	d, err := a.one(r)
 	if err != nil {
 		return nil, err
@@ -398,6 +665,28 @@ func (a *API) explain(_ http.ResponseWriter, r *http.Request) (any, error) {
 	device := r.URL.Query().Get("device")
 	if device == "" {
 		return nil, &apiError{http.StatusBadRequest, "give the device: ?device=<device id>"}
+	}
+	// The device's partition: answer here if this instance owns it, or
+	// forward to the instance that does.
+	if n := a.Proc.Partitions(); n > 0 && r.URL.Query().Get("local") == "" {
+		p := kafkabus.KeyPartition([]byte(d.App+"/"+device), n)
+		if !slices.Contains(a.Proc.owned(), p) {
+			in, ok := a.Store.Owners()[p]
+			if !ok || in.ID == a.Proc.ID() {
+				return nil, &apiError{http.StatusServiceUnavailable, fmt.Sprintf("device %q is on partition %d, which no instance answers for now (moving between instances?): try again", device, p)}
+			}
+			q := r.URL.Query()
+			q.Set("local", "1")
+			resp, err := a.peer(r.Context(), r, in, "/v1/segments/"+url.PathEscape(d.App)+"/"+url.PathEscape(d.Name)+"/explain", q)
+			if err != nil {
+				return nil, &apiError{http.StatusBadGateway, fmt.Sprintf("device %q is on partition %d, owned by instance %s at %s: %v", device, p, in.ID, in.Addr, err)}
+			}
+			defer resp.Body.Close()
+			w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+			w.WriteHeader(resp.StatusCode)
+			_, err = io.Copy(w, resp.Body)
+			return nil, err
+		}
 	}
 	var found *engine.Explanation
 	var ferr error
@@ -421,7 +710,7 @@ func (a *API) explain(_ http.ResponseWriter, r *http.Request) (any, error) {
 		if ferr != nil {
 			return nil, &apiError{http.StatusUnprocessableEntity, ferr.Error()}
 		}
-		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("device %q of app %q is not on the partitions this instance owns (%v), or has sent nothing the app's segments read", device, d.App, parts)}
+		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("device %q of app %q has sent nothing the app's segments read (partitions searched: %v)", device, d.App, parts)}
 	}
 	return map[string]any{"app": found.App, "segment": found.Segment, "device_id": found.DeviceID, "time": found.Time, "member": found.Member,
 		"value": found.Value, "clauses": clauseJSON(found.Root), "text": found.String(), "partitions": parts}, nil

@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -170,7 +171,7 @@ func TestSegmentsAPI(t *testing.T) {
 	code, body = call("GET", "/v1/segments/game/both/explain", "game-token", "", "")
 	expect(400, "?device=", code, body)
 	code, body = call("GET", "/v1/segments/game/both/explain?device=nobody", "game-token", "", "")
-	expect(404, "not on the partitions", code, body)
+	expect(404, "has sent nothing", code, body)
 
 	// Update: the members change at once, from the state already held.
 	code, body = call("PUT", "/v1/segments/game/high", "game-token", "text/plain", `app_info "level" >= 5`)
@@ -183,4 +184,209 @@ func TestSegmentsAPI(t *testing.T) {
 	expect(200, `"deleted":true`, code, body)
 	code, body = call("GET", "/v1/segments/game/both", "game-token", "", "")
 	expect(404, "has no segment", code, body)
+}
+
+// instance is one processor with its API, as `engage process` runs it.
+type instance struct {
+	proc   *processor.Processor
+	srv    *httptest.Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startInstance(t *testing.T, cfg processor.Config, prod *kafkabus.Producer, tokens map[string][]string) *instance {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	cfg.Advertise = "http://" + srv.Listener.Addr().String()
+	store := processor.NewStore()
+	proc, err := processor.New(cfg, store, prod, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &processor.API{Proc: proc, Store: store, Config: prod, Topic: cfg.ConfigTopic, Tokens: tokens}
+	srv.Config.Handler = api.Handler()
+	srv.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{proc: proc, srv: srv, cancel: cancel, done: make(chan error, 1)}
+	go func() { in.done <- proc.Run(ctx) }()
+	return in
+}
+
+func (in *instance) stop(t *testing.T) {
+	t.Helper()
+	if in.cancel == nil {
+		return
+	}
+	in.cancel()
+	in.cancel = nil
+	if err := <-in.done; err != nil {
+		t.Error(err)
+	}
+	in.srv.Close()
+}
+
+func getJSON(t *testing.T, url, token string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if v != nil && resp.StatusCode == 200 {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s: %v: %s", url, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// Two instances share the partitions: each one's API answers for all of
+// them (sizes, members, explain of a device the other owns), and after one
+// stops the other answers alone, with the same figures.
+func TestSegmentsAPIAcrossInstances(t *testing.T) {
+	brokers := kafkatest.RealBrokers(t)
+	cfg := topics(t, brokers, 4)
+	cfg.FlushInterval = 20 * time.Millisecond
+	prod, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(brokers, cfg.ChangesTopic), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	tokens := map[string][]string{"game-token": {"game"}, "other-token": {"news"}}
+	a := startInstance(t, cfg, prod, tokens)
+	defer a.stop(t)
+	b := startInstance(t, cfg, prod, tokens)
+	defer b.stop(t)
+
+	put, _ := http.NewRequest("PUT", a.srv.URL+"/v1/segments/game/high", strings.NewReader(`app_info "level" >= 5`))
+	put.Header.Set("Authorization", "Bearer game-token")
+	if resp, err := http.DefaultClient.Do(put); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("put: %v %v", resp, err)
+	}
+
+	// 400 devices, levels 0..9: those at 5 and over are members.
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	var msgs []bus.Message
+	want := map[string]bool{}
+	for i := range 400 {
+		r := tag.Record{Kind: tag.KindAppInfo, AppID: "game", DeviceID: fmt.Sprintf("dev-%03d", i), Time: t0.Add(time.Duration(i) * time.Second),
+			AppInfo: []tag.Extra{{Key: "level", Value: tag.Number(float64(i % 10))}}}
+		r.MessageID = r.DeviceID + "-1"
+		msgs = append(msgs, bus.Message{Key: r.Key(), Value: r.AppendBinary(nil)})
+		if i%10 >= 5 {
+			want[r.DeviceID] = true
+		}
+	}
+	produce(t, brokers, cfg.Topic, msgs)
+
+	type listing struct {
+		Segments []processor.SegmentInfo `json:"segments"`
+	}
+	// Both instances own partitions, and each answers for all four.
+	settle := func(ins ...*instance) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			ok := true
+			var last listing
+			for _, in := range ins {
+				var l listing
+				if getJSON(t, in.srv.URL+"/v1/segments?app=game", "game-token", &l) != 200 || len(l.Segments) != 1 {
+					ok = false
+					break
+				}
+				s := l.Segments[0]
+				if s.Size == nil || *s.Size != len(want) || len(s.Partitions) != 4 || len(s.MissingPartitions) != 0 {
+					ok = false
+				}
+				last = l
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after 60 s: %+v", last)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !(len(ownedBy(t, a)) > 0 && len(ownedBy(t, b)) > 0) {
+		if time.Now().After(deadline) {
+			t.Fatal("the two instances do not share the partitions after 60 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	settle(a, b)
+
+	// Members through either instance: all of them, each once.
+	for _, in := range []*instance{a, b} {
+		req, _ := http.NewRequest("GET", in.srv.URL+"/v1/segments/game/high/members", nil)
+		req.Header.Set("Authorization", "Bearer game-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got := strings.Fields(string(body))
+		seen := map[string]bool{}
+		for _, id := range got {
+			if !want[id] || seen[id] {
+				t.Fatalf("members: %q unexpected or repeated", id)
+			}
+			seen[id] = true
+		}
+		if len(seen) != len(want) || resp.Header.Get("Engage-Partitions") != "0,1,2,3" || resp.Header.Get("Engage-Missing-Partitions") != "" {
+			t.Fatalf("members: %d of %d, partitions %q, missing %q", len(seen), len(want), resp.Header.Get("Engage-Partitions"), resp.Header.Get("Engage-Missing-Partitions"))
+		}
+	}
+
+	// Explain, asked of the instance that does not own the device.
+	aOwns := ownedBy(t, a)
+	for i := range 20 {
+		dev := fmt.Sprintf("dev-%03d", i)
+		p := kafkabus.KeyPartition([]byte("game/"+dev), 4)
+		asked := a
+		if aOwns[p] {
+			asked = b
+		}
+		var x struct {
+			Member bool `json:"member"`
+			Device string `json:"device_id"`
+		}
+		if code := getJSON(t, asked.srv.URL+"/v1/segments/game/high/explain?device="+dev, "game-token", &x); code != 200 || x.Member != want[dev] || x.Device != dev {
+			t.Fatalf("explain %s (partition %d) asked of the other instance: %d %+v", dev, p, code, x)
+		}
+	}
+	// The token is checked by the instance that answers, and forwarded.
+	if code := getJSON(t, a.srv.URL+"/v1/local/statuses?app=game", "other-token", nil); code != 403 {
+		t.Fatalf("statuses with a token of another app: %d", code)
+	}
+
+	// One stops: the other takes its partitions and answers alone.
+	b.stop(t)
+	settle(a)
+	if got := ownedBy(t, a); len(got) != 4 {
+		t.Fatalf("after the other stopped, owns %v", got)
+	}
+}
+
+// ownedBy returns the partitions an instance answers for alone.
+func ownedBy(t *testing.T, in *instance) map[int]bool {
+	t.Helper()
+	var st struct {
+		Partitions map[int]json.RawMessage `json:"partitions"`
+	}
+	if code := getJSON(t, in.srv.URL+"/v1/local/statuses?app=game", "game-token", &st); code != 200 {
+		t.Fatalf("statuses: %d", code)
+	}
+	out := map[int]bool{}
+	for p := range st.Partitions {
+		out[p] = true
+	}
+	return out
 }

@@ -21,11 +21,14 @@ package processor
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -57,6 +60,11 @@ type Config struct {
 	// tests and dry runs give the same results every time.
 	SimulatedClock bool
 	SessionTimeout time.Duration
+	// Advertise is the base URL at which this instance's API answers for
+	// the partitions it owns (http://host:port). The instance announces
+	// it with its partitions in the configuration topic, so that any
+	// instance's API can answer for all partitions. Empty: not announced.
+	Advertise string
 }
 
 // DefaultConfig returns the defaults for the given brokers.
@@ -90,7 +98,18 @@ type Processor struct {
 	parts map[int]*partition // owned now
 	m     *metrics
 	read  atomic.Int64 // input records read
+	id    string       // instance id, as announced
+	nIn   atomic.Int32 // partitions of the input topic, once known
+
+	announceMu sync.Mutex
 }
+
+// ID returns the instance's id, as it announces itself.
+func (p *Processor) ID() string { return p.id }
+
+// Partitions returns the number of partitions of the input topic (0 until
+// Run has read it).
+func (p *Processor) Partitions() int { return int(p.nIn.Load()) }
 
 // Records returns how many input records this instance has read.
 func (p *Processor) Records() int64 { return p.read.Load() }
@@ -107,7 +126,11 @@ func New(cfg Config, store *Store, prod bus.Producer, m *metrics, log *slog.Logg
 	if m == nil {
 		m = newMetrics(nil)
 	}
-	return &Processor{cfg: cfg, store: store, prod: prod, log: log, parts: map[int]*partition{}, m: m}, nil
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	host, _ := os.Hostname()
+	id := fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(rnd[:4]))
+	return &Processor{cfg: cfg, store: store, prod: prod, log: log, parts: map[int]*partition{}, m: m, id: id}, nil
 }
 
 // Run follows the configuration, then consumes the input as a member of
@@ -124,8 +147,12 @@ func (p *Processor) Run(ctx context.Context) error {
 	if cl, ok := parts[p.cfg.ChangelogTopic]; !ok || cl != in {
 		return fmt.Errorf("process: changelog topic %s has %d partitions, the input %s has %d: they must be co-partitioned (engage topics)", p.cfg.ChangelogTopic, cl, p.cfg.Topic, in)
 	}
+	p.nIn.Store(int32(in))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if p.cfg.Advertise != "" {
+		defer p.withdraw()
+	}
 	ready := make(chan struct{})
 	follow := make(chan error, 1)
 	go func() {
@@ -266,6 +293,7 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 	p.mu.Lock()
 	p.parts[c.Partition] = pt
 	p.mu.Unlock()
+	p.announce(ctx)
 	defer func() {
 		close(pt.gone)
 		p.mu.Lock()
@@ -273,6 +301,7 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 			delete(p.parts, c.Partition)
 		}
 		p.mu.Unlock()
+		p.announce(context.WithoutCancel(ctx))
 	}()
 
 	// A fetcher feeds the owner, so that it can also wake for flushes,
@@ -610,7 +639,9 @@ func (p *Processor) produce(ctx context.Context, msgs []bus.Message) error {
 	}
 }
 
-// Each runs fn on every owned partition's goroutine in turn.
+// Each runs fn on every owned partition's goroutine in turn, and returns
+// the partitions it ran on (a partition that moves away meanwhile is
+// skipped).
 func (p *Processor) Each(ctx context.Context, fn func(partition int, e *engine.Engine, now time.Time)) ([]int, error) {
 	p.mu.Lock()
 	parts := make([]*partition, 0, len(p.parts))
@@ -621,10 +652,55 @@ func (p *Processor) Each(ctx context.Context, fn func(partition int, e *engine.E
 	sort.Slice(parts, func(i, j int) bool { return parts[i].id < parts[j].id })
 	ids := make([]int, 0, len(parts))
 	for _, pt := range parts {
-		if err := pt.do(ctx, func(e *engine.Engine, now time.Time) { fn(pt.id, e, now) }); err != nil {
+		err := pt.do(ctx, func(e *engine.Engine, now time.Time) { fn(pt.id, e, now) })
+		if errors.Is(err, errPartitionGone) {
+			continue // moved away meanwhile: not covered
+		}
+		if err != nil {
 			return ids, err
 		}
 		ids = append(ids, pt.id)
 	}
 	return ids, nil
+}
+
+// owned returns the partitions this instance owns now, in order.
+func (p *Processor) owned() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ids := make([]int, 0, len(p.parts))
+	for id := range p.parts {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	return ids
+}
+
+// announce writes the instance's record (its API address and the
+// partitions it owns now) to the configuration topic. A failure is
+// logged: answers for the partitions concerned then say they are missing.
+func (p *Processor) announce(ctx context.Context) {
+	if p.cfg.Advertise == "" {
+		return
+	}
+	p.announceMu.Lock()
+	defer p.announceMu.Unlock()
+	in := Instance{ID: p.id, Addr: p.cfg.Advertise, Partitions: p.owned(), At: time.Now().UTC()}
+	v, _ := json.Marshal(in)
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := p.prod.Produce(actx, []bus.Message{{Topic: p.cfg.ConfigTopic, Key: []byte(InstanceKeyPrefix + p.id), Value: v}}); err != nil {
+		p.log.Warn("announce the instance", "partitions", in.Partitions, "error", err)
+	}
+}
+
+// withdraw removes the instance's record when it stops.
+func (p *Processor) withdraw() {
+	p.announceMu.Lock()
+	defer p.announceMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.prod.Produce(ctx, []bus.Message{{Topic: p.cfg.ConfigTopic, Key: []byte(InstanceKeyPrefix + p.id)}}); err != nil {
+		p.log.Warn("withdraw the instance", "error", err)
+	}
 }

@@ -22,6 +22,22 @@ import (
 // KeyPrefix starts the configuration keys of segments.
 const KeyPrefix = "segment/"
 
+// InstanceKeyPrefix starts the configuration keys of running processor
+// instances: key "instance/<id>", value an Instance as JSON, a tombstone
+// when the instance stops. They tell each instance's API where the
+// partitions it does not own are answered.
+const InstanceKeyPrefix = "instance/"
+
+// Instance is a running `engage process` instance as it announces itself:
+// where its API answers, and the partitions it owns.
+type Instance struct {
+	ID         string    `json:"id"`
+	Addr       string    `json:"addr"` // base URL of its API, e.g. http://10.0.0.5:8082
+	Partitions []int     `json:"partitions"`
+	At         time.Time `json:"at"`
+	offset     int64
+}
+
 // Definition is a segment as stored: its text is the source of truth (the
 // JSON form converts to it).
 type Definition struct {
@@ -51,11 +67,12 @@ type Store struct {
 	version int64
 	cur     *Set
 	changed chan struct{} // closed and replaced at each change
+	insts   map[string]Instance
 }
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	s := &Store{defs: map[string]Definition{}, changed: make(chan struct{})}
+	s := &Store{defs: map[string]Definition{}, changed: make(chan struct{}), insts: map[string]Instance{}}
 	s.cur = s.build()
 	return s
 }
@@ -64,6 +81,9 @@ func NewStore() *Store {
 // configuration are ignored). It reports whether the segment set changed.
 func (s *Store) Apply(m bus.Message) (bool, error) {
 	key := string(m.Key)
+	if strings.HasPrefix(key, InstanceKeyPrefix) {
+		return false, s.applyInstance(m)
+	}
 	if !strings.HasPrefix(key, KeyPrefix) {
 		return false, nil
 	}
@@ -147,4 +167,45 @@ func (s *Store) Follow(ctx context.Context, follow func(ctx context.Context, fn 
 		}
 		return nil
 	})
+}
+
+func (s *Store) applyInstance(m bus.Message) error {
+	id := strings.TrimPrefix(string(m.Key), InstanceKeyPrefix)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(m.Value) == 0 {
+		delete(s.insts, id)
+		return nil
+	}
+	var in Instance
+	if err := json.Unmarshal(m.Value, &in); err != nil {
+		return fmt.Errorf("configuration %q at offset %d: %w", m.Key, m.Offset, err)
+	}
+	if in.ID != id {
+		return fmt.Errorf("configuration %q at offset %d announces instance %q", m.Key, m.Offset, in.ID)
+	}
+	if old, ok := s.insts[id]; ok && old.offset > m.Offset {
+		return nil
+	}
+	in.offset = m.Offset
+	s.insts[id] = in
+	return nil
+}
+
+// Owners returns, for each partition some instance announced, the
+// instance that announced it last (an instance announces a partition once
+// it has restored it, and announces again without it once it lost it; a
+// killed instance's stale claims are overridden by the next owner's).
+func (s *Store) Owners() map[int]Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[int]Instance{}
+	for _, in := range s.insts {
+		for _, p := range in.Partitions {
+			if cur, ok := out[p]; !ok || in.offset > cur.offset {
+				out[p] = in
+			}
+		}
+	}
+	return out
 }
