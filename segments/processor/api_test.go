@@ -355,7 +355,7 @@ func TestSegmentsAPIAcrossInstances(t *testing.T) {
 			asked = b
 		}
 		var x struct {
-			Member bool `json:"member"`
+			Member bool   `json:"member"`
 			Device string `json:"device_id"`
 		}
 		if code := getJSON(t, asked.srv.URL+"/v1/segments/game/high/explain?device="+dev, "game-token", &x); code != 200 || x.Member != want[dev] || x.Device != dev {
