@@ -236,7 +236,7 @@ func (a *API) localStatuses(_ http.ResponseWriter, r *http.Request) (any, error)
 // covered and those missing, in order.
 func (a *API) gather(ctx context.Context, have map[int]bool, ask func(ctx context.Context, in Instance, parts []int) ([]int, error)) (covered, missing []int) {
 	n := a.Proc.Partitions()
-	owners := a.Store.Owners()
+	owners := a.Proc.Owners()
 	want := map[string][]int{}
 	insts := map[string]Instance{}
 	for p := range n {
@@ -671,7 +671,7 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request) (any, error) {
 	if n := a.Proc.Partitions(); n > 0 && r.URL.Query().Get("local") == "" {
 		p := kafkabus.KeyPartition([]byte(d.App+"/"+device), n)
 		if !slices.Contains(a.Proc.owned(), p) {
-			in, ok := a.Store.Owners()[p]
+			in, ok := a.Proc.Owners()[p]
 			if !ok || in.ID == a.Proc.ID() {
 				return nil, &apiError{http.StatusServiceUnavailable, fmt.Sprintf("device %q is on partition %d, which no instance answers for now (moving between instances?): try again", device, p)}
 			}

@@ -107,6 +107,10 @@ type Processor struct {
 // ID returns the instance's id, as it announces itself.
 func (p *Processor) ID() string { return p.id }
 
+// Owners returns the instances of this instance's group that own each
+// partition, as announced.
+func (p *Processor) Owners() map[int]Instance { return p.store.Owners(p.cfg.Group) }
+
 // Partitions returns the number of partitions of the input topic (0 until
 // Run has read it).
 func (p *Processor) Partitions() int { return int(p.nIn.Load()) }
@@ -685,7 +689,7 @@ func (p *Processor) announce(ctx context.Context) {
 	}
 	p.announceMu.Lock()
 	defer p.announceMu.Unlock()
-	in := Instance{ID: p.id, Addr: p.cfg.Advertise, Partitions: p.owned(), At: time.Now().UTC()}
+	in := Instance{ID: p.id, Group: p.cfg.Group, Addr: p.cfg.Advertise, Partitions: p.owned(), At: time.Now().UTC()}
 	v, _ := json.Marshal(in)
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

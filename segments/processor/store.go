@@ -32,7 +32,8 @@ const InstanceKeyPrefix = "instance/"
 // where its API answers, and the partitions it owns.
 type Instance struct {
 	ID         string    `json:"id"`
-	Addr       string    `json:"addr"` // base URL of its API, e.g. http://10.0.0.5:8082
+	Group      string    `json:"group"` // its consumer group: instances of other groups own other copies of the partitions
+	Addr       string    `json:"addr"`  // base URL of its API, e.g. http://10.0.0.5:8082
 	Partitions []int     `json:"partitions"`
 	At         time.Time `json:"at"`
 	offset     int64
@@ -192,15 +193,18 @@ func (s *Store) applyInstance(m bus.Message) error {
 	return nil
 }
 
-// Owners returns, for each partition some instance announced, the
-// instance that announced it last (an instance announces a partition once
+// Owners returns, for each partition some instance of the consumer group
+// announced, the instance that announced it last (an instance announces a partition once
 // it has restored it, and announces again without it once it lost it; a
 // killed instance's stale claims are overridden by the next owner's).
-func (s *Store) Owners() map[int]Instance {
+func (s *Store) Owners(group string) map[int]Instance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[int]Instance{}
 	for _, in := range s.insts {
+		if in.Group != group {
+			continue
+		}
 		for _, p := range in.Partitions {
 			if cur, ok := out[p]; !ok || in.offset > cur.offset {
 				out[p] = in
