@@ -558,12 +558,12 @@ func (a *API) members(w http.ResponseWriter, r *http.Request) (any, error) {
 	// instances ask each other).
 	var only map[int]bool
 	if q := r.URL.Query().Get("partitions"); q != "" {
+		ps, err := parseInts(q)
+		if err != nil {
+			return nil, &apiError{http.StatusBadRequest, "partitions: " + err.Error()}
+		}
 		only = map[int]bool{}
-		for _, f := range strings.Split(q, ",") {
-			p, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || p < 0 {
-				return nil, &apiError{http.StatusBadRequest, fmt.Sprintf("partitions: %q is not a partition number", f)}
-			}
+		for _, p := range ps {
 			only[p] = true
 		}
 	}
@@ -649,8 +649,8 @@ func parseInts(s string) ([]int, error) {
 			continue
 		}
 		x, err := strconv.Atoi(f)
-		if err != nil {
-			return nil, fmt.Errorf("partition list %q: %w", s, err)
+		if err != nil || x < 0 {
+			return nil, fmt.Errorf("%q is not a partition number (in %q)", f, s)
 		}
 		out = append(out, x)
 	}

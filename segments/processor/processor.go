@@ -130,10 +130,10 @@ func New(cfg Config, store *Store, prod bus.Producer, m *metrics, log *slog.Logg
 	if m == nil {
 		m = newMetrics(nil)
 	}
-	var rnd [8]byte
+	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	host, _ := os.Hostname()
-	id := fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(rnd[:4]))
+	id := fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(rnd[:]))
 	return &Processor{cfg: cfg, store: store, prod: prod, log: log, parts: map[int]*partition{}, m: m, id: id}, nil
 }
 
