@@ -206,7 +206,7 @@ func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []C
 		return out
 	}
 	d.offset = offset
-	if r.MessageID != "" && d.seen(murmur3.StringSum32(r.MessageID)) {
+	if r.MessageID != "" && d.seen(murmur3.StringSum64(r.MessageID)) {
 		e.stats.Duplicates++
 		return out
 	}

@@ -13,7 +13,7 @@ import (
 // The binary forms of states start with a version byte; a reader refuses
 // versions it does not know.
 const (
-	stateVersion = 1
+	stateVersion = 2 // 2: message-id hashes of 8 bytes (1: 4 bytes)
 	metaVersion  = 1
 )
 
@@ -35,7 +35,8 @@ const (
 //	uvarint first_session          (stored seconds, 0 none)
 //	uvarint last_seen              (minus first_session when there is one)
 //	uvarint timer                  (0 none, else 1 + zigzag(timer - last_seen))
-//	byte count<<4 | ring position, then count × 4 bytes of message-id hashes
+//	byte count<<4 | ring position, then count × 8 bytes of message-id hashes
+//	        (64-bit murmur3; version 1 had 4-byte hashes, which a restore drops)
 //	uvarint members, each 4 bytes of segment name hash
 //	uvarint did features, each: 4 bytes id, uvarint n, n times newest first
 //	        as uvarint deltas (last_seen - t0, t0 - t1, ...)
@@ -62,7 +63,7 @@ func (e *Engine) appendState(b []byte, d *device) []byte {
 	}
 	b = append(b, d.nmsg<<4|d.mpos)
 	for _, h := range d.msgs[:d.nmsg] {
-		b = binary.LittleEndian.AppendUint32(b, h)
+		b = binary.LittleEndian.AppendUint64(b, h)
 	}
 	var n int
 	if !d.attached {
@@ -188,6 +189,16 @@ func (r *stateReader) u32(what string) uint32 {
 	return v
 }
 
+func (r *stateReader) u64(what string) uint64 {
+	if len(r.b) < 8 {
+		r.fail(what)
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
 func (r *stateReader) byte(what string) byte {
 	if len(r.b) < 1 {
 		r.fail(what)
@@ -224,8 +235,9 @@ func decodeState(key []byte, data []byte, in *interner) (*device, []uint32, erro
 	if len(data) == 0 {
 		return nil, nil, fmt.Errorf("%w: empty", ErrCorruptState)
 	}
-	if data[0] != stateVersion {
-		return nil, nil, fmt.Errorf("%w: unknown version %d (this reader knows %d)", ErrCorruptState, data[0], stateVersion)
+	version := data[0]
+	if version != stateVersion && version != 1 {
+		return nil, nil, fmt.Errorf("%w: unknown version %d (this reader knows 1 to %d)", ErrCorruptState, data[0], stateVersion)
 	}
 	r := &stateReader{b: data[1:]}
 	d := &device{}
@@ -259,7 +271,17 @@ func decodeState(key []byte, data []byte, in *interner) (*device, []uint32, erro
 		d.nmsg = 0
 	}
 	for i := range int(d.nmsg) {
-		d.msgs[i] = r.u32("message ids")
+		if version == 1 {
+			// 32-bit hashes cannot be compared with 64-bit ones: the
+			// device forgets its recent ids (a retry arriving just after the
+			// upgrade would count again).
+			r.u32("message ids")
+			continue
+		}
+		d.msgs[i] = r.u64("message ids")
+	}
+	if version == 1 {
+		d.nmsg, d.mpos = 0, 0
 	}
 	n := r.count("members", 4)
 	hashes := make([]uint32, n)
