@@ -51,10 +51,10 @@ type device struct {
 	kh       uint32
 	first    uint32
 	last     uint32
-	timer    uint32 // next instant a condition can change with time alone, 0 none
-	fp       uint32 // fingerprint of the segment set it was evaluated under
+	timer    uint32           // next instant a condition can change with time alone, 0 none
+	fp       uint32           // fingerprint of the segment set it was evaluated under
 	msgs     [dedupIDs]uint64 // 64-bit murmur3 of recent message ids
-	nmsg     uint8 // message ids remembered (up to dedupIDs); the next goes to msgs[mpos]
+	nmsg     uint8            // message ids remembered (up to dedupIDs); the next goes to msgs[mpos]
 	mpos     uint8
 	appLen   uint8  // len(app id)
 	klen     uint8  // bytes of keyb in use; 0: the key is long
