@@ -17,7 +17,12 @@ type Message struct {
 	Topic string // empty: the producer's default topic
 	Key   []byte // app/device: all of a device on one partition
 	Value []byte
-	Time  time.Time
+	// Time is the log's time of the message: when the log took it (the
+	// producer stamps the time of Produce, and Kafka topics use log-append
+	// time). Producers ignore a Time given to them: the time of an event
+	// travels inside Value, and the log's retention must never depend on
+	// a client's clock.
+	Time time.Time
 	// Headers carry metadata, e.g. why a message went to a dead-letter topic.
 	Headers []Header
 	// Set by readers.
@@ -36,7 +41,8 @@ type Header struct {
 // Produce blocks until every message is durably acknowledged (acks=all) and
 // returns nil, or returns an error; after an error some of the messages may
 // have been written, never acknowledged as a whole. Messages with the same key
-// keep their relative order. Safe for concurrent use.
+// keep their relative order. The log's time of each message is when it was
+// produced, whatever its Time field says. Safe for concurrent use.
 type Producer interface {
 	Produce(ctx context.Context, msgs []Message) error
 	Close() error

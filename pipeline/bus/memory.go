@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"time"
 )
 
 // Memory is an in-memory log with partitioned topics. It is a real
@@ -51,6 +52,7 @@ func (m *Memory) Produce(ctx context.Context, msgs []Message) error {
 	if m.down {
 		return fmt.Errorf("memory log is down: %w", ErrUnavailable)
 	}
+	now := time.Now()
 	for _, msg := range msgs {
 		topic := msg.Topic
 		if topic == "" {
@@ -62,7 +64,7 @@ func (m *Memory) Produce(ctx context.Context, msgs []Message) error {
 			m.topics[topic] = parts
 		}
 		p := partitionOf(msg.Key, m.partitions)
-		msg.Topic, msg.Partition, msg.Offset = topic, p, int64(len(parts[p]))
+		msg.Topic, msg.Partition, msg.Offset, msg.Time = topic, p, int64(len(parts[p])), now
 		msg.Key = append([]byte(nil), msg.Key...)
 		msg.Value = append([]byte(nil), msg.Value...)
 		parts[p] = append(parts[p], msg)

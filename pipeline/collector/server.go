@@ -331,7 +331,7 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, app *App, recs [
 		arena = append(arena, rec.DeviceID...)
 		keyEnd := len(arena)
 		arena = rec.AppendBinary(arena)
-		msgs[i] = bus.Message{Key: arena[start:keyEnd:keyEnd], Value: arena[keyEnd:len(arena):len(arena)], Time: rec.Time}
+		msgs[i] = bus.Message{Key: arena[start:keyEnd:keyEnd], Value: arena[keyEnd:len(arena):len(arena)]}
 	}
 	n := int64(len(arena))
 	if !s.buf.tryAcquire(n) {

@@ -79,8 +79,9 @@ func compression(name string) (kafka.Compression, error) {
 }
 
 // Producer writes to Kafka and returns only when every message is acknowledged
-// by all in-sync replicas. Safe for concurrent use; concurrent calls share
-// batches.
+// by all in-sync replicas. Each record's Kafka timestamp is the time of the
+// Produce call (bus.Message.Time is ignored). Safe for concurrent use;
+// concurrent calls share batches.
 type Producer struct {
 	w     *kafka.Writer
 	topic string
@@ -125,13 +126,19 @@ func (p *Producer) Produce(ctx context.Context, msgs []bus.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// The Kafka timestamp is the time of producing, never m.Time: an
+	// event's own time is in the value, and retention compares the
+	// timestamp with the broker's clock (the platform's topics replace it
+	// with log-append time anyway; this keeps a topic still on CreateTime
+	// safe, where kafka-go would otherwise send 0, the epoch).
+	now := time.Now()
 	km := make([]kafka.Message, len(msgs))
 	for i, m := range msgs {
 		topic := m.Topic
 		if topic == "" {
 			topic = p.topic
 		}
-		km[i] = kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Time: m.Time}
+		km[i] = kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Time: now}
 		for _, h := range m.Headers {
 			km[i].Headers = append(km[i].Headers, kafka.Header{Key: h.Key, Value: h.Value})
 		}

@@ -84,6 +84,33 @@ func TestProducer(t *testing.T, newLog func(t *testing.T) Log) {
 			next[k]++
 		}
 	})
+	// The log's time is when the log took a message, never a time the
+	// caller gave: retention compares it with the broker's clock, so an
+	// event time weeks old would have the message deleted at once, and one
+	// in the future would keep it past retention.
+	t.Run("TimeIsTheLogs", func(t *testing.T) {
+		l := newLog(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		var batch []bus.Message
+		for i, d := range []time.Duration{-42 * 24 * time.Hour, -time.Hour, 0, time.Hour, 20 * time.Hour, 400 * 24 * time.Hour} {
+			batch = append(batch, bus.Message{Topic: l.Topic, Key: fmt.Appendf(nil, "app/dev-%d", i), Value: []byte("v"), Time: time.Now().Add(d)})
+		}
+		before := time.Now().Truncate(time.Millisecond) // Kafka keeps milliseconds
+		if err := l.Producer.Produce(ctx, batch); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+		after := time.Now()
+		got, err := l.ReadAll(ctx, len(batch))
+		if err != nil || len(got) != len(batch) {
+			t.Fatalf("read back %d of %d: %v", len(got), len(batch), err)
+		}
+		for _, m := range got {
+			if m.Time.Before(before) || m.Time.After(after) {
+				t.Errorf("message %s: time %s, want the time it was produced (%s .. %s)", m.Key, m.Time.UTC(), before.UTC(), after.UTC())
+			}
+		}
+	})
 	t.Run("CanceledContext", func(t *testing.T) {
 		l := newLog(t)
 		ctx, cancel := context.WithCancel(context.Background())
