@@ -36,6 +36,8 @@ type wireContext struct {
 	Location struct {
 		Country rawJSON `json:"country"`
 	} `json:"location"`
+	SessionID    rawJSON `json:"sessionId"`    // RudderStack's SDKs
+	SessionStart rawJSON `json:"sessionStart"` // RudderStack's SDKs
 }
 
 // decode reads a context over c, field by field, so that a message's
@@ -187,17 +189,24 @@ type seenDevice struct {
 }
 
 // device returns the device record of the message, or nil when it has
-// none: when the context gives nothing, or, except for identify calls,
-// when this request already emitted the same device info for the device.
-// Context fields that break the model's rules are dropped, not errors.
+// none: when the context gives nothing, or, except for identify calls and
+// Application Installed and Updated (forceDevice), when this request
+// already emitted the same device info for the device. Context fields that
+// break the model's rules are dropped, not errors.
 func (d *decoder) device(ctx *wireContext, raw rawJSON, mp *mapped, drops *[]string) (*tag.Record, *MessageError) {
 	id := mp.base.DeviceID
 	last, seen := d.devices[id]
-	if seen && mp.call != CallIdentify && len(raw) > 0 && bytes.Equal(raw, last.context) {
+	if seen && !mp.forceDevice && len(raw) > 0 && bytes.Equal(raw, last.context) {
 		return nil, nil // same context as the record already emitted
 	}
 	info := ctx.info(drops)
-	if info == (tag.DeviceInfo{}) || seen && mp.call != CallIdentify && info == last.info {
+	if info.AppVersion == "" {
+		info.AppVersion = mp.propVersion
+	}
+	if info.AppBuild == "" {
+		info.AppBuild = mp.propBuild
+	}
+	if info == (tag.DeviceInfo{}) || seen && !mp.forceDevice && info == last.info {
 		return nil, nil
 	}
 	r := mp.base

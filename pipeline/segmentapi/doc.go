@@ -21,6 +21,7 @@
 //	| messageId                                                         | MessageID; if absent, tag.GenerateID over the record and the client time, so a retry gets the same id |
 //	| timestamp, else originalTimestamp                                 | the client time: RFC 3339, with or without fractional seconds; a bad one is an error on that field    |
 //	| sentAt of the message, else the top-level sentAt of the batch     | SentAt; Time = tag.CorrectSkew(client time, sentAt, receive time)                                     |
+//	| context.sessionId (RudderStack's SDKs; a string or a number)      | SessionID of every record of the message (an unusable one is dropped with a warning)                   |
 //
 // Each call:
 //
@@ -34,6 +35,39 @@
 //	| identify                                | app_info with the traits (none if no trait is kept), and the device record                                                |
 //	| group (our choice)                      | app_info with each trait as group_<key>, and group_id = groupId                                                            |
 //	| alias (our choice)                      | event named "$alias" with extras previous_id = previousId and user_id = userId                                             |
+//	| any call with context.sessionStart true and a context.sessionId | its records, after a session_start of that session                                                  |
+//
+// The application lifecycle events of Segment's Native Mobile Spec, which
+// Segment's and RudderStack's iOS and Android SDKs send by themselves
+// (track calls, names as spelled here), stay events, properties → extras,
+// and give the session and device records they imply:
+//
+//	| track event                | Records                                                                                                                                      |
+//	|----------------------------|----------------------------------------------------------------------------------------------------------------------------------------------|
+//	| "Application Opened"       | without context.sessionId (Segment's SDKs): a session_start whose session id is the message id of the event, then the event, in that session |
+//	|                            | with context.sessionId (RudderStack's): the event only; the session_start comes with context.sessionStart                                    |
+//	| "Application Backgrounded" | the event, then a session_end: of context.sessionId, else with no session id                                                               |
+//	| "Application Installed",   | a device record (always, as for identify), then the event. properties.version and properties.build stand for context.app.version and        |
+//	| "Application Updated"      | context.app.build when the context has none (and give the records' AppVersion); previous_version and previous_build are extras of the event |
+//
+// The implied session records share the message's time, ids and app
+// version; their message id is "d-" and a hash of the kind and the
+// message's messageId (tag.GenerateID over the record when it has none),
+// so that a retry gives the same id and no two records share one.
+//
+// Sessions, then. An app whose only SDK is Segment's starts a session at
+// each launch and each return to the foreground (both are Application
+// Opened), so first_session, "did session" and the session counts and
+// retention of the analytics work. Its sessions have no known length:
+// Application Backgrounded names no session, and the collector keeps no
+// state between requests to pair it with the last Opened (pairing within
+// a request would give lengths only to sessions short enough to fit in
+// one batch). Its session_end records say when the device's session ended;
+// the sessions table, which folds session_start and session_end by session
+// id, leaves them out. RudderStack's sessions have their SDK's id and
+// extent: they go on across short trips to the background (its session
+// timeout), and their length runs from the session_start to the last
+// Application Backgrounded.
 //
 // The device record (kind device) maps the context:
 //
@@ -52,7 +86,8 @@
 //
 // A message gives a device record, placed before its other records, when
 // its context (over the batch's top-level context) gives any of these
-// fields and: it is an identify call; or its device id has not appeared in
+// fields and: it is an identify call or an Application Installed or
+// Updated; or its device id has not appeared in
 // the request yet with device info; or its device info differs from the one
 // last emitted for that device id in the request (an app upgraded while
 // the SDK queued its batch). So a batch of 100 track calls from one device
@@ -79,7 +114,7 @@
 //   - A string longer than tag.MaxValueLen is an error on properties.<key>
 //     (or traits.<key>); a number out of range is dropped.
 //
-// Ignored without error: integrations, _metadata, context.library,
+// Ignored without error: integrations, _metadata, channel, context.library,
 // context.ip, context.userAgent, context.page, context.campaign and every
 // other context field not above, writeKey, version, channel, receivedAt and
 // any other field not named here.

@@ -22,6 +22,8 @@ func FuzzDecodeBatch(f *testing.F) {
 		`{"batch":[{"type":"page","anonymousId":"a","properties":{"path":"/"},"category":"c"},{"type":"screen","anonymousId":"a","name":"s"}]}`,
 		`{"context":{"device":{"id":"d"},"os":{"name":"Android"}},"sentAt":"2026-11-28T11:35:15Z","batch":[{"type":"track","event":"upload","anonymousId":"a","timestamp":"2026-11-28T11:35:14.5Z","properties":{"duration":1}}]}`,
 		`{"batch":[1,null,"x",[],{"type":"x"},{"type":"track"},{"type":"track","event":"e","userId":{}}]}`,
+		`{"batch":[{"type":"track","event":"Application Installed","anonymousId":"a","properties":{"version":"1.0","build":10}},{"type":"track","event":"Application Opened","anonymousId":"a","properties":{"from_background":false}},{"type":"track","event":"Application Backgrounded","anonymousId":"a"}]}`,
+		`{"context":{"sessionId":1700000000000,"sessionStart":true},"batch":[{"type":"track","event":"Application Opened","anonymousId":"a","messageId":"m"},{"type":"track","event":"Application Backgrounded","anonymousId":"a","context":{"sessionId":{}}}]}`,
 		`{"batch":{}}`, `{"batch":[`, `[]`, `null`, `{"sentAt":5,"batch":[]}`,
 	} {
 		f.Add([]byte(s))
@@ -82,15 +84,20 @@ func checkResults(t *testing.T, results []Result, err error) {
 }
 
 // stripRandomIDs blanks the ids that GenerateID draws at random (records
-// without a client time), which differ between two decodings.
+// without a client time), which differ between two decodings, and the
+// session ids taken from them (Application Opened without a messageId).
 func stripRandomIDs(results []Result) []Result {
 	out := make([]Result, len(results))
 	for i, res := range results {
 		out[i] = res
 		out[i].Records = append([]tag.Record(nil), res.Records...)
 		for j := range out[i].Records {
-			if strings.HasPrefix(out[i].Records[j].MessageID, "r-") {
-				out[i].Records[j].MessageID = ""
+			r := &out[i].Records[j]
+			if strings.HasPrefix(r.MessageID, "r-") {
+				r.MessageID = ""
+			}
+			if strings.HasPrefix(r.SessionID, "r-") {
+				r.SessionID = ""
 			}
 		}
 	}

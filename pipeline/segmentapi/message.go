@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/openengage/engage/pipeline/tag"
 )
@@ -96,8 +94,14 @@ type mapped struct {
 	call     Call
 	devField string // the Segment field the device id came from
 	client   time.Time
-	base     tag.Record // ids and times, shared by the message's records
+	base     tag.Record // ids, times and session, shared by the message's records
 	dropped  []string
+
+	sessionStart bool   // context.sessionStart: the SDK's session starts here
+	lifecycle    string // the lifecycle event of a track call (EventOpened…), else ""
+	forceDevice  bool   // give a device record even if the request already has the same one
+	propVersion  string // properties.version of Installed and Updated
+	propBuild    string // properties.build of Installed and Updated
 }
 
 // mapMessage maps a decoded message to its records in res.
@@ -110,14 +114,16 @@ func (d *decoder) mapMessage(m *message, res *Result) *MessageError {
 	if err := mp.times(m, d); err != nil {
 		return err
 	}
-	if v, ok := unquote(bytes.TrimSpace(ctx.App.Version)); ok && len(v) <= tag.MaxNameLen && utf8.ValidString(v) &&
-		strings.IndexFunc(v, unicode.IsControl) < 0 {
+	if v, ok := unquote(bytes.TrimSpace(ctx.App.Version)); ok && usableName(v) {
 		mp.base.AppVersion = v // every record says which app version sent it
 	}
+	mp.base.SessionID, mp.sessionStart = ctx.session(&mp.dropped)
+	mp.forceDevice = mp.call == CallIdentify
 	var recs []tag.Record
 	var err *MessageError
 	switch mp.call {
 	case CallTrack:
+		mp.lifecycleEvent(m)
 		recs, err = d.track(m, &mp)
 	case CallScreen, CallPage:
 		recs, err = mp.activity(m)
@@ -131,6 +137,7 @@ func (d *decoder) mapMessage(m *message, res *Result) *MessageError {
 	if err != nil {
 		return err
 	}
+	recs = mp.sessionRecords(recs)
 	for i := range recs {
 		if e := recs[i].Validate(); e != nil {
 			return mp.fieldError(e)
