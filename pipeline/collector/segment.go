@@ -10,6 +10,15 @@ import (
 	"github.com/openengage/engage/pipeline/tag"
 )
 
+// segmentTypes are the content types of a Segment-compatible call. As
+// Segment's and RudderStack's own servers do, the collector reads the body
+// as JSON whatever the label says: RudderStack's Node SDK labels its
+// gzipped JSON application/x-www-form-urlencoded (axios's default for a
+// Buffer), browser SDKs send text/plain to avoid a CORS preflight, and a
+// beacon may send no Content-Type at all. Other types are refused (415), and
+// the native /v1/tags stays strict.
+var segmentTypes = []string{"application/json", "text/plain", "application/x-www-form-urlencoded", ""}
+
 // segmentHandler serves POST /v1/<call> of Segment's HTTP Tracking API.
 func (s *Server) segmentHandler(call string) http.HandlerFunc {
 	limit := s.cfg.MaxSegmentSingle
@@ -24,7 +33,7 @@ func (s *Server) segmentHandler(call string) http.HandlerFunc {
 		}
 		// Segment accepts the key in the body too; authenticate after
 		// reading it in that case, before decoding anything else.
-		body, _, ok := s.readBody(w, r, limit, "application/json", "text/plain")
+		body, mt, ok := s.readBody(w, r, limit, segmentTypes...)
 		if !ok {
 			return
 		}
@@ -46,11 +55,14 @@ func (s *Server) segmentHandler(call string) http.HandlerFunc {
 		}
 		results, err := segmentapi.DecodeSingle(segmentapi.Call(call), body, env, declarer)
 		if err != nil {
-			code := "bad_body"
+			code, hint := "bad_body", ""
 			if strings.Contains(err.Error(), "malformed JSON") {
 				code = "malformed_json"
 			}
-			writeError(w, http.StatusBadRequest, code, "%s", err.Error())
+			if mt != "application/json" {
+				hint = " (the body of a Segment call is JSON, whatever its Content-Type says)"
+			}
+			writeError(w, http.StatusBadRequest, code, "%s%s", err.Error(), hint)
 			return
 		}
 		var recs []indexed

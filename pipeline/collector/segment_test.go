@@ -1,7 +1,10 @@
 package collector_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -113,5 +116,89 @@ func TestSegmentSettings(t *testing.T) {
 	bad.Body.Close()
 	if bad.StatusCode != 401 {
 		t.Fatalf("unknown key: %d", bad.StatusCode)
+	}
+}
+
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// The Segment-compatible endpoints take JSON under the labels that real
+// SDKs put on it, gzipped or not: RudderStack's Node SDK sends gzipped JSON
+// as application/x-www-form-urlencoded, browser SDKs text/plain, a beacon
+// may send no Content-Type. The native /v1/tags stays strict.
+func TestSegmentContentTypes(t *testing.T) {
+	f := newFixture(t, nil)
+	n := 0
+	for _, ct := range []string{"application/json", "application/json; charset=utf-8", "text/plain;charset=UTF-8",
+		"application/x-www-form-urlencoded", "application/x-www-form-urlencoded;charset=utf-8", ""} {
+		for _, zip := range []bool{false, true} {
+			for _, path := range []string{"/v1/batch", "/v1/track"} {
+				n++
+				id := fmt.Sprintf("ct-%d", n)
+				body := []byte(`{"anonymousId":"a1","event":"article_read","messageId":"` + id + `"}`)
+				if path == "/v1/batch" {
+					body = []byte(`{"batch":[{"type":"track","anonymousId":"a1","event":"article_read","messageId":"` + id + `"}]}`)
+				}
+				var headers []string
+				if zip {
+					body, headers = gzipped(t, body), []string{"Content-Encoding", "gzip"}
+				}
+				t.Run(fmt.Sprintf("%s %q gzip=%v", path, ct, zip), func(t *testing.T) {
+					r := f.post(path, ct, key, body, headers...)
+					if r.status != 200 || r.response(t).Accepted != 1 {
+						t.Fatalf("%d %s", r.status, r.body)
+					}
+					found := false
+					for _, rec := range f.stored() {
+						found = found || rec.MessageID == id
+					}
+					if !found {
+						t.Fatalf("message %s not stored", id)
+					}
+				})
+			}
+		}
+	}
+	before := len(f.stored())
+	for _, tc := range []struct {
+		path, ct string
+		body     string
+		status   int
+		code     string
+		contains string
+	}{
+		// The native endpoint is strict.
+		{"/v1/tags", "application/x-www-form-urlencoded", `[{"type":"event","deviceId":"d","name":"e"}]`, 415, "unsupported_content_type", "application/json"},
+		{"/v1/tags", "text/plain", `[{"type":"event","deviceId":"d","name":"e"}]`, 415, "unsupported_content_type", "application/x-ndjson"},
+		{"/v1/tags", "", `[{"type":"event","deviceId":"d","name":"e"}]`, 415, "unsupported_content_type", "application/json"},
+		// Other types stay refused on the Segment endpoints.
+		{"/v1/batch", "text/csv", `{"batch":[]}`, 415, "unsupported_content_type", "application/x-www-form-urlencoded, or no Content-Type"},
+		{"/v1/track", "multipart/form-data; boundary=x", `{}`, 415, "unsupported_content_type", "text/plain"},
+		// A real form is not JSON: the error says the body must be.
+		{"/v1/batch", "application/x-www-form-urlencoded", `batch=%5B%5D`, 400, "malformed_json", "the body of a Segment call is JSON, whatever its Content-Type says"},
+		{"/v1/track", "text/plain", `{"event":`, 400, "malformed_json", "at byte 9"},
+	} {
+		t.Run(tc.path+" "+tc.ct+" refused", func(t *testing.T) {
+			r := f.post(tc.path, tc.ct, key, []byte(tc.body))
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if e := r.errorBody(t); e.Error.Code != tc.code || !strings.Contains(e.Error.Message, tc.contains) {
+				t.Fatalf("error %+v, want %s containing %q", e.Error, tc.code, tc.contains)
+			}
+		})
+	}
+	if got := len(f.stored()); got != before {
+		t.Fatalf("%d records stored by refused requests", got-before)
 	}
 }

@@ -223,12 +223,17 @@ func maskKey(k string) string {
 var errTooLarge = errors.New("body too large")
 
 // readBody checks the content type, reads the body within limit (after
-// gunzip) and answers the error itself when it returns ok=false.
+// gunzip) and answers the error itself when it returns ok=false. types are
+// the media types accepted; "" among them accepts a request without
+// Content-Type.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64, types ...string) (body []byte, mediaType string, ok bool) {
 	ct := r.Header.Get("Content-Type")
-	mt, _, err := mime.ParseMediaType(ct)
-	if ct == "" || err != nil || !contains(types, mt) {
-		writeError(w, http.StatusUnsupportedMediaType, "unsupported_content_type", "content type %q is not accepted here: use %s", ct, strings.Join(types, " or "))
+	mt, err := "", error(nil)
+	if ct != "" {
+		mt, _, err = mime.ParseMediaType(ct)
+	}
+	if err != nil || !contains(types, mt) {
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_content_type", "content type %q is not accepted here: use %s", ct, typeList(types))
 		return nil, "", false
 	}
 	var rd io.Reader = http.MaxBytesReader(w, r.Body, limit)
@@ -272,6 +277,20 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	return bytes.Clone(buf.Bytes()), nil
+}
+
+// typeList says which content types are accepted, for a 415.
+func typeList(types []string) string {
+	var named []string
+	none := ""
+	for _, t := range types {
+		if t == "" {
+			none = ", or no Content-Type"
+		} else {
+			named = append(named, t)
+		}
+	}
+	return strings.Join(named, " or ") + none
 }
 
 func contains(xs []string, x string) bool {
