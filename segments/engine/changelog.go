@@ -93,13 +93,15 @@ func (e *Engine) emitMeta(app string, fn func(key, state []byte)) {
 	fn(e.kbuf, e.sbuf)
 }
 
-// appendMeta appends an app's meta record: version byte, uvarint origin,
+// appendMeta appends an app's meta record (version 2): version byte;
 // uvarint features, each 4 bytes id, uvarint since, uvarint k, uvarint
-// span+1 (0: never); uvarint deleted segments, each uvarint-prefixed name,
-// varint version, 4 bytes fingerprint.
+// span+1 (0: never), byte history state, uvarint seam+1; first_session and
+// last_seen as byte known, uvarint since, byte history state, uvarint
+// seam+1; uvarint deleted segments, each uvarint-prefixed name, varint
+// version, 4 bytes fingerprint. (Version 1 had a uvarint origin first and
+// no history states: a feature tracked since the origin was complete.)
 func (a *appState) appendMeta(b []byte) []byte {
 	b = append(b, metaVersion)
-	b = binary.AppendUvarint(b, uint64(a.reg.origin))
 	ids := make([]uint32, 0, len(a.reg.feats))
 	for id := range a.reg.feats {
 		ids = append(ids, id)
@@ -116,7 +118,17 @@ func (a *appState) appendMeta(b []byte) []byte {
 		} else {
 			b = binary.AppendUvarint(b, uint64(r.span)+1)
 		}
+		b = append(b, r.hist)
+		b = binary.AppendUvarint(b, uint64(r.seam+1))
 	}
+	if a.reg.known {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(a.reg.base.since))
+	b = append(b, a.reg.base.hist)
+	b = binary.AppendUvarint(b, uint64(a.reg.base.seam+1))
 	hs := make([]uint32, 0, len(a.deleted))
 	for h := range a.deleted {
 		hs = append(hs, h)
@@ -135,20 +147,50 @@ func (a *appState) appendMeta(b []byte) []byte {
 
 func decodeMeta(data []byte) (registry, map[uint32]deletedSeg, error) {
 	var reg registry
-	if len(data) == 0 || data[0] != metaVersion {
+	if len(data) == 0 || data[0] < 1 || data[0] > metaVersion {
 		return reg, nil, fmt.Errorf("%w: unknown meta version", ErrCorruptState)
 	}
+	v1 := data[0] == 1
 	r := &stateReader{b: data[1:]}
-	reg.origin = int64(r.uvarint("origin"))
-	n := r.count("features", 7)
+	var origin int64
+	if v1 {
+		origin = int64(r.uvarint("origin"))
+	}
+	size := 9
+	if v1 {
+		size = 7
+	}
+	n := r.count("features", size)
 	reg.feats = make(map[uint32]regFeat, n)
 	for range n {
 		id := r.u32("feature")
-		f := regFeat{since: int64(r.uvarint("feature since")), k: int(r.uvarint("feature k")), span: never}
+		f := regFeat{since: int64(r.uvarint("feature since")), k: int(r.uvarint("feature k")), span: never, seam: -1}
 		if s := r.uvarint("feature span"); s != 0 {
 			f.span = int64(s - 1)
 		}
+		if v1 {
+			if f.since > origin {
+				f.hist = histPartial
+			}
+		} else {
+			f.hist = r.byte("feature history")
+			f.seam = int64(r.uvarint("feature seam")) - 1
+			if f.hist > histPartial {
+				r.fail("feature history")
+			}
+		}
 		reg.feats[id] = f
+	}
+	if v1 {
+		reg.known, reg.base = true, regFeat{since: origin, hist: histComplete, seam: -1}
+	} else {
+		reg.known = r.byte("known") == 1
+		reg.base.since = int64(r.uvarint("base since"))
+		reg.base.hist = r.byte("base history")
+		reg.base.seam = int64(r.uvarint("base seam")) - 1
+		if reg.base.hist > histPartial {
+			r.fail("base history")
+		}
 	}
 	var deleted map[uint32]deletedSeg
 	n = r.count("deleted segments", 6)
@@ -193,6 +235,9 @@ func (e *Engine) Restore(key, state []byte) error {
 	d, hashes, err := decodeState(key, state, &e.strs)
 	if err != nil {
 		return fmt.Errorf("restore %q: %w", key, err)
+	}
+	if d.offset >= e.position {
+		e.position = d.offset + 1
 	}
 	app := string(key[:d.appLen])
 	a := e.apps[app]
@@ -248,13 +293,13 @@ func (e *Engine) restoreMeta(app string, state []byte) error {
 		a = &appState{name: app}
 		e.apps[app] = a
 	}
-	if a.reg.feats == nil {
+	if !a.reg.known {
 		a.reg = reg
 	} else {
 		// The set came first: keep what the stored registry knows of the
 		// features it still has.
-		if reg.origin != 0 && reg.origin < a.reg.origin {
-			a.reg.origin = reg.origin
+		if reg.known {
+			a.reg.base = reg.base
 		}
 		for id, cur := range a.reg.feats {
 			if old, ok := reg.feats[id]; ok && old.k >= cur.k && old.span >= cur.span {
@@ -262,6 +307,18 @@ func (e *Engine) restoreMeta(app string, state []byte) error {
 			}
 		}
 	}
+	// A fill under way when the state was written starts over (the next
+	// plan clears what it had filled).
+	if a.reg.base.hist == histFilling {
+		a.reg.base.hist = histNeeded
+	}
+	for id, f := range a.reg.feats {
+		if f.hist == histFilling {
+			f.hist = histNeeded
+			a.reg.feats[id] = f
+		}
+	}
+	e.plan = true
 	for h, del := range deleted {
 		if a.deleted == nil {
 			a.deleted = map[uint32]deletedSeg{}

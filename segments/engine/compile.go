@@ -120,6 +120,10 @@ type feature struct {
 	// featAppInfo, featDevice
 	key   string
 	field int // index in deviceFields
+
+	// histBefore is, while the feature is being filled, the fill's seam:
+	// records at lower input offsets come from history. 0 otherwise.
+	histBefore int64
 }
 
 // cfilter is a compiled where (or taking) filter.

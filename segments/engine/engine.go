@@ -20,6 +20,11 @@ type Options struct {
 	// the N newest matching times of each device). Zero means
 	// DefaultMaxCount. Segments over the bound do not compile.
 	MaxCount int
+	// Fill makes the engine fill the features a new segment reads from
+	// history: the processor reads what Fills asks from the history store
+	// (fill.go). Without it, such features count from when they were first
+	// tracked, and Status says so.
+	Fill bool
 }
 
 // Validate checks the options.
@@ -66,6 +71,11 @@ type Engine struct {
 	kbuf    []byte
 	sbuf    []byte
 	stats   Stats
+
+	// Fills (fill.go).
+	plan     bool  // some app's registry may need a fill: plan before the next record
+	position int64 // the offset after the newest input offset seen: the next fill's seam
+	fillSeq  uint64
 }
 
 // appState is what the engine keeps per app.
@@ -75,6 +85,9 @@ type appState struct {
 	devs    []*device
 	reg     registry
 	deleted map[uint32]deletedSeg // recently deleted segments, by name hash
+	prevSet *segSet               // the set before set (for the cause of changes a fill makes)
+	fill    *fill                 // under way, or nil
+	wait    []uint64              // segments not evaluated until their history is filled; nil none
 }
 
 type deletedSeg struct {
@@ -129,7 +142,11 @@ func (e *Engine) clock(now time.Time) int64 {
 // the device's timers that are due at now fire, so that after Apply the
 // device's memberships are those at now.
 func (e *Engine) Apply(r *tag.Record, offset int64, now time.Time, out []Change) []Change {
-	return e.apply(r, offset, e.clock(now), nil, out)
+	ns := e.clock(now)
+	if e.plan {
+		out = e.planFills(out)
+	}
+	return e.apply(r, offset, ns, nil, out)
 }
 
 // ApplyBatch is Apply for records read together, in order (offsets[i] is
@@ -138,6 +155,9 @@ func (e *Engine) Apply(r *tag.Record, offset int64, now time.Time, out []Change)
 // so that the memory accesses of different devices overlap.
 func (e *Engine) ApplyBatch(recs []*tag.Record, offsets []int64, now time.Time, out []Change) []Change {
 	ns := e.clock(now)
+	if e.plan {
+		out = e.planFills(out)
+	}
 	// Find the devices in phases, each a loop of independent loads, so
 	// that the cache misses of different records overlap.
 	hs := e.hashes[:0]
@@ -182,6 +202,9 @@ func (e *Engine) ApplyBatch(recs []*tag.Record, offsets []int64, now time.Time, 
 }
 
 func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []Change) []Change {
+	if offset >= e.position {
+		e.position = offset + 1
+	}
 	a := e.lastApp // records of one app come in runs
 	if a == nil || a.name != r.AppID {
 		a = e.apps[r.AppID]
@@ -227,13 +250,14 @@ func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []C
 		orBits(touched, set.first)
 	}
 	named, any := set.matching(r.Kind, r.Name)
+	// A filling feature takes the records below its seam from history.
 	for _, f := range named {
-		if f.matches(r) && d.insertTime(f, t, ns) {
+		if offset >= f.histBefore && f.matches(r) && d.insertTime(f, t, ns) {
 			orBits(touched, f.segs)
 		}
 	}
 	for _, f := range any {
-		if f.matches(r) && d.insertTime(f, t, ns) {
+		if offset >= f.histBefore && f.matches(r) && d.insertTime(f, t, ns) {
 			orBits(touched, f.segs)
 		}
 	}
@@ -242,9 +266,12 @@ func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []C
 		if len(set.appInfo) > 0 {
 			for i := range r.AppInfo {
 				x := &r.AppInfo[i]
-				if f := set.appInfo[x.Key]; f != nil {
+				if f := set.appInfo[x.Key]; f != nil && offset >= f.histBefore {
 					if _, read := d.setAttr(f, t, x.Value, &e.strs); read {
 						orBits(touched, f.segs)
+					}
+					if f.histBefore > 0 {
+						a.fill.noteLive(d, f, t, x.Value, &e.strs)
 					}
 				}
 			}
@@ -252,12 +279,18 @@ func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []C
 	case tag.KindDevice:
 		if r.Device != nil {
 			for _, f := range set.device {
+				if offset < f.histBefore {
+					continue
+				}
 				var v tag.Value
 				if s := deviceField(r.Device, f.field); s != "" {
 					v = tag.String(s)
 				}
 				if _, read := d.setAttr(f, t, v, &e.strs); read {
 					orBits(touched, f.segs)
+				}
+				if f.histBefore > 0 {
+					a.fill.noteLive(d, f, t, v, &e.strs)
 				}
 			}
 		}
@@ -277,6 +310,9 @@ func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []C
 // only the devices whose timers are due.
 func (e *Engine) Advance(now time.Time, out []Change) []Change {
 	ns := e.clock(now)
+	if e.plan {
+		out = e.planFills(out)
+	}
 	out = e.resyncStale(ns, out)
 	for {
 		top := e.top()
@@ -334,11 +370,15 @@ func (e *Engine) fire(d *device, out []Change) []Change {
 func (e *Engine) evaluate(d *device, now int64, c cause, out []Change) ([]Change, int64) {
 	set := d.app.set
 	touched := e.touched[:set.words]
+	wait := d.app.wait // waiting for their history: not evaluated
 	next := never
 	for w := range touched {
 		for touched[w] != 0 {
 			b := bits.TrailingZeros64(touched[w])
 			touched[w] &^= 1 << b
+			if wait != nil && wait[w]&(1<<b) != 0 {
+				continue
+			}
 			cs := set.segs[w<<6|b]
 			v, n := e.eval(cs.root, d, now)
 			next = min(next, n)

@@ -11,17 +11,35 @@ import (
 	"github.com/openengage/engage/segments"
 )
 
-// registry says since when an app's features have been tracked, for the
-// status of each segment. It is kept in the app's meta record.
+// registry says, per feature of an app, since when it has been tracked
+// and whether the history before that is known: filled from the history
+// store, being filled, or unknown. It is kept in the app's meta record.
 type registry struct {
-	origin int64 // when the app first had segments in this engine's lineage
-	feats  map[uint32]regFeat
+	feats map[uint32]regFeat
+	// base is first_session and last_seen, which every device of an app
+	// with segments tracks: known since the app's first segments.
+	base regFeat
+	// known is false until the app has had segments (base is then set).
+	known bool
 }
+
+// The history states of a feature.
+const (
+	histComplete = iota // every record the partition ever had is counted
+	histNeeded          // new: to fill from history at the next plan
+	histFilling         // a fill is under way (seam in regFeat.seam)
+	histPartial         // no fill: counts from since
+)
 
 type regFeat struct {
 	since int64 // tracked since (Unix seconds)
 	k     int   // times kept (did features)
 	span  int64 // span of the newest time kept
+	hist  uint8 // histComplete, histNeeded, histFilling or histPartial
+	seam  int64 // histComplete after a fill, histFilling: the input offsets below it came from history; -1: none
+	// why is, for histPartial, why the history was not filled (kept in
+	// memory only).
+	why string
 }
 
 // maxDeleted bounds the deleted segments an app remembers (to emit exits
@@ -89,6 +107,7 @@ func (e *Engine) SetSegments(segs []*segments.Segment, now time.Time) ([]Change,
 		}
 		out = e.switchSet(a, set, ns, out)
 	}
+	out = e.planFills(out)
 	return out, e.Statuses(), nil
 }
 
@@ -130,7 +149,8 @@ func (e *Engine) switchSet(a *appState, set *segSet, now int64, out []Change) []
 	for _, cs := range set.segs {
 		delete(a.deleted, cs.hash)
 	}
-	a.set = set
+	a.set, a.prevSet = set, old
+	a.computeWait(e.opts.Fill)
 	e.metas[a.name] = true
 	c := cause{kind: causeSegment, id: int64(set.fp), old: old}
 	// Visit the devices in an order that does not depend on how the engine
@@ -252,6 +272,9 @@ func (s *segSet) hashed(h uint32) *cseg {
 // dropApp removes an app that has no segments any more: its members exit
 // and its device states are deleted.
 func (e *Engine) dropApp(a *appState, now int64, out []Change) []Change {
+	if a.fill != nil {
+		e.dropFill(a)
+	}
 	if a.set != nil {
 		for _, d := range sortedDevices(a.devs) {
 			if d.attached {
@@ -273,13 +296,22 @@ func (e *Engine) dropApp(a *appState, now int64, out []Change) []Change {
 }
 
 // register updates the app's feature registry for a new set: a feature new
-// to the set, or one that must now keep more than it kept, is tracked
-// from now.
+// to the set, or one that must now keep more than it kept, is tracked from
+// now and needs its history (the next plan fills it, or says it cannot).
+// A fill under way for the app is abandoned: its features need their
+// history again, from a new seam.
 func (e *Engine) register(a *appState, set *segSet, now int64) {
-	first := a.reg.feats == nil // the app's first segments: everything is tracked from its origin
-	if first {
-		a.reg.origin = now
+	if !a.reg.known {
+		a.reg.known = true
+		a.reg.base = regFeat{since: now, hist: histNeeded, seam: -1}
 	}
+	if a.fill != nil {
+		e.dropFill(a)
+	}
+	if a.reg.base.hist == histFilling {
+		a.reg.base.hist = histNeeded
+	}
+	need := a.reg.base.hist == histNeeded
 	feats := make(map[uint32]regFeat, len(set.feats))
 	for _, f := range set.feats {
 		r, ok := a.reg.feats[f.id]
@@ -287,14 +319,21 @@ func (e *Engine) register(a *appState, set *segSet, now int64) {
 		if len(f.span) > 0 {
 			span = f.span[0]
 		}
-		if !ok {
-			r = regFeat{since: now, k: k, span: span}
-		} else if k > r.k || span > r.span {
-			r = regFeat{since: now, k: max(k, r.k), span: max(span, r.span)}
+		switch {
+		case !ok:
+			r = regFeat{since: now, k: k, span: span, hist: histNeeded, seam: -1}
+		case k > r.k || span > r.span:
+			r = regFeat{since: now, k: max(k, r.k), span: max(span, r.span), hist: histNeeded, seam: -1}
+		case r.hist == histFilling:
+			r.hist = histNeeded
 		}
+		need = need || r.hist == histNeeded
 		feats[f.id] = r
 	}
 	a.reg.feats = feats
+	if need {
+		e.plan = true
+	}
 }
 
 // resync re-evaluates every segment of a device restored from a state
@@ -327,8 +366,9 @@ func (e *Engine) resyncStale(now int64, out []Change) []Change {
 }
 
 // Status says whether a segment is active and whether its memberships are
-// computed from all the history the engine has, or count from when its
-// conditions started being tracked.
+// computed from all the history of the partition, are being filled from
+// the history store, or count from when its conditions started being
+// tracked.
 type Status struct {
 	App     string
 	Segment string
@@ -336,20 +376,41 @@ type Status struct {
 	// Err is why the segment is not active (it did not compile, or refers
 	// to a segment that did not).
 	Err error
-	// Complete is true when every condition reads data tracked since the
-	// app's first segments (or, for a window, tracked for at least the
-	// window).
+	// Complete is true when every condition reads all the history: data
+	// tracked since the partition's first record, or filled from the
+	// history store, or (for a window) tracked for at least the window.
 	Complete bool
+	// Filling is true while the history of its conditions is being read
+	// from the history store. The segment is not evaluated meanwhile: its
+	// memberships are those from before (none for a new segment), and the
+	// fill evaluates every device once it is done.
+	Filling bool
+	// Fill is the progress of the fill (Filling), or the fill that
+	// completed it.
+	Fill FillProgress
 	// CountsFrom is, when not complete, the instant since which the
-	// newest-tracked condition counts: history before it is unknown.
+	// newest-tracked condition counts: history before it is unknown (or,
+	// while filling, not read yet).
 	CountsFrom time.Time
-	// CompleteAt is, when not complete, when the segment becomes complete
-	// as its windows fill; zero if never (a count over all the history, a
-	// last time without bound, or an attribute the app set before it was
-	// tracked and has not sent since).
+	// CompleteAt is, when neither complete nor filling, when the segment
+	// becomes complete as its windows fill; zero if never (a count over
+	// all the history, a last time without bound, or an attribute the app
+	// set before it was tracked and has not sent since).
 	CompleteAt time.Time
 	// Why explains each incomplete condition.
 	Why string
+}
+
+// FillProgress is where a fill from the history store stands.
+type FillProgress struct {
+	// Before is the seam: the input offsets below it come from history.
+	// -1: no fill.
+	Before int64
+	// Since is the earliest event time read; zero: all the history.
+	Since time.Time
+	// Devices and Records count what the fill has applied so far.
+	Devices int
+	Records int64
 }
 
 // Statuses returns the status of every segment, valid or not, of every
@@ -377,10 +438,44 @@ func (e *Engine) Statuses() []Status {
 }
 
 func (e *Engine) status(a *appState, cs *cseg) Status {
-	st := Status{App: a.name, Segment: cs.seg.Name, Version: cs.seg.Version, Complete: true}
+	st := Status{App: a.name, Segment: cs.seg.Name, Version: cs.seg.Version, Complete: true, Fill: FillProgress{Before: -1}}
 	var from, at int64
 	forever := false
 	var why []string
+	note := func(r regFeat, span int64, text string) {
+		switch r.hist {
+		case histComplete:
+			if r.seam > st.Fill.Before {
+				st.Fill.Before = r.seam
+			}
+			return
+		case histNeeded, histFilling:
+			if !e.opts.Fill {
+				break // counts from since, as a partial one
+			}
+			st.Complete, st.Filling = false, true
+			from = max(from, r.since)
+			why = append(why, text+": filling from history")
+			return
+		}
+		if span != never && e.now >= r.since+span {
+			return
+		}
+		st.Complete = false
+		from = max(from, r.since)
+		since := time.Unix(r.since, 0).UTC().Format(time.RFC3339)
+		because := ""
+		if r.why != "" {
+			because = " (history not filled: " + r.why + ")"
+		}
+		if span == never {
+			forever = true
+			why = append(why, fmt.Sprintf("%s: counts from %s; what came before is not known%s", text, since, because))
+		} else {
+			at = max(at, r.since+span)
+			why = append(why, fmt.Sprintf("%s: counts from %s, complete from %s%s", text, since, time.Unix(r.since+span, 0).UTC().Format(time.RFC3339), because))
+		}
+	}
 	var walk func(n *cnode, depth int)
 	walk = func(n *cnode, depth int) {
 		for _, x := range n.args {
@@ -400,6 +495,9 @@ func (e *Engine) status(a *appState, cs *cseg) Status {
 			}
 		case opAttr, opUnchanged:
 			span = never
+		case opFirst, opLastSeen:
+			note(a.reg.base, never, segments.Format(n.src))
+			return
 		case opRef:
 			if depth < 64 {
 				walk(n.ref.root, depth+1)
@@ -408,26 +506,15 @@ func (e *Engine) status(a *appState, cs *cseg) Status {
 		default:
 			return
 		}
-		r := a.reg.feats[n.feat.id]
-		if r.since <= a.reg.origin || span != never && e.now >= r.since+span {
-			return
-		}
-		st.Complete = false
-		from = max(from, r.since)
-		since := time.Unix(r.since, 0).UTC().Format(time.RFC3339)
-		text := segments.Format(n.src)
-		if span == never {
-			forever = true
-			why = append(why, fmt.Sprintf("%s: counts from %s; what came before is not known", text, since))
-		} else {
-			at = max(at, r.since+span)
-			why = append(why, fmt.Sprintf("%s: counts from %s, complete from %s", text, since, time.Unix(r.since+span, 0).UTC().Format(time.RFC3339)))
-		}
+		note(a.reg.feats[n.feat.id], span, segments.Format(n.src))
 	}
 	walk(cs.root, 0)
+	if f := a.fill; f != nil && st.Filling {
+		st.Fill = FillProgress{Before: f.q.Before, Since: f.q.Since, Devices: f.devices, Records: f.records}
+	}
 	if !st.Complete {
 		st.CountsFrom = time.Unix(from, 0).UTC()
-		if !forever {
+		if !forever && !st.Filling {
 			st.CompleteAt = time.Unix(at, 0).UTC()
 		}
 		st.Why = strings.Join(why, "; ")

@@ -14,7 +14,7 @@ import (
 // versions it does not know.
 const (
 	stateVersion = 2 // 2: message-id hashes of 8 bytes (1: 4 bytes)
-	metaVersion  = 1
+	metaVersion  = 2 // 2: history states of features (1: an origin)
 )
 
 // ErrCorruptState is wrapped by every error decoding a stored state.
