@@ -51,17 +51,36 @@ func PlatformTopics(partitions, replication int) []TopicSpec {
 	}
 }
 
+// The log's time of every topic EnsureTopics creates or checks is the time
+// Kafka appended the record (message.timestamp.type=LogAppendTime), never a
+// producer's: retention (retention.ms, segment.ms) and compaction lags
+// (min.compaction.lag.ms, delete.retention.ms) compare record timestamps
+// with the broker's clock. With CreateTime, a record carrying a time weeks
+// old is deleted at the next retention check, before lagging consumers read
+// it; one carrying a future time pins its segment, and every later one,
+// past retention; and Kafka 4 refuses records more than an hour ahead
+// (message.timestamp.after.max.ms). Every topic, not only the tags: any
+// producer (a tool, a Java client replaying old data, kafka-go's zero time,
+// which is the epoch) could otherwise bring a client's clock into the log.
+const (
+	ConfigTimestampType = "message.timestamp.type"
+	LogAppendTime       = "LogAppendTime"
+)
+
 // TopicResult says what EnsureTopics did with one topic.
 type TopicResult struct {
-	Name       string
-	Created    bool
-	Partitions int // as found or created
-	Problem    string
+	Name          string
+	Created       bool
+	Partitions    int    // as found or created
+	TimestampType string // message.timestamp.type, as found or created
+	Problem       string
 }
 
 // EnsureTopics creates the topics that do not exist and checks those that
 // do; running it again changes nothing. A topic that exists with another
 // partition count is reported, not changed: repartitioning moves devices.
+// One whose timestamp type is not LogAppendTime is reported too;
+// FixTimestampType changes it.
 func EnsureTopics(ctx context.Context, brokers []string, specs []TopicSpec) ([]TopicResult, error) {
 	if len(brokers) == 0 {
 		return nil, errors.New("ensure topics: no brokers")
@@ -72,18 +91,20 @@ func EnsureTopics(ctx context.Context, brokers []string, specs []TopicSpec) ([]T
 		return nil, err
 	}
 	var create []kafka.TopicConfig
+	var found []string
 	results := make([]TopicResult, len(specs))
 	for i, s := range specs {
-		results[i] = TopicResult{Name: s.Name, Partitions: s.Partitions}
+		results[i] = TopicResult{Name: s.Name, Partitions: s.Partitions, TimestampType: LogAppendTime}
 		if n, ok := existing[s.Name]; ok {
 			results[i].Partitions = n
 			if n != s.Partitions {
 				results[i].Problem = fmt.Sprintf("has %d partitions, the platform expects %d: co-partitioned topics must match", n, s.Partitions)
 			}
+			found = append(found, s.Name)
 			continue
 		}
 		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor}
-		cfg := map[string]string{}
+		cfg := map[string]string{ConfigTimestampType: LogAppendTime}
 		for k, v := range s.Configs {
 			cfg[k] = v
 		}
@@ -99,6 +120,9 @@ func EnsureTopics(ctx context.Context, brokers []string, specs []TopicSpec) ([]T
 			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: cfg[k]})
 		}
 		create = append(create, tc)
+	}
+	if err := checkTimestampTypes(ctx, client, found, results); err != nil {
+		return results, err
 	}
 	if len(create) > 0 {
 		resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: create})
@@ -118,6 +142,109 @@ func EnsureTopics(ctx context.Context, brokers []string, specs []TopicSpec) ([]T
 		}
 	}
 	return results, waitForLeaders(ctx, client, specs)
+}
+
+// checkTimestampTypes fills in the timestamp type of the existing topics
+// and reports those that are not LogAppendTime.
+func checkTimestampTypes(ctx context.Context, client *kafka.Client, names []string, results []TopicResult) error {
+	if len(names) == 0 {
+		return nil
+	}
+	types, err := timestampTypes(ctx, client, names)
+	if err != nil {
+		return err
+	}
+	for i := range results {
+		tt, ok := types[results[i].Name]
+		if !ok {
+			continue
+		}
+		results[i].TimestampType = tt
+		if tt != LogAppendTime {
+			p := fmt.Sprintf("%s=%s: retention follows the timestamps producers set (clients' event times, in records of older versions), not when Kafka received the records; run `engage topics -fix-timestamp-type`", ConfigTimestampType, tt)
+			if results[i].Problem != "" {
+				p = results[i].Problem + "; " + p
+			}
+			results[i].Problem = p
+		}
+	}
+	return nil
+}
+
+// timestampTypes returns the message.timestamp.type in force on each topic.
+func timestampTypes(ctx context.Context, client *kafka.Client, names []string) (map[string]string, error) {
+	req := &kafka.DescribeConfigsRequest{}
+	for _, n := range names {
+		req.Resources = append(req.Resources, kafka.DescribeConfigRequestResource{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: n, ConfigNames: []string{ConfigTimestampType}})
+	}
+	resp, err := client.DescribeConfigs(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("describe topic configs: %w", err)
+	}
+	out := map[string]string{}
+	for _, r := range resp.Resources {
+		if r.Error != nil {
+			return nil, fmt.Errorf("describe configs of topic %s: %w", r.ResourceName, r.Error)
+		}
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName == ConfigTimestampType {
+				out[r.ResourceName] = e.ConfigValue
+			}
+		}
+	}
+	return out, nil
+}
+
+// FixTimestampType sets message.timestamp.type=LogAppendTime on existing
+// topics and waits until the broker reports it. Records already written
+// keep the timestamps they have: a segment holding a future one is kept
+// until that time passes retention (kafka-delete-records removes it
+// sooner), one holding old ones is deleted at the next retention check.
+func FixTimestampType(ctx context.Context, brokers []string, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
+	req := &kafka.IncrementalAlterConfigsRequest{}
+	for _, n := range topics {
+		req.Resources = append(req.Resources, kafka.IncrementalAlterConfigsRequestResource{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: n,
+			Configs: []kafka.IncrementalAlterConfigsRequestConfig{{Name: ConfigTimestampType, Value: LogAppendTime, ConfigOperation: kafka.ConfigOperationSet}},
+		})
+	}
+	resp, err := client.IncrementalAlterConfigs(ctx, req)
+	if err != nil {
+		return fmt.Errorf("alter topic configs: %w", err)
+	}
+	for _, r := range resp.Resources {
+		if r.Error != nil {
+			return fmt.Errorf("set %s=%s on topic %s: %w", ConfigTimestampType, LogAppendTime, r.ResourceName, r.Error)
+		}
+	}
+	// The change reaches the brokers through the metadata log: wait until
+	// it is in force, so that what is produced next gets log-append time.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		types, err := timestampTypes(ctx, client, topics)
+		if err == nil {
+			done := true
+			for _, n := range topics {
+				done = done && types[n] == LogAppendTime
+			}
+			if done {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s=%s is not in force on %v after 30s (last error: %v): check the broker log", ConfigTimestampType, LogAppendTime, topics, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func topicPartitions(ctx context.Context, client *kafka.Client) (map[string]int, error) {
