@@ -66,7 +66,6 @@ type device struct {
 	// in Engine.pending.
 	attached bool
 	queued   bool // scratch of the timer heap's compaction
-	fresh    bool // brought by a fill's history: evaluate every segment when it ends
 
 	mem members
 	// times holds the did features' times: for each feature that has any,

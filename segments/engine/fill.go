@@ -57,7 +57,6 @@ type fill struct {
 	// live holds, per device, the records at or after the seam that set a
 	// filling attribute, in arrival order.
 	live    map[*device][]liveAttr
-	created []*device // devices the history brought
 	devices int
 	records int64
 	seen    map[string]struct{} // scratch: message ids of one device's history
@@ -193,7 +192,7 @@ func (e *Engine) planApp(a *appState, out []Change) []Change {
 		if base {
 			a.reg.base.hist, a.reg.base.seam = histComplete, -1
 		}
-		return e.release(a, nil, a.prevSet, out)
+		return e.release(a, a.prevSet, out)
 	}
 	if !e.opts.Fill {
 		for _, f := range feats {
@@ -313,24 +312,27 @@ func (e *Engine) dropFill(a *appState) {
 
 // ApplyHistory applies the history of one device to a fill: recs are the
 // device's records below the fill's seam, in offset order (all of one
-// device's records in one call). Only the filling features take them; no
-// segment is evaluated (FinishFill does that).
-func (e *Engine) ApplyHistory(id uint64, deviceID string, recs []HistoryRecord) error {
+// device's records in one call). Only the filling features take them; the
+// segments that wait for the fill are not evaluated (FinishFill does
+// that). A device the engine did not hold is evaluated at once for the
+// other segments (those that hold on an empty state, such as "not did"),
+// as a new device is; the changes are appended to out.
+func (e *Engine) ApplyHistory(id uint64, deviceID string, recs []HistoryRecord, out []Change) ([]Change, error) {
 	a, fl := e.fillByID(id)
 	if fl == nil {
-		return fmt.Errorf("apply history: fill %d: %w", id, ErrNoFill)
+		return out, fmt.Errorf("apply history: fill %d: %w", id, ErrNoFill)
 	}
 	if len(recs) == 0 {
-		return nil
+		return out, nil
 	}
 	e.kbuf = append(append(append(e.kbuf[:0], a.name...), '/'), deviceID...)
 	h := keyHash(e.kbuf)
 	d := e.lookup(h, e.kbuf)
-	if d == nil {
+	created := d == nil
+	if created {
 		// A device the engine never held (its records came before the app
-		// had segments): the fill's end evaluates it for every segment.
+		// had segments).
 		d = e.newDevice(a, h, e.kbuf)
-		fl.created = append(fl.created, d)
 	}
 	ns := e.now
 	clear(fl.seen)
@@ -340,10 +342,10 @@ func (e *Engine) ApplyHistory(id uint64, deviceID string, recs []HistoryRecord) 
 		hr := &recs[i]
 		r := hr.Record
 		if hr.Offset >= fl.q.Before {
-			return fmt.Errorf("apply history: fill %d: device %q: a record at offset %d, at or after the seam %d", id, deviceID, hr.Offset, fl.q.Before)
+			return out, fmt.Errorf("apply history: fill %d: device %q: a record at offset %d, at or after the seam %d", id, deviceID, hr.Offset, fl.q.Before)
 		}
 		if hr.Offset < last {
-			return fmt.Errorf("apply history: fill %d: device %q: offsets out of order (%d after %d)", id, deviceID, hr.Offset, last)
+			return out, fmt.Errorf("apply history: fill %d: device %q: offsets out of order (%d after %d)", id, deviceID, hr.Offset, last)
 		}
 		if hr.Offset == last {
 			continue // the store holds it twice
@@ -415,8 +417,14 @@ func (e *Engine) ApplyHistory(id uint64, deviceID string, recs []HistoryRecord) 
 		}
 	}
 	fl.devices++
+	if created {
+		copy(e.clearTouched(a.set.words), a.set.all)
+		var next int64
+		out, next = e.evaluate(d, ns, cause{kind: causeSegment, id: int64(a.set.fp), old: fl.old}, out)
+		e.setTimer(d, next)
+	}
 	e.markDirty(d)
-	return nil
+	return out, nil
 }
 
 func lookupExtra(xs []tag.Extra, key string) (tag.Value, bool) {
@@ -486,13 +494,12 @@ func (e *Engine) endFill(id uint64, now time.Time, why string, out []Change) ([]
 	}
 	a.fill = nil
 	e.metas[a.name] = true
-	return e.release(a, fl.created, fl.old, out), nil
+	return e.release(a, fl.old, out), nil
 }
 
 // release evaluates, at now, the segments of an app that waited for their
-// history (and every segment for the devices the history brought), once
-// the registry no longer has them wait.
-func (e *Engine) release(a *appState, created []*device, old *segSet, out []Change) []Change {
+// history, once the registry no longer has them wait.
+func (e *Engine) release(a *appState, old *segSet, out []Change) []Change {
 	waited := a.wait
 	a.computeWait(e.opts.Fill)
 	if waited == nil {
@@ -503,9 +510,6 @@ func (e *Engine) release(a *appState, created []*device, old *segSet, out []Chan
 			waited[w] &^= a.wait[w]
 		}
 	}
-	for _, d := range created {
-		d.fresh = true
-	}
 	set := a.set
 	c := cause{kind: causeSegment, id: int64(set.fp), old: old}
 	for _, d := range sortedDevices(a.devs) {
@@ -514,10 +518,6 @@ func (e *Engine) release(a *appState, created []*device, old *segSet, out []Chan
 		}
 		touched := e.clearTouched(set.words)
 		copy(touched, waited)
-		if d.fresh {
-			copy(touched, set.all)
-			d.fresh = false
-		}
 		var next int64
 		out, next = e.evaluate(d, e.now, c, out)
 		if d.timer != 0 {
