@@ -2,8 +2,9 @@
 # Installs what building and testing OpenEngage needs, when it is missing:
 # Go modules, Java and Maven (for the Kafka broker; the broker jars come from
 # Maven Central through deploy/services/services.sh), Node.js and npm (for the
-# Segment SDK compatibility test), and the SDK itself from npm. Reuses
-# everything already present; prints nothing when all is there.
+# SDK compatibility tests), and the SDKs themselves from npm, at the versions
+# pinned in each harness's package-lock.json. Reuses everything already
+# present; prints nothing when all is there.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -27,4 +28,11 @@ sdk="$repo/examples/segment-node"
 if [ ! -d "$sdk/node_modules/@segment/analytics-node" ]; then
   echo "deps: installing @segment/analytics-node from npm" >&2
   (cd "$sdk" && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+# The RudderStack Node SDK used by the compatibility test (without its
+# optional Redis queue, which the test does not use).
+sdk="$repo/examples/rudderstack-node"
+if [ ! -d "$sdk/node_modules/@rudderstack/rudder-sdk-node" ]; then
+  echo "deps: installing @rudderstack/rudder-sdk-node from npm" >&2
+  (cd "$sdk" && npm ci --omit=optional --no-audit --no-fund --loglevel=error >&2)
 fi

@@ -12,8 +12,14 @@
 //   ENGAGE_TIMEOUT_MS  closeAndFlush timeout (default 20000)
 //   ENGAGE_IP, ENGAGE_PUSH_TOKEN  override context.ip / context.device.token
 //
-// Sequence (6 calls, one batch): identify, screen "login", track "article_read",
-// track "logged_in", page "home", track "app_opened" (anonymousId only).
+// Sequence (11 calls, one batch), a first launch, a trip to the background and
+// an update as Segment's iOS SDK reports them with the lifecycle events of
+// Segment's Native Mobile Spec:
+//   track "Application Installed", track "Application Opened" (anonymousId
+//   only), identify, screen "login", track "article_read", track "logged_in",
+//   page "home", track "app_opened" (anonymousId only; not the spec's name),
+//   track "Application Backgrounded", track "Application Updated" and
+//   track "Application Opened" (both from app version 2.4.0, build 240).
 import { Analytics } from '@segment/analytics-node'
 
 const env = (k, d) => {
@@ -40,7 +46,7 @@ const analytics = new Analytics({
 })
 
 // Fresh object per call: the SDK mutates event.context in place (adds context.library).
-const context = () => ({
+const context = (version = '2.3.1', build = '231') => ({
   device: {
     id: deviceId,
     model: 'iPhone15,2',
@@ -48,20 +54,26 @@ const context = () => ({
     token: env('ENGAGE_PUSH_TOKEN', 'a3f1c2d4e5b60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90'),
   },
   os: { name: 'iOS', version: '17.2' },
-  app: { version: '2.3.1', build: '231' },
+  app: { version, build },
   locale: 'fr-FR',
   timezone: 'Europe/Paris',
   ip: env('ENGAGE_IP', '203.0.113.7'),
 })
 const who = () => ({ userId, anonymousId: deviceId, context: context() })
+const v2 = () => ({ userId, anonymousId: deviceId, context: context('2.4.0', '240') })
 
 const calls = [
+  ['track', { anonymousId: deviceId, context: context(), event: 'Application Installed', properties: { version: '2.3.1', build: '231' } }],
+  ['track', { anonymousId: deviceId, context: context(), event: 'Application Opened', properties: { from_background: false, version: '2.3.1', build: '231' } }],
   ['identify', { ...who(), traits: { logged_in: true, plan: 'premium', age: 31, subscription_expiry: '2027-01-31T00:00:00Z' } }],
   ['screen', { ...who(), name: 'login', properties: { section: 'auth' } }],
   ['track', { ...who(), event: 'article_read', properties: { category: 'sport', words: 640, premium: false } }],
   ['track', { ...who(), event: 'logged_in', properties: {} }],
   ['page', { ...who(), name: 'home', properties: { path: '/home' } }],
   ['track', { anonymousId: deviceId, context: context(), event: 'app_opened', properties: { from_background: true } }],
+  ['track', { ...who(), event: 'Application Backgrounded' }],
+  ['track', { ...v2(), event: 'Application Updated', properties: { previous_version: '2.3.1', previous_build: '231', version: '2.4.0', build: '240' } }],
+  ['track', { ...v2(), event: 'Application Opened', properties: { from_background: false, version: '2.4.0', build: '240' } }],
 ]
 
 const messageIds = []

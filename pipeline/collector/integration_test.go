@@ -283,105 +283,233 @@ func TestRealKafkaBrokerStoppedMidStream(t *testing.T) {
 	t.Logf("%d records acknowledged, all in the topic (%d records there, including some from requests answered 503)", len(acked), len(got))
 }
 
-// Segment's own Node SDK, pointed at the collector, sends identify, screen,
-// page and track calls that land in Kafka mapped as documented.
-func TestSegmentNodeSDK(t *testing.T) {
-	brokers := kafkatest.RealBrokers(t)
+// runHarness runs the send.mjs of an SDK harness under examples/ with the
+// given environment and returns its stdout, a one-line JSON summary.
+func runHarness(t *testing.T, harness, module string, env ...string) []byte {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node is not installed: `make test` installs it (deploy/deps.sh): %v", err)
 	}
-	dir, err := filepath.Abs("../../examples/segment-node")
+	dir, err := filepath.Abs(filepath.Join("../../examples", harness))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules/@segment/analytics-node")); err != nil {
-		t.Fatalf("@segment/analytics-node is not installed: run deploy/deps.sh (make test does): %v", err)
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", module)); err != nil {
+		t.Fatalf("%s is not installed: run deploy/deps.sh (make test does): %v", module, err)
 	}
+	cmd := exec.Command(node, "send.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s/send.mjs: %v\nstdout: %s\nstderr: %s", harness, err, out, stderrOf(err))
+	}
+	return out
+}
+
+// Segment's own Node SDK, pointed at the collector, sends identify, screen,
+// page and track calls, and the lifecycle events of Segment's mobile spec
+// as its iOS SDK sends them, that land in Kafka mapped as documented: each
+// Application Opened starts a session named after its message,
+// Application Backgrounded ends the device's session, Installed and Updated
+// give device records.
+func TestSegmentNodeSDK(t *testing.T) {
+	brokers := kafkatest.RealBrokers(t)
 	plan := `
 app: news
 mode: warn
 app_info: {logged_in: bool, plan: string, age: number, subscription_expiry: date}
 `
 	kc := startKafkaCollector(t, brokers, plan, collector.DefaultConfig())
-	cmd := exec.Command(node, "send.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "ENGAGE_HOST="+kc.url, "ENGAGE_WRITE_KEY="+key, "ENGAGE_DEVICE_ID=dev-0001", "ENGAGE_USER_ID=user-42", "ENGAGE_MAX_RETRIES=0")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("send.mjs: %v\nstdout: %s\nstderr: %s", err, out, stderrOf(err))
-	}
+	out := runHarness(t, "segment-node", "@segment/analytics-node",
+		"ENGAGE_HOST="+kc.url, "ENGAGE_WRITE_KEY="+key, "ENGAGE_DEVICE_ID=dev-0001", "ENGAGE_USER_ID=user-42", "ENGAGE_MAX_RETRIES=0")
 	var summary struct {
 		OK         bool     `json:"ok"`
 		Sent       int      `json:"sent"`
 		MessageIDs []string `json:"messageIds"`
 	}
-	if err := json.Unmarshal(bytes.TrimSpace(out), &summary); err != nil || !summary.OK || summary.Sent != 6 {
+	if err := json.Unmarshal(bytes.TrimSpace(out), &summary); err != nil || !summary.OK || summary.Sent != 11 {
 		t.Fatalf("summary %s: %v", out, err)
 	}
-	got := kc.read(t, 7)
-	byID := map[string]tag.Record{}
-	var device *tag.Record
-	var appInfo *tag.Record
+	ids := summary.MessageIDs
+	// 11 calls: 14 records and 3 device records (the first message,
+	// identify, Application Updated with the new version).
+	got := kc.read(t, 17)
+	var devices []tag.DeviceInfo
+	var recs []tag.Record // in the order of the device's partition
 	for i := range got {
 		r := got[i].rec
 		if r.AppID != "news" || r.DeviceID != "dev-0001" || got[i].key != "news/dev-0001" {
 			t.Fatalf("record of %s/%s under key %s", r.AppID, r.DeviceID, got[i].key)
 		}
-		switch r.Kind {
-		case tag.KindDevice:
-			device = &got[i].rec
-		case tag.KindAppInfo:
-			appInfo = &got[i].rec
-		default:
-			byID[r.MessageID] = r
+		if r.Kind == tag.KindDevice {
+			devices = append(devices, *r.Device)
+			continue
 		}
+		recs = append(recs, r)
 	}
-	if len(got) != 7 {
-		t.Fatalf("%d records in Kafka, want 7 (6 calls + 1 device record): %+v", len(got), got)
-	}
-	if device == nil || appInfo == nil {
-		t.Fatalf("missing device or app-info record: %+v", got)
+	if len(got) != 17 || len(devices) != 3 {
+		t.Fatalf("%d records in Kafka (%d device records), want 17 (3): %+v", len(got), len(devices), got)
 	}
 	wantDevice := tag.DeviceInfo{Platform: "ios", AppVersion: "2.3.1", AppBuild: "231", OSVersion: "17.2", Model: "iPhone15,2",
 		Locale: "fr-FR", TimeZone: "Europe/Paris", PushToken: "a3f1c2d4e5b60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90", PushProvider: tag.ProviderAPNs}
-	if *device.Device != wantDevice {
-		t.Errorf("device info\n got %+v\nwant %+v", *device.Device, wantDevice)
+	updated := wantDevice
+	updated.AppVersion, updated.AppBuild = "2.4.0", "240"
+	if want := []tag.DeviceInfo{wantDevice, wantDevice, updated}; !reflect.DeepEqual(devices, want) {
+		t.Errorf("device info\n got %+v\nwant %+v", devices, want)
 	}
 	expiry := time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)
-	wantInfo := []tag.Extra{{Key: "age", Value: tag.Number(31)}, {Key: "logged_in", Value: tag.Bool(true)}, {Key: "plan", Value: tag.String("premium")}, {Key: "subscription_expiry", Value: tag.Date(expiry)}}
+	str, num := tag.String, tag.Number
+	type want struct {
+		kind    tag.Kind
+		name    string
+		id      string // the call's message id; "" for the implied session records
+		session string
+		extras  []tag.Extra
+	}
+	wants := []want{
+		{tag.KindEvent, "Application Installed", ids[0], "", []tag.Extra{{Key: "build", Value: str("231")}, {Key: "version", Value: str("2.3.1")}}},
+		{tag.KindSessionStart, "", "", ids[1], nil},
+		{tag.KindEvent, "Application Opened", ids[1], ids[1], []tag.Extra{{Key: "build", Value: str("231")}, {Key: "from_background", Value: tag.Bool(false)}, {Key: "version", Value: str("2.3.1")}}},
+		{tag.KindAppInfo, "", ids[2], "", nil}, // checked below
+		{tag.KindActivityStart, "login", ids[3], "", []tag.Extra{{Key: "section", Value: str("auth")}}},
+		{tag.KindEvent, "article_read", ids[4], "", []tag.Extra{{Key: "category", Value: str("sport")}, {Key: "premium", Value: tag.Bool(false)}, {Key: "words", Value: num(640)}}},
+		{tag.KindEvent, "logged_in", ids[5], "", nil},
+		{tag.KindActivityStart, "home", ids[6], "", []tag.Extra{{Key: "path", Value: str("/home")}}},
+		{tag.KindEvent, "app_opened", ids[7], "", []tag.Extra{{Key: "from_background", Value: tag.Bool(true)}}}, // not the spec's name: no session
+		{tag.KindEvent, "Application Backgrounded", ids[8], "", nil},
+		{tag.KindSessionEnd, "", "", "", nil},
+		{tag.KindEvent, "Application Updated", ids[9], "", []tag.Extra{{Key: "build", Value: str("240")}, {Key: "previous_build", Value: str("231")}, {Key: "previous_version", Value: str("2.3.1")}, {Key: "version", Value: str("2.4.0")}}},
+		{tag.KindSessionStart, "", "", ids[10], nil},
+		{tag.KindEvent, "Application Opened", ids[10], ids[10], []tag.Extra{{Key: "build", Value: str("240")}, {Key: "from_background", Value: tag.Bool(false)}, {Key: "version", Value: str("2.4.0")}}},
+	}
+	if len(recs) != len(wants) {
+		t.Fatalf("%d records besides device records, want %d", len(recs), len(wants))
+	}
+	seen := map[string]bool{}
+	for i, w := range wants {
+		r := recs[i]
+		if seen[r.MessageID] {
+			t.Errorf("record %d: message id %s used twice", i, r.MessageID)
+		}
+		seen[r.MessageID] = true
+		if r.Kind != w.kind || r.Name != w.name || r.SessionID != w.session || w.id != "" && r.MessageID != w.id ||
+			w.kind != tag.KindAppInfo && !reflect.DeepEqual(r.Extras, w.extras) {
+			t.Errorf("record %d: got %s %q session %q id %s %+v\nwant %s %q session %q id %s %+v", i, r.Kind, r.Name, r.SessionID, r.MessageID, r.Extras, w.kind, w.name, w.session, w.id, w.extras)
+		}
+		if time.Since(r.Time) > time.Minute || time.Until(r.Time) > time.Minute {
+			t.Errorf("record %d: event time %s is not now", i, r.Time)
+		}
+	}
+	// The implied records have the time of their message.
+	if !recs[1].Time.Equal(recs[2].Time) || !recs[10].Time.Equal(recs[9].Time) {
+		t.Errorf("session records at %s and %s, their events at %s and %s", recs[1].Time, recs[10].Time, recs[2].Time, recs[9].Time)
+	}
+	appInfo := recs[3]
+	wantInfo := []tag.Extra{{Key: "age", Value: num(31)}, {Key: "logged_in", Value: tag.Bool(true)}, {Key: "plan", Value: str("premium")}, {Key: "subscription_expiry", Value: tag.Date(expiry)}}
 	if !reflect.DeepEqual(appInfo.AppInfo, wantInfo) || appInfo.UserID != "user-42" {
 		t.Errorf("app-info\n got %+v (user %q)\nwant %+v", appInfo.AppInfo, appInfo.UserID, wantInfo)
 	}
+	if recs[12].AppVersion != "2.4.0" || recs[0].AppVersion != "2.3.1" {
+		t.Errorf("app versions %q, %q", recs[0].AppVersion, recs[12].AppVersion)
+	}
+}
+
+// RudderStack's own Node SDK, pointed at the collector, sends its gzipped
+// batches labelled application/x-www-form-urlencoded; its calls land in
+// Kafka mapped as documented, in the session that context.sessionId names
+// (started by context.sessionStart, ended by Application Backgrounded, not
+// restarted by an Application Opened within it).
+func TestRudderStackNodeSDK(t *testing.T) {
+	brokers := kafkatest.RealBrokers(t)
+	kc := startKafkaCollector(t, brokers, "", collector.DefaultConfig())
+	const sid = "1764547200000"
+	out := runHarness(t, "rudderstack-node", "@rudderstack/rudder-sdk-node",
+		"ENGAGE_HOST="+kc.url, "ENGAGE_WRITE_KEY="+key, "ENGAGE_DEVICE_ID=dev-r001", "ENGAGE_USER_ID=user-7", "ENGAGE_SESSION_ID="+sid)
+	var summary struct {
+		OK     bool     `json:"ok"`
+		Sent   int      `json:"sent"`
+		Errors []string `json:"errors"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(out), &summary); err != nil || !summary.OK || summary.Sent != 10 {
+		t.Fatalf("summary %s: %v", out, err)
+	}
+	// 10 calls in two requests: 12 records and 3 device records (the first
+	// message of each request, and identify).
+	got := kc.read(t, 15)
+	var devices []tag.DeviceInfo
+	var recs []tag.Record
+	for i := range got {
+		r := got[i].rec
+		if r.AppID != "news" || r.DeviceID != "dev-r001" || got[i].key != "news/dev-r001" {
+			t.Fatalf("record of %s/%s under key %s", r.AppID, r.DeviceID, got[i].key)
+		}
+		if r.SessionID != sid {
+			t.Errorf("%s %q in session %q, want %s", r.Kind, r.Name, r.SessionID, sid)
+		}
+		if time.Since(r.Time) > time.Minute || time.Until(r.Time) > time.Minute {
+			t.Errorf("%s %q: event time %s is not now", r.Kind, r.Name, r.Time)
+		}
+		if r.Kind == tag.KindDevice {
+			devices = append(devices, *r.Device)
+			continue
+		}
+		recs = append(recs, r)
+	}
+	if len(got) != 15 || len(devices) != 3 {
+		t.Fatalf("%d records in Kafka (%d device records), want 15 (3): %+v", len(got), len(devices), got)
+	}
+	wantDevice := tag.DeviceInfo{Platform: "android", AppVersion: "4.2.0", AppBuild: "420", OSVersion: "14", Model: "Pixel 8", Manufacturer: "Google",
+		Locale: "de-DE", TimeZone: "Europe/Berlin", PushToken: "fcm-token-0001:APA91bHx", PushProvider: tag.ProviderFCM}
+	for _, d := range devices {
+		if d != wantDevice {
+			t.Errorf("device info\n got %+v\nwant %+v", d, wantDevice)
+		}
+	}
+	str := tag.String
 	type want struct {
 		kind   tag.Kind
 		name   string
+		user   string
 		extras []tag.Extra
 	}
 	wants := []want{
-		{tag.KindAppInfo, "", nil}, // identify: checked above
-		{tag.KindActivityStart, "login", []tag.Extra{{Key: "section", Value: tag.String("auth")}}},
-		{tag.KindEvent, "article_read", []tag.Extra{{Key: "category", Value: tag.String("sport")}, {Key: "premium", Value: tag.Bool(false)}, {Key: "words", Value: tag.Number(640)}}},
-		{tag.KindEvent, "logged_in", nil},
-		{tag.KindActivityStart, "home", []tag.Extra{{Key: "path", Value: tag.String("/home")}}},
-		{tag.KindEvent, "app_opened", []tag.Extra{{Key: "from_background", Value: tag.Bool(true)}}},
+		{tag.KindSessionStart, "", "", nil},
+		{tag.KindEvent, "Application Installed", "", []tag.Extra{{Key: "build", Value: str("420")}, {Key: "version", Value: str("4.2.0")}}},
+		{tag.KindEvent, "Application Opened", "", []tag.Extra{{Key: "build", Value: str("420")}, {Key: "from_background", Value: tag.Bool(false)}, {Key: "version", Value: str("4.2.0")}}},
+		{tag.KindAppInfo, "", "user-7", nil},
+		{tag.KindActivityStart, "feed", "user-7", []tag.Extra{{Key: "tab", Value: str("top")}}},
+		{tag.KindActivityStart, "home", "user-7", []tag.Extra{{Key: "path", Value: str("/home")}}},
+		{tag.KindEvent, "article_read", "user-7", []tag.Extra{{Key: "category", Value: str("sport")}, {Key: "words", Value: tag.Number(640)}}},
+		{tag.KindAppInfo, "", "user-7", nil},
+		{tag.KindEvent, "$alias", "user-7", []tag.Extra{{Key: "previous_id", Value: str("dev-r001")}, {Key: "user_id", Value: str("user-7")}}},
+		{tag.KindEvent, "Application Backgrounded", "user-7", nil},
+		{tag.KindSessionEnd, "", "user-7", nil},
+		{tag.KindEvent, "Application Opened", "user-7", []tag.Extra{{Key: "from_background", Value: tag.Bool(true)}}},
 	}
-	if appInfo.MessageID != summary.MessageIDs[0] {
-		t.Errorf("identify message id %q became %q", summary.MessageIDs[0], appInfo.MessageID)
+	if len(recs) != len(wants) {
+		t.Fatalf("%d records besides device records, want %d", len(recs), len(wants))
 	}
-	for i, w := range wants[1:] {
-		id := summary.MessageIDs[i+1]
-		r, ok := byID[id]
-		if !ok {
-			t.Errorf("call %d (%s %s, id %s) not in Kafka", i+1, w.kind, w.name, id)
-			continue
+	seen := map[string]bool{}
+	for i, w := range wants {
+		r := recs[i]
+		if seen[r.MessageID] || r.MessageID == "" {
+			t.Errorf("record %d: message id %q empty or used twice", i, r.MessageID)
 		}
-		if r.Kind != w.kind || r.Name != w.name || !reflect.DeepEqual(r.Extras, w.extras) {
-			t.Errorf("call %d: got %s %q %+v, want %s %q %+v", i+1, r.Kind, r.Name, r.Extras, w.kind, w.name, w.extras)
+		seen[r.MessageID] = true
+		if r.Kind != w.kind || r.Name != w.name || r.UserID != w.user || w.kind != tag.KindAppInfo && !reflect.DeepEqual(r.Extras, w.extras) {
+			t.Errorf("record %d: got %s %q user %q %+v\nwant %s %q user %q %+v", i, r.Kind, r.Name, r.UserID, r.Extras, w.kind, w.name, w.user, w.extras)
 		}
-		if time.Since(r.Time) > time.Minute || time.Until(r.Time) > time.Minute {
-			t.Errorf("call %d: event time %s is not now", i+1, r.Time)
-		}
+	}
+	if want := []tag.Extra{{Key: "logged_in", Value: tag.Bool(false)}, {Key: "plan", Value: str("free")}}; !reflect.DeepEqual(recs[3].AppInfo, want) {
+		t.Errorf("identify app-info %+v, want %+v", recs[3].AppInfo, want)
+	}
+	if want := []tag.Extra{{Key: "group_id", Value: str("acme")}, {Key: "group_name", Value: str("ACME")}}; !reflect.DeepEqual(recs[7].AppInfo, want) {
+		t.Errorf("group app-info %+v, want %+v", recs[7].AppInfo, want)
+	}
+	if !recs[0].Time.Equal(recs[1].Time) || !recs[10].Time.Equal(recs[9].Time) {
+		t.Errorf("session records at %s and %s, their events at %s and %s", recs[0].Time, recs[10].Time, recs[1].Time, recs[9].Time)
 	}
 }
 
