@@ -202,3 +202,34 @@ func TestSegmentContentTypes(t *testing.T) {
 		t.Fatalf("%d records stored by refused requests", got-before)
 	}
 }
+
+// Lifecycle events give session records next to their event; in enforce
+// mode a message whose event the plan refuses is refused whole, its
+// session record with it.
+func TestSegmentLifecycleSessions(t *testing.T) {
+	f := newFixture(t, nil)
+	body := []byte(`{"batch":[
+	 {"type":"track","event":"Application Opened","anonymousId":"a1","messageId":"o1","properties":{"from_background":false}},
+	 {"type":"track","event":"Application Backgrounded","anonymousId":"a1","messageId":"b1"}]}`)
+	r := f.post("/v1/batch", "text/plain", key, body)
+	if r.status != 200 || r.response(t).Accepted != 4 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	var got []string
+	for _, rec := range f.stored() {
+		got = append(got, rec.Kind.String()+":"+rec.Name+":"+rec.SessionID)
+	}
+	want := []string{"session_start::o1", "event:Application Opened:o1", "event:Application Backgrounded:", "session_end::"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("stored %q, want %q", got, want)
+	}
+	r = f.post("/v1/batch", "application/json", enforceKey, body)
+	resp := r.response(t)
+	if r.status != 400 || resp.Accepted != 0 || len(resp.Rejected) != 2 || resp.Rejected[0].Field != "name" ||
+		!strings.Contains(resp.Rejected[0].Reason, `"Application Opened" is not in the tag plan of app "shop"`) {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if n := len(f.stored()); n != len(want) {
+		t.Fatalf("%d records stored after the refused batch", n-len(want))
+	}
+}
