@@ -31,3 +31,10 @@ func CommittedOffset(ctx context.Context, brokers []string, group, topic string,
 	}
 	return -1, nil
 }
+
+// PartitionStart returns the first offset a partition still holds (the log
+// start offset: records below it were deleted by retention).
+func PartitionStart(ctx context.Context, brokers []string, topic string, partition int) (int64, error) {
+	first, _, err := partitionBounds(ctx, brokers, topic, partition)
+	return first, err
+}

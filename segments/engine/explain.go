@@ -22,6 +22,11 @@ type Explanation struct {
 	// when Time is past a timer that has not fired yet.
 	Value bool
 	Root  *Clause
+	// History says what history the segment's conditions cover: all of
+	// it (tracked from the partition's first record, or filled from the
+	// history store below an input offset), being filled, or counted from
+	// an instant, and why.
+	History string
 }
 
 // Clause is one node of a segment's expression, evaluated.
@@ -54,6 +59,7 @@ func (e *Engine) Explain(app, segment, deviceID string, now time.Time) (*Explana
 	}
 	x.Root = e.explain(cs.root, d, ns)
 	x.Value = x.Root.Value
+	x.History = historyText(e.status(e.apps[app], cs))
 	return x, nil
 }
 
@@ -189,7 +195,33 @@ func (x *Explanation) String() string {
 	}
 	b.WriteByte('\n')
 	writeClause(&b, x.Root, 1)
+	if x.History != "" {
+		b.WriteString("  history: " + x.History + "\n")
+	}
 	return b.String()
+}
+
+// historyText says in a sentence what history a segment's status covers.
+func historyText(st Status) string {
+	switch {
+	case st.Filling:
+		f := st.Fill
+		since := "all event times"
+		if !f.Since.IsZero() {
+			since = "event times since " + f.Since.Format(time.RFC3339)
+		}
+		total := ""
+		if f.Total >= 0 {
+			total = fmt.Sprintf(" of %d", f.Total)
+		}
+		return fmt.Sprintf("being filled from the history store (input offsets below %d, %s): %d devices, %d%s records so far; until then the membership is the one from before the segment changed",
+			f.Before, since, f.Devices, f.Records, total)
+	case st.Complete && st.Fill.Before >= 0:
+		return fmt.Sprintf("complete: the records before input offset %d were filled from the history store, the later ones counted live", st.Fill.Before)
+	case st.Complete:
+		return "complete: every record of the partition counted"
+	}
+	return "incomplete: " + st.Why
 }
 
 func writeClause(b *strings.Builder, c *Clause, depth int) {

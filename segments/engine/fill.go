@@ -59,6 +59,7 @@ type fill struct {
 	live    map[*device][]liveAttr
 	devices int
 	records int64
+	total   int64 // records the store holds for the fill, -1 unknown
 	seen    map[string]struct{} // scratch: message ids of one device's history
 }
 
@@ -207,7 +208,7 @@ func (e *Engine) planApp(a *appState, out []Change) []Change {
 	}
 	e.fillSeq++
 	fl := &fill{id: e.fillSeq, app: a, feats: feats, base: base, old: a.prevSet,
-		live: map[*device][]liveAttr{}, seen: map[string]struct{}{}}
+		live: map[*device][]liveAttr{}, seen: map[string]struct{}{}, total: -1}
 	fl.q = HistoryQuery{App: a.name, Before: seam}
 	if base {
 		a.reg.base.hist, a.reg.base.seam = histFilling, seam
@@ -443,6 +444,14 @@ func (fl *fill) noteLive(d *device, f *feature, t uint32, v tag.Value, in *inter
 		v.Str = in.intern(v.Str) // the record's strings may alias its buffer
 	}
 	fl.live[d] = append(fl.live[d], liveAttr{feat: f.id, t: t, v: v})
+}
+
+// SetFillTotal records how many records the store holds for a fill, for
+// its progress (Status.Fill.Total).
+func (e *Engine) SetFillTotal(id uint64, n int64) {
+	if _, fl := e.fillByID(id); fl != nil {
+		fl.total = n
+	}
 }
 
 func (e *Engine) fillByID(id uint64) (*appState, *fill) {

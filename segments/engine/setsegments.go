@@ -408,9 +408,11 @@ type FillProgress struct {
 	Before int64
 	// Since is the earliest event time read; zero: all the history.
 	Since time.Time
-	// Devices and Records count what the fill has applied so far.
+	// Devices and Records count what the fill has applied so far; Total
+	// is how many records the store holds for it (-1 unknown).
 	Devices int
 	Records int64
+	Total   int64
 }
 
 // Statuses returns the status of every segment, valid or not, of every
@@ -510,7 +512,7 @@ func (e *Engine) status(a *appState, cs *cseg) Status {
 	}
 	walk(cs.root, 0)
 	if f := a.fill; f != nil && st.Filling {
-		st.Fill = FillProgress{Before: f.q.Before, Since: f.q.Since, Devices: f.devices, Records: f.records}
+		st.Fill = FillProgress{Before: f.q.Before, Since: f.q.Since, Devices: f.devices, Records: f.records, Total: f.total}
 	}
 	if !st.Complete {
 		st.CountsFrom = time.Unix(from, 0).UTC()

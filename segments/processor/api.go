@@ -174,8 +174,12 @@ type SegmentInfo struct {
 	Complete   *bool      `json:"complete,omitempty"`
 	CountsFrom *time.Time `json:"counts_from,omitempty"`
 	CompleteAt *time.Time `json:"complete_at,omitempty"`
-	Why        string     `json:"why,omitempty"`
-	Partitions []int      `json:"partitions"`
+	// Filling is true while some partition fills the segment's conditions
+	// from the history store; Fill sums the progress over the partitions.
+	Filling    bool      `json:"filling,omitempty"`
+	Fill       *FillInfo `json:"fill,omitempty"`
+	Why        string    `json:"why,omitempty"`
+	Partitions []int     `json:"partitions"`
 	// MissingPartitions are the partitions no instance answered for: the
 	// size then counts the others only.
 	MissingPartitions []int `json:"missing_partitions,omitempty"`
@@ -189,8 +193,23 @@ type PartitionStatus struct {
 	Complete   bool      `json:"complete"`
 	CountsFrom time.Time `json:"counts_from,omitzero"`
 	CompleteAt time.Time `json:"complete_at,omitzero"`
+	Filling    bool      `json:"filling,omitempty"`
+	Fill       *FillInfo `json:"fill,omitempty"`
 	Why        string    `json:"why,omitempty"`
 	Error      string    `json:"error,omitempty"`
+}
+
+// FillInfo is the progress of a fill from the history store: on one
+// partition (BeforeOffset is its seam: the input offsets below it come
+// from history), or summed over partitions.
+type FillInfo struct {
+	BeforeOffset *int64    `json:"before_offset,omitempty"`
+	Since        time.Time `json:"since,omitzero"` // earliest event time read; zero: all the history
+	Devices      int       `json:"devices"`
+	Records      int64     `json:"records"`
+	// TotalRecords is how many records the store holds for the fill
+	// (omitted while unknown).
+	TotalRecords int64 `json:"total_records,omitempty"`
 }
 
 // statuses returns the statuses of the segments of the apps that want
@@ -203,7 +222,11 @@ func (a *API) statuses(ctx context.Context, want func(app string) bool) (map[int
 			if !want(st.App) {
 				continue
 			}
-			ps := PartitionStatus{App: st.App, Segment: st.Segment, Complete: st.Complete, CountsFrom: st.CountsFrom, CompleteAt: st.CompleteAt, Why: st.Why}
+			ps := PartitionStatus{App: st.App, Segment: st.Segment, Complete: st.Complete, CountsFrom: st.CountsFrom, CompleteAt: st.CompleteAt, Why: st.Why, Filling: st.Filling}
+			if st.Filling {
+				before := st.Fill.Before
+				ps.Fill = &FillInfo{BeforeOffset: &before, Since: st.Fill.Since, Devices: st.Fill.Devices, Records: st.Fill.Records, TotalRecords: max(st.Fill.Total, 0)}
+			}
 			if st.Err != nil {
 				ps.Error = st.Err.Error()
 			} else {
@@ -386,6 +409,18 @@ func (a *API) info(r *http.Request, defs []Definition) ([]SegmentInfo, error) {
 					si.CompleteAt = &t
 				}
 				si.Why = st.Why
+			}
+			if st.Filling && st.Fill != nil {
+				si.Filling = true
+				if si.Fill == nil {
+					si.Fill = &FillInfo{Since: st.Fill.Since}
+				}
+				si.Fill.Devices += st.Fill.Devices
+				si.Fill.Records += st.Fill.Records
+				si.Fill.TotalRecords += st.Fill.TotalRecords
+				if st.Fill.Since.Before(si.Fill.Since) {
+					si.Fill.Since = st.Fill.Since
+				}
 			}
 		}
 	}
@@ -713,7 +748,7 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("device %q of app %q has sent nothing the app's segments read (partitions searched: %v)", device, d.App, parts)}
 	}
 	return map[string]any{"app": found.App, "segment": found.Segment, "device_id": found.DeviceID, "time": found.Time, "member": found.Member,
-		"value": found.Value, "clauses": clauseJSON(found.Root), "text": found.String(), "partitions": parts}, nil
+		"value": found.Value, "clauses": clauseJSON(found.Root), "history": found.History, "text": found.String(), "partitions": parts}, nil
 }
 
 func clauseJSON(c *engine.Clause) map[string]any {

@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // metrics are the processor's Prometheus metrics.
 type metrics struct {
 	records, invalid, changes, states, restored, suppressed prometheus.Counter
+	fills, fillRecords, fillErrors                          prometheus.Counter
 }
 
 // NewMetrics registers the processor's metrics with reg (nil: none).
@@ -22,9 +23,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		restored: c("engage_process_restored_records_total", "Changelog records read to restore partitions."),
 		suppressed: c("engage_process_changes_not_repeated_total",
 			"Changes a replay recomputed that had been produced before the restore, and were not produced again."),
+		fills:       c("engage_process_fills_total", "Fills of new segment conditions from the history store started."),
+		fillRecords: c("engage_process_fill_records_total", "Records read from the history store by fills."),
+		fillErrors:  c("engage_process_fill_errors_total", "Failed reads of the history store (each is tried again)."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.invalid, m.changes, m.states, m.restored, m.suppressed)
+		reg.MustRegister(m.records, m.invalid, m.changes, m.states, m.restored, m.suppressed, m.fills, m.fillRecords, m.fillErrors)
 	}
 	return m
 }

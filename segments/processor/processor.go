@@ -65,13 +65,20 @@ type Config struct {
 	// it with its partitions in the configuration topic, so that any
 	// instance's API can answer for all partitions. Empty: not announced.
 	Advertise string
+	// History is the store new segments fill their conditions from (the
+	// ClickHouse tags table); nil: they count from when they are saved,
+	// and say so.
+	History History
+	// SinkGroup is the consumer group of the sink that writes History: a
+	// fill waits until it has committed past the fill's seam.
+	SinkGroup string
 }
 
 // DefaultConfig returns the defaults for the given brokers.
 func DefaultConfig(brokers []string) Config {
 	return Config{Brokers: brokers, Group: "engage-process", Topic: kafkabus.TopicTags, ChangelogTopic: kafkabus.TopicStateChangelog,
 		ChangesTopic: kafkabus.TopicSegmentChanges, ConfigTopic: kafkabus.TopicConfig,
-		FlushInterval: 100 * time.Millisecond, FlushRecords: 50000, SessionTimeout: 10 * time.Second}
+		FlushInterval: 100 * time.Millisecond, FlushRecords: 50000, SessionTimeout: 10 * time.Second, SinkGroup: "engage-sink"}
 }
 
 // Validate checks the configuration.
@@ -81,6 +88,8 @@ func (c Config) Validate() error {
 		return errors.New("process: no Kafka brokers: set -kafka.brokers or ENGAGE_KAFKA_BROKERS")
 	case c.Group == "" || c.Topic == "" || c.ChangelogTopic == "" || c.ChangesTopic == "" || c.ConfigTopic == "":
 		return errors.New("process: group and topics must be set")
+	case c.History != nil && c.SinkGroup == "":
+		return errors.New("process: a history store needs the sink's consumer group (-history.sink-group)")
 	case c.FlushInterval <= 0 || c.FlushRecords <= 0:
 		return fmt.Errorf("process: flush interval %s and flush records %d must be positive", c.FlushInterval, c.FlushRecords)
 	}
@@ -244,6 +253,9 @@ type owner struct {
 	next    int64       // offset to commit
 	pending int         // records since the last flush
 	set     *Set
+
+	fills map[uint64]*fillState // fills under way (fill.go)
+	hist  chan histMsg          // from the fills' goroutines
 }
 
 func (o *owner) now() time.Time {
@@ -255,13 +267,12 @@ func (o *owner) now() time.Time {
 
 func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partitions int) error {
 	start := time.Now()
-	o := &owner{p: p, claim: c, eng: engine.New(engine.Options{}), next: -1, changesEnd: -1,
-		clockKey: kafkabus.PartitionKey(clockKeyPrefix+strconv.Itoa(c.Partition)+"/", c.Partition, partitions)}
-	set, changed := p.store.Current()
-	o.set = set
-	if _, _, err := o.eng.SetSegments(set.Segs, time.Time{}); err != nil {
-		return err
-	}
+	o := &owner{p: p, claim: c, eng: engine.New(engine.Options{Fill: p.cfg.History != nil}), next: -1, changesEnd: -1,
+		clockKey: kafkabus.PartitionKey(clockKeyPrefix+strconv.Itoa(c.Partition)+"/", c.Partition, partitions),
+		fills:    map[uint64]*fillState{}, hist: make(chan histMsg)}
+	defer o.stopFills()
+	// Restore first, then the segments: a segment new since the states
+	// were written fills from history with a seam past what they applied.
 	changesEnd := int64(-1)
 	n, err := kafkabus.ReadPartition(ctx, p.cfg.Brokers, p.cfg.ChangelogTopic, c.Partition, func(m bus.Message) error {
 		if len(m.Key) > 2 && string(m.Key[:2]) == "\x00\x00" {
@@ -290,6 +301,21 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 			return fmt.Errorf("read the changes produced since the last flush: %w", err)
 		}
 	}
+	from := c.Offset
+	if from < 0 { // no commit yet: from the first record the partition holds
+		if from, err = kafkabus.PartitionStart(ctx, p.cfg.Brokers, p.cfg.Topic, c.Partition); err != nil {
+			return fmt.Errorf("start of the input partition: %w", err)
+		}
+	}
+	o.eng.SetPosition(from)
+	set, changed := p.store.Current()
+	o.set = set
+	out, _, err := o.eng.SetSegments(set.Segs, o.now())
+	if err != nil {
+		return err
+	}
+	o.collect(out, time.Time{})
+	o.startFills(ctx)
 	p.m.restored.Add(float64(n))
 	p.log.Info("partition restored", "partition", c.Partition, "records", n, "devices", o.eng.Devices(), "took", time.Since(start).Round(time.Millisecond), "from offset", c.Offset)
 
@@ -343,6 +369,7 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 			return nil
 		}
 		o.collect(out, time.Time{})
+		o.startFills(ctx)
 		if err := o.flushDetached(ctx); err != nil {
 			return o.flushFailed(ctx, err)
 		}
@@ -391,6 +418,8 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 			if err := applySet(); err != nil {
 				return err
 			}
+		case m := <-o.hist:
+			o.onHistory(m)
 		case req := <-pt.reqs:
 			// A request sees the newest segment set: an API call that
 			// has just stored a change answers from it.
