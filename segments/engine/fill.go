@@ -59,7 +59,7 @@ type fill struct {
 	live    map[*device][]liveAttr
 	devices int
 	records int64
-	total   int64 // records the store holds for the fill, -1 unknown
+	total   int64               // records the store holds for the fill, -1 unknown
 	seen    map[string]struct{} // scratch: message ids of one device's history
 }
 
