@@ -87,6 +87,7 @@ type nativeBatch struct {
 	// tags
 	app, kind, device, user, id, appVersion, session, name, activity, job proto.ColumnOf[string]
 	platform, osVersion, model, locale, zone, country, provider           proto.ColumnOf[string]
+	deviceVersion, build, maker, token                                    proto.ColumnOf[string]
 	action, delivery, campaign                                            proto.ColumnOf[string]
 	date, time, sent, received                                            proto.ColumnOf[time.Time]
 	duration                                                              *proto.ColFloat64
@@ -227,6 +228,7 @@ func (w *HTTPWriter) newBatch() (*nativeBatch, error) {
 	n.iNums = exact(b, "info_numbers", "Array(Float64)", proto.NewArray[float64](new(proto.ColFloat64)))
 	n.platform, n.osVersion, n.model, n.locale = b.str("platform"), b.str("os_version"), b.str("model"), b.str("locale")
 	n.zone, n.country, n.provider = b.str("time_zone"), b.str("country"), b.str("push_provider")
+	n.deviceVersion, n.build, n.maker, n.token = b.str("device_app_version"), b.str("app_build"), b.str("manufacturer"), b.str("push_token")
 	n.action, n.delivery, n.campaign = b.str("push_action"), b.str("delivery_id"), b.str("campaign_id")
 	n.unplanned = exact(b, "unplanned", "Array(String)", proto.NewArray[string](new(proto.ColStr)))
 	n.partition = exact(b, "kafka_partition", "UInt32", new(proto.ColUInt32))
@@ -310,6 +312,10 @@ func (n *nativeBatch) add(r *Row) {
 	n.zone.Append(d.TimeZone)
 	n.country.Append(d.Country)
 	n.provider.Append(string(d.PushProvider))
+	n.deviceVersion.Append(d.AppVersion)
+	n.build.Append(d.AppBuild)
+	n.maker.Append(d.Manufacturer)
+	n.token.Append(d.PushToken)
 	var p tag.Push
 	if rec.Push != nil {
 		p = *rec.Push

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"text/template"
 	"time"
 
@@ -24,7 +25,14 @@ type schemaVars struct {
 	LC   string // LowCardinality(String) where the server has it, else String
 	Time string // DateTime64(3, 'UTC') where the server has it, else DateTime
 	TTL  string // a TTL clause, or empty
+
+	cols map[string]map[string]bool // table → column, as the server has them now
 }
+
+// Has reports whether the table already has the column: a statement that
+// adds a column renders to nothing when it has (18.16 has no ADD COLUMN IF
+// NOT EXISTS), so that the migration can run again.
+func (v schemaVars) Has(table, column string) bool { return v.cols[table][column] }
 
 // Migrations is the schema history, oldest first. Append; never edit a
 // released migration.
@@ -193,6 +201,16 @@ var Migrations = []Migration{
 		SELECT app, event_date, cityHash64(kind, name), cityHash64(device_id), toDateTime(event_time)
 		FROM {{.DB}}.tags WHERE name != ''`,
 	}},
+	{4, "tags keep every device field: device_app_version, app_build, manufacturer, push_token", []string{
+		// The raw table held only some of a device record's fields; the
+		// segment language reads manufacturer and the device's app version
+		// too, and a fill from history rebuilds records from this table.
+		// Rows written before this migration have '' in these columns.
+		`{{if not (.Has "tags" "device_app_version")}}ALTER TABLE {{.DB}}.tags ADD COLUMN device_app_version {{.LC}} AFTER platform{{end}}`,
+		`{{if not (.Has "tags" "app_build")}}ALTER TABLE {{.DB}}.tags ADD COLUMN app_build String AFTER device_app_version{{end}}`,
+		`{{if not (.Has "tags" "manufacturer")}}ALTER TABLE {{.DB}}.tags ADD COLUMN manufacturer String AFTER model{{end}}`,
+		`{{if not (.Has "tags" "push_token")}}ALTER TABLE {{.DB}}.tags ADD COLUMN push_token String AFTER country{{end}}`,
+	}},
 }
 
 // RollupViews are the materialized views that every insert into tags feeds.
@@ -229,9 +247,17 @@ func Migrate(ctx context.Context, conn driver.Conn, cfg Config, f Features) ([]u
 			continue
 		}
 		for i, stmt := range m.Statements {
+			if strings.Contains(stmt, ".Has") {
+				if vars.cols, err = tableColumns(ctx, conn, cfg.Database); err != nil {
+					return applied, fmt.Errorf("migration %d: %w", m.Version, err)
+				}
+			}
 			sql, err := render(stmt, vars)
 			if err != nil {
 				return applied, fmt.Errorf("migration %d statement %d: %w", m.Version, i+1, err)
+			}
+			if strings.TrimSpace(sql) == "" {
+				continue // nothing left to do
 			}
 			if err := conn.Exec(ctx, sql); err != nil {
 				return applied, fmt.Errorf("migration %d (%s) statement %d: %w", m.Version, m.Description, i+1, err)
@@ -281,6 +307,27 @@ func appliedVersions(ctx context.Context, conn driver.Conn, db string) (map[uint
 		done[v] = true
 	}
 	return done, rows.Err()
+}
+
+// tableColumns returns the columns of every table of the database.
+func tableColumns(ctx context.Context, conn driver.Conn, db string) (map[string]map[string]bool, error) {
+	rows, err := conn.Query(ctx, "SELECT table, name FROM system.columns WHERE database = ?", db)
+	if err != nil {
+		return nil, fmt.Errorf("read the tables' columns: %w", err)
+	}
+	defer rows.Close()
+	cols := map[string]map[string]bool{}
+	for rows.Next() {
+		var table, name string
+		if err := rows.Scan(&table, &name); err != nil {
+			return nil, fmt.Errorf("read the tables' columns: %w", err)
+		}
+		if cols[table] == nil {
+			cols[table] = map[string]bool{}
+		}
+		cols[table][name] = true
+	}
+	return cols, rows.Err()
 }
 
 func render(stmt string, vars schemaVars) (string, error) {

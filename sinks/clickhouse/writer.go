@@ -37,8 +37,9 @@ func NewWriter(conn driver.Conn, db string) *Writer { return &Writer{conn: conn,
 
 const tagColumns = `app, kind, device_id, user_id, message_id, event_date, event_time, sent_at, received_at, app_version,
 	session_id, name, activity, job_id, duration_ms, extra_keys, extra_types, extra_strings, extra_numbers,
-	info_keys, info_types, info_strings, info_numbers, platform, os_version, model, locale, time_zone, country,
-	push_provider, push_action, delivery_id, campaign_id, unplanned, kafka_partition, kafka_offset`
+	info_keys, info_types, info_strings, info_numbers, platform, device_app_version, app_build, os_version, model,
+	manufacturer, locale, time_zone, country, push_token, push_provider, push_action, delivery_id, campaign_id, unplanned,
+	kafka_partition, kafka_offset`
 
 // tagCols holds the columns of a tags insert.
 type tagCols struct {
@@ -50,6 +51,7 @@ type tagCols struct {
 	xTypes, iTypes                                              [][]uint8
 	xNums, iNums                                                [][]float64
 	platform, osVersion, model, locale, zone, country, provider []string
+	deviceVersion, build, maker, token                          []string
 	action, delivery, campaign                                  []string
 	unplanned                                                   [][]string
 	partition                                                   []uint32
@@ -69,6 +71,7 @@ func newTagCols(n int) *tagCols {
 		xTypes: make([][]uint8, 0, n), iTypes: make([][]uint8, 0, n),
 		xNums: make([][]float64, 0, n), iNums: make([][]float64, 0, n),
 		platform: str(), osVersion: str(), model: str(), locale: str(), zone: str(), country: str(), provider: str(),
+		deviceVersion: str(), build: str(), maker: str(), token: str(),
 		action: str(), delivery: str(), campaign: str(), unplanned: strs(),
 		partition: make([]uint32, 0, n), offset: make([]uint64, 0, n),
 	}
@@ -101,11 +104,15 @@ func (c *tagCols) add(r *Row) {
 		d = *rec.Device
 	}
 	c.platform = append(c.platform, d.Platform)
+	c.deviceVersion = append(c.deviceVersion, d.AppVersion)
+	c.build = append(c.build, d.AppBuild)
 	c.osVersion = append(c.osVersion, d.OSVersion)
 	c.model = append(c.model, d.Model)
+	c.maker = append(c.maker, d.Manufacturer)
 	c.locale = append(c.locale, d.Locale)
 	c.zone = append(c.zone, d.TimeZone)
 	c.country = append(c.country, d.Country)
+	c.token = append(c.token, d.PushToken)
 	c.provider = append(c.provider, string(d.PushProvider))
 	var p tag.Push
 	if rec.Push != nil {
@@ -126,8 +133,9 @@ func (c *tagCols) add(r *Row) {
 func (c *tagCols) columns() []any {
 	return []any{c.app, c.kind, c.device, c.user, c.id, c.date, c.time, c.sent, c.received, c.appVersion,
 		c.session, c.name, c.activity, c.job, c.duration, c.xKeys, c.xTypes, c.xStrs, c.xNums,
-		c.iKeys, c.iTypes, c.iStrs, c.iNums, c.platform, c.osVersion, c.model, c.locale, c.zone, c.country,
-		c.provider, c.action, c.delivery, c.campaign, c.unplanned, c.partition, c.offset}
+		c.iKeys, c.iTypes, c.iStrs, c.iNums, c.platform, c.deviceVersion, c.build, c.osVersion, c.model,
+		c.maker, c.locale, c.zone, c.country, c.token, c.provider, c.action, c.delivery, c.campaign, c.unplanned,
+		c.partition, c.offset}
 }
 
 // Shared empty arrays: most records have no app-info and no marks.
