@@ -14,6 +14,8 @@
 #   ENGAGE_CACHE_DIR     Kafka jar cache                   (default: ${XDG_CACHE_HOME:-~/.cache}/openengage)
 #   ENGAGE_KAFKA_PORT=19092  ENGAGE_KAFKA_CONTROLLER_PORT=19093  ENGAGE_KAFKA_HEAP=512m
 #   ENGAGE_KAFKA_VERSION=4.4.0
+#   ENGAGE_KAFKA_RETENTION_CHECK_MS=300000  how often the broker applies retention (Kafka's default;
+#                        tests of retention start a broker of their own with it small)
 #   ENGAGE_CLICKHOUSE_PORT=19000 (native)  ENGAGE_CLICKHOUSE_HTTP_PORT=18123
 #   ENGAGE_SERVICES_TIMEOUT=90   seconds to wait for a service to become ready
 set -euo pipefail
@@ -28,6 +30,8 @@ KAFKA_VERSION=${ENGAGE_KAFKA_VERSION:-4.4.0}
 KAFKA_PORT=${ENGAGE_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${ENGAGE_KAFKA_CONTROLLER_PORT:-19093}
 KAFKA_HEAP=${ENGAGE_KAFKA_HEAP:-512m}
+KAFKA_RETENTION_CHECK_MS=${ENGAGE_KAFKA_RETENTION_CHECK_MS:-300000}
+[[ $KAFKA_RETENTION_CHECK_MS =~ ^[1-9][0-9]*$ ]] || { echo "ENGAGE_KAFKA_RETENTION_CHECK_MS=$KAFKA_RETENTION_CHECK_MS: give milliseconds, e.g. 300000" >&2; exit 2; }
 KAFKA_HOME=$CACHE/kafka-$KAFKA_VERSION
 CH_PORT=${ENGAGE_CLICKHOUSE_PORT:-19000}
 CH_HTTP_PORT=${ENGAGE_CLICKHOUSE_HTTP_PORT:-18123}
@@ -179,6 +183,9 @@ default.replication.factor=1
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=4
+log.retention.check.interval.ms=$KAFKA_RETENTION_CHECK_MS
+# The first retention check comes after this delay (Kafka's default: 30 s), or sooner when checks are frequent.
+log.initial.task.delay.ms=$((KAFKA_RETENTION_CHECK_MS < 30000 ? KAFKA_RETENTION_CHECK_MS : 30000))
 EOF
 }
 
@@ -290,7 +297,7 @@ main() {
         [[ -n $STATE && $STATE != / ]] || die "refusing to delete under '$STATE'"
         rm -rf "${STATE:?}/$s"; log "$s: data deleted"
       done ;;
-    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 

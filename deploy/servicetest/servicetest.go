@@ -50,13 +50,15 @@ type Own struct {
 }
 
 // Start starts service ("kafka" or "clickhouse") on free loopback ports and
-// removes it, data and all, when the test ends.
-func Start(t testing.TB, service string) *Own {
+// removes it, data and all, when the test ends. env holds further settings
+// of services.sh for this instance, such as
+// "ENGAGE_KAFKA_RETENTION_CHECK_MS=200".
+func Start(t testing.TB, service string, env ...string) *Own {
 	t.Helper()
 	o := &Own{t: t, script: Script(t), Port: FreePort(t)}
 	second := FreePort(t)
 	o.Second = second
-	o.env = append(os.Environ(), "ENGAGE_SERVICES_DIR="+t.TempDir())
+	o.env = append(append(os.Environ(), env...), "ENGAGE_SERVICES_DIR="+t.TempDir())
 	switch service {
 	case "kafka":
 		o.env = append(o.env, fmt.Sprintf("ENGAGE_KAFKA_PORT=%d", o.Port), fmt.Sprintf("ENGAGE_KAFKA_CONTROLLER_PORT=%d", second))

@@ -164,6 +164,12 @@ func PartitionEnd(ctx context.Context, brokers []string, topic string, partition
 	return last, err
 }
 
+// PartitionBounds returns the offset of the oldest message a partition
+// still has (retention moves it) and the offset its next message will get.
+func PartitionBounds(ctx context.Context, brokers []string, topic string, partition int) (first, end int64, err error) {
+	return partitionBounds(ctx, brokers, topic, partition)
+}
+
 // ReadPartitionFrom is ReadPartition from offset from (or the oldest, if
 // from is negative or older).
 func ReadPartitionFrom(ctx context.Context, brokers []string, topic string, partition int, from int64, fn func(bus.Message) error) (int64, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/openengage/engage/deploy/servicetest"
+	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
 )
 
@@ -46,6 +47,48 @@ func NewTopic(t testing.TB, brokers []string, partitions int) string {
 		t.Fatalf("create topic %s: %v", name, err)
 	}
 	return name
+}
+
+// ReadAsGroup reads topic as the only member of a new consumer group,
+// group, which starts at the oldest message the topic still has (as a
+// consumer that lags, a new group or a replay does). It reads until it has
+// reached, on every partition, the end the partition had when it started,
+// and fails the test when that takes longer than timeout.
+func ReadAsGroup(t testing.TB, brokers []string, group, topic string, timeout time.Duration) []bus.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	parts, err := kafkabus.Partitions(ctx, brokers)
+	if err != nil || parts[topic] == 0 {
+		t.Fatalf("partitions of %s: %d, %v", topic, parts[topic], err)
+	}
+	left := map[int]int64{} // partition → its end, while not reached
+	for p := range parts[topic] {
+		first, end, err := kafkabus.PartitionBounds(ctx, brokers, topic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end > first {
+			left[p] = end
+		}
+	}
+	c, err := kafkabus.NewConsumer(kafkabus.ConsumerConfig{Brokers: brokers, Group: group, Topic: topic}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out []bus.Message
+	for len(left) > 0 {
+		m, err := c.Fetch(ctx)
+		if err != nil {
+			t.Fatalf("group %s read %d messages of %s, partitions %v not read to their end: %v", group, len(out), topic, left, err)
+		}
+		out = append(out, m)
+		if end, ok := left[m.Partition]; ok && m.Offset+1 >= end {
+			delete(left, m.Partition)
+		}
+	}
+	return out
 }
 
 func sanitize(s string) string {
