@@ -3,4 +3,8 @@
 // place them, lz4), topic creation for every topic the platform uses, and a
 // topic reader for tools and tests. It sits at the edge: nothing in the core
 // imports it.
+//
+// The log's time is when Kafka received a record, never an event's time: the
+// producer stamps the time it sends, and every topic uses log-append time
+// (topics.go says why; FixTimestampType changes a topic still on CreateTime).
 package kafkabus
