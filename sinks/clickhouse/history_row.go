@@ -9,27 +9,27 @@ import (
 )
 
 // historyRow holds one row of the tags table as Read selects it
-// (historyColumns).
+// (historySelect).
 type historyRow struct {
 	kind, device, user, id                                          string
 	time, sent, received                                            time.Time
 	appVersion, session, name, activity, job                        string
 	duration                                                        float64
-	xKeys, xStrs, iKeys, iStrs, unplanned                           []string
-	xTypes, iTypes                                                  []uint8
-	xNums, iNums                                                    []float64
+	nExtras, nInfo                                                  uint64
+	strs                                                            []string // extra keys, extra texts, info keys, info texts, unplanned
+	types                                                           []uint8  // extras', then app-info's
+	nums                                                            []float64
 	platform, deviceVersion, build, osVersion, model, maker, locale string
 	zone, country, token, provider, action, delivery, campaign      string
 	offset                                                          uint64
 }
 
-// dest returns the scan destinations, in the order of historyColumns.
+// dest returns the scan destinations, in the order of historySelect.
 func (r *historyRow) dest() []any {
 	return []any{&r.kind, &r.device, &r.user, &r.id, &r.time, &r.sent, &r.received, &r.appVersion,
-		&r.session, &r.name, &r.activity, &r.job, &r.duration, &r.xKeys, &r.xTypes, &r.xStrs, &r.xNums,
-		&r.iKeys, &r.iTypes, &r.iStrs, &r.iNums, &r.platform, &r.deviceVersion, &r.build, &r.osVersion, &r.model,
-		&r.maker, &r.locale, &r.zone, &r.country, &r.token, &r.provider, &r.action, &r.delivery, &r.campaign,
-		&r.unplanned, &r.offset}
+		&r.session, &r.name, &r.activity, &r.job, &r.duration, &r.nExtras, &r.nInfo, &r.strs, &r.types, &r.nums,
+		&r.platform, &r.deviceVersion, &r.build, &r.osVersion, &r.model, &r.maker, &r.locale, &r.zone, &r.country,
+		&r.token, &r.provider, &r.action, &r.delivery, &r.campaign, &r.offset}
 }
 
 // record rebuilds the tag record the writers stored as this row: the
@@ -45,11 +45,16 @@ func (r *historyRow) record(app string) (*tag.Record, error) {
 		AppVersion: r.appVersion, SessionID: r.session, Name: r.name, Activity: r.activity, JobID: r.job,
 		Duration: time.Duration(math.Round(r.duration * float64(time.Millisecond))),
 	}
+	nx, ni := int(r.nExtras), int(r.nInfo)
+	if n := nx + ni; len(r.types) != n || len(r.nums) != n || len(r.strs) < 2*n {
+		return nil, fmt.Errorf("%d extras and %d app-info keys, but %d types, %d numbers and %d strings", nx, ni, len(r.types), len(r.nums), len(r.strs))
+	}
 	var err error
-	if rec.Extras, err = join(r.xKeys, r.xTypes, r.xStrs, r.xNums); err != nil {
+	if rec.Extras, err = join(r.strs[:nx], r.types[:nx], r.strs[nx:2*nx], r.nums[:nx]); err != nil {
 		return nil, fmt.Errorf("extras: %w", err)
 	}
-	if rec.AppInfo, err = join(r.iKeys, r.iTypes, r.iStrs, r.iNums); err != nil {
+	s, n := r.strs[2*nx:], nx+ni
+	if rec.AppInfo, err = join(s[:ni], r.types[nx:n], s[ni:2*ni], r.nums[nx:n]); err != nil {
 		return nil, fmt.Errorf("app-info: %w", err)
 	}
 	switch kind {
@@ -62,8 +67,8 @@ func (r *historyRow) record(app string) (*tag.Record, error) {
 	case tag.KindPush:
 		rec.Push = &tag.Push{Action: tag.PushAction(r.action), DeliveryID: r.delivery, CampaignID: r.campaign}
 	}
-	if len(r.unplanned) > 0 {
-		rec.Unplanned = r.unplanned
+	if u := s[2*ni:]; len(u) > 0 {
+		rec.Unplanned = u[:len(u):len(u)]
 	}
 	return rec, nil
 }
