@@ -63,7 +63,7 @@ func TestRetentionKeepsEveryAcknowledgedRecord(t *testing.T) {
 		start := time.Now().Truncate(time.Millisecond)
 		acked := postStream(t, prod, streamDevices(60, 10))
 		done := time.Now()
-		waitRetentionChecks(t, brokers, 3)
+		kafkatest.WaitRetentionChecks(t, brokers, 3, 60*time.Second)
 
 		got := kafkatest.ReadAsGroup(t, brokers, "late-"+spec.Name, spec.Name, 60*time.Second)
 		missing, extra := diffIDs(t, acked, got)
@@ -108,7 +108,7 @@ func TestRetentionKeepsEveryAcknowledgedRecord(t *testing.T) {
 		prod := newEventTimeProducer(brokers, topic)
 		defer prod.Close()
 		acked := postStream(t, prod, streamDevices(60, 0))
-		waitRetentionChecks(t, brokers, 3)
+		kafkatest.WaitRetentionChecks(t, brokers, 3, 60*time.Second)
 		got := kafkatest.ReadAsGroup(t, brokers, "late-"+topic, topic, 60*time.Second)
 		missing, extra := diffIDs(t, acked, got)
 		if len(missing) == 0 || len(extra) > 0 {
@@ -252,35 +252,6 @@ func diffIDs(t *testing.T, acked map[string]bool, got []bus.Message) (missing, e
 	sort.Strings(missing)
 	sort.Strings(extra)
 	return missing, extra
-}
-
-// waitRetentionChecks returns once the broker has run n retention checks
-// since the call: each round writes a record stamped 30 days ago to a probe
-// topic on CreateTime and waits, with a deadline, until retention has
-// deleted it.
-func waitRetentionChecks(t *testing.T, brokers []string, n int) {
-	t.Helper()
-	probe := createTopic(t, brokers, 1, map[string]string{kafkabus.ConfigTimestampType: "CreateTime", "retention.ms": strconv.Itoa(retentionMs)})
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: probe, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond,
-		Transport: &kafka.Transport{MetadataTTL: time.Second}}
-	defer w.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for i := range n {
-		if err := w.WriteMessages(ctx, kafka.Message{Value: []byte("probe"), Time: time.Now().Add(-30 * 24 * time.Hour)}); err != nil {
-			t.Fatalf("probe %d: %v", i, err)
-		}
-		for {
-			count, err := kafkabus.CountMessages(ctx, brokers, probe)
-			if err == nil && count == 0 {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("no retention check deleted probe %d within 60 s (ENGAGE_KAFKA_RETENTION_CHECK_MS=%s): %v", i, retentionCheck, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 }
 
 // eventTimeProducer is the producer as it was: each record's Kafka

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/openengage/engage/deploy/servicetest"
@@ -89,6 +90,45 @@ func ReadAsGroup(t testing.TB, brokers []string, group, topic string, timeout ti
 		}
 	}
 	return out
+}
+
+// WaitRetentionChecks returns once the broker has run n retention checks
+// since the call, or fails the test after timeout. Each round writes a
+// record stamped 30 days ago to a probe topic on CreateTime (retention 1 h)
+// and waits until a retention check has deleted it. For tests on a broker
+// of their own started with a small ENGAGE_KAFKA_RETENTION_CHECK_MS.
+func WaitRetentionChecks(t testing.TB, brokers []string, n int, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	probe := fmt.Sprintf("test.retention-probe.%d.%d", time.Now().UnixNano()%1e9, seq.Add(1))
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
+	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: probe, NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: kafkabus.ConfigTimestampType, ConfigValue: "CreateTime"}, {ConfigName: "retention.ms", ConfigValue: "3600000"}}}}})
+	if err == nil {
+		err = resp.Errors[probe]
+	}
+	if err != nil {
+		t.Fatalf("create probe topic: %v", err)
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: probe, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond,
+		Transport: &kafka.Transport{MetadataTTL: time.Second}}
+	defer w.Close()
+	for i := range n {
+		if err := w.WriteMessages(ctx, kafka.Message{Value: []byte("probe"), Time: time.Now().Add(-30 * 24 * time.Hour)}); err != nil {
+			t.Fatalf("retention probe %d: %v", i, err)
+		}
+		for {
+			count, err := kafkabus.CountMessages(ctx, brokers, probe)
+			if err == nil && count == 0 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%d of %d retention checks seen in %s: is the broker's log.retention.check.interval.ms small (ENGAGE_KAFKA_RETENTION_CHECK_MS)? (%v)", i, n, timeout, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
 
 func sanitize(s string) string {
