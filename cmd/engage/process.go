@@ -20,6 +20,7 @@ import (
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tagplan"
 	"github.com/openengage/engage/segments/processor"
+	"github.com/openengage/engage/sinks/clickhouse"
 )
 
 func runProcess(ctx context.Context, args []string, _ io.Writer) error {
@@ -40,6 +41,9 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 	tokens := fs.String("api.tokens", "", "bearer tokens and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment)")
 	appsFile := fs.String("apps", "", "apps file, for the tag plans segments are checked against; empty: the embedded demo app")
 	logLevel := fs.String("log.level", "info", "log level")
+	var cf clickhouseFlags
+	cf.register(fs)
+	fs.StringVar(&cfg.SinkGroup, "history.sink-group", cfg.SinkGroup, "consumer group of the sink that writes the history store; a fill waits until it has written past the fill's seam")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -71,6 +75,20 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 				return err
 			}
 		}
+	}
+	if cf.addr != "" {
+		// New segments fill their conditions from the raw tags the sink
+		// wrote into ClickHouse.
+		chCfg := cf.config()
+		conn, _, err := clickhouse.Open(ctx, chCfg)
+		if err != nil {
+			return fmt.Errorf("history store: %w", err)
+		}
+		defer conn.Close()
+		cfg.History = clickhouse.NewHistoryReader(conn, chCfg.Database)
+		log.Info("new segments fill from history", "clickhouse", cf.addr, "database", chCfg.Database, "sink_group", cfg.SinkGroup)
+	} else {
+		log.Info("no history store (-clickhouse.addr): new segments count from when they are saved")
 	}
 	store := processor.NewStore()
 	proc, err := processor.New(cfg, store, prod, processor.NewMetrics(reg), log)

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -199,7 +201,10 @@ func startInstance(t *testing.T, cfg processor.Config, prod *kafkabus.Producer, 
 	srv := httptest.NewUnstartedServer(nil)
 	cfg.Advertise = "http://" + srv.Listener.Addr().String()
 	store := processor.NewStore()
-	proc, err := processor.New(cfg, store, prod, nil, nil)
+	// Warnings and errors (a fill that cannot read its history) show in
+	// the test's output.
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	proc, err := processor.New(cfg, store, prod, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
