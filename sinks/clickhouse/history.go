@@ -244,7 +244,7 @@ type historyFilter struct {
 // filter returns the rows of the tags table that q wants; ok is false when
 // q wants none.
 func (h *HistoryReader) filter(ctx context.Context, partition int, q *engine.HistoryQuery) (historyFilter, bool, error) {
-	if partition < 0 || partition > math.MaxUint32 {
+	if partition < 0 || int64(partition) > math.MaxUint32 {
 		return historyFilter{}, false, fmt.Errorf("clickhouse: history of partition %d: no such partition", partition)
 	}
 	if q.Before <= 0 {
