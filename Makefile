@@ -41,6 +41,8 @@ bench: deps
 	  $(GO) test -run "^$$" -bench SinkVsKafkaEngine -benchtime 1000000x -timeout 30m ./bench/ && \
 	  $(GO) test -run "^$$" -bench Apply -benchtime 3000000x -timeout 30m ./segments/engine && \
 	  $(GO) test -run "^$$" -bench "StateBytes|Restore|Advance" -benchtime 3s ./segments/engine && \
+	  $(GO) test -run "^$$" -bench Fill -benchtime 3x ./segments/engine && \
+	  $(GO) test -run "^$$" -bench HistoryRead ./sinks/clickhouse && \
 	  $(GO) test -run "^$$" -bench "ProcessEndToEnd|ChangelogRestore" -benchtime 500000x -timeout 30m ./bench/ && \
 	  ENGAGE_ANALYTICS_BENCH_RECORDS=$${ENGAGE_ANALYTICS_BENCH_RECORDS:-2000000} $(GO) test -run "^$$" -bench Queries -benchtime 20x -timeout 30m ./sinks/analytics'
 
