@@ -109,15 +109,21 @@
 //
 // Segment changes. SetSegments compiles the new set, keeps the features
 // that unchanged segments read, drops the data of features no longer
-// read, starts new ones empty, and re-evaluates every device of the app
-// for the new and changed segments, now (the one operation that visits
-// every device: a configuration change, not time). Members of a deleted
-// segment exit. A segment whose conditions need history the state does not
-// hold (a new did or last-time condition, an attribute not tracked before,
-// a count that must now keep more times) counts from now: its Status says
-// so, and when it becomes complete (once its window has passed), or that
-// it never will (a count over all history). first_session and last_seen
-// are tracked for every device of an app that has segments.
+// read, and re-evaluates every device of the app for the new and changed
+// segments, now (the one operation that visits every device: a
+// configuration change, not time). Members of a deleted segment exit. A
+// segment whose conditions need history the state does not hold (a new
+// did or last-time condition, an attribute not tracked before, a count
+// that must now keep more times, every condition of an app's first
+// segments) is filled from history when Options.Fill is set (fill.go): the
+// engine picks a seam offset, clears those features, takes the records at
+// or after the seam live and those below it from ApplyHistory, and does
+// not evaluate the segments that read them until FinishFill. Without
+// Fill, such a segment counts from now: its Status says so, and when it
+// becomes complete (once its window has passed), or that it never will (a
+// count over all history). A partition whose first record is still to
+// come needs no fill. first_session and last_seen are tracked for every
+// device of an app that has segments.
 //
 // # State
 //

@@ -42,8 +42,8 @@ type fillState struct {
 
 // startFills asks the engine for the fills the segment set needs and runs
 // the new ones; fills the engine no longer has (a newer set replaced them)
-// are stopped. Without a history store, a fill ends at once: its segments
-// count from now and say so.
+// are stopped. (Without a history store the engine plans no fills: new
+// conditions count from when they are saved, and say so.)
 func (o *owner) startFills(ctx context.Context) {
 	fills, out := o.eng.Fills(o.now(), o.changes)
 	o.collect(out, time.Time{})
@@ -51,10 +51,6 @@ func (o *owner) startFills(ctx context.Context) {
 	for _, f := range fills {
 		live[f.ID] = true
 		if o.fills[f.ID] != nil {
-			continue
-		}
-		if o.p.cfg.History == nil {
-			o.endFill(histMsg{id: f.ID, done: true, why: "no history store (engage process -clickhouse.addr)"})
 			continue
 		}
 		fctx, cancel := context.WithCancel(ctx)
