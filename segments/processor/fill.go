@@ -193,6 +193,9 @@ func (o *owner) waitWritten(ctx context.Context, f engine.Fill) error {
 		if time.Since(last) > 30*time.Second {
 			last = time.Now()
 			msg := fmt.Sprintf("the sink group %q has written offsets below %d, the fill needs below %d", p.cfg.SinkGroup, w, f.Query.Before)
+			if w < 0 {
+				msg = fmt.Sprintf("the sink group %q has committed nothing on this partition yet (is engage sink running with -sink.group %s?); the fill needs the offsets below %d", p.cfg.SinkGroup, p.cfg.SinkGroup, f.Query.Before)
+			}
 			if err != nil {
 				msg = err.Error()
 			}
