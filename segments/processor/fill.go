@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/openengage/engage/pipeline/kafkabus"
@@ -210,11 +211,13 @@ func (o *owner) waitWritten(ctx context.Context, f engine.Fill) error {
 }
 
 // backoff is the wait before attempt n+1: exponential from 100 ms, at most
-// 30 s.
+// 30 s, with up to a fifth of jitter so that partitions retrying together
+// spread out.
 func backoff(n int) time.Duration {
 	d := 100 * time.Millisecond
 	for range min(n, 9) {
 		d *= 2
 	}
-	return min(d, 30*time.Second)
+	d = min(d, 30*time.Second)
+	return d - time.Duration(rand.Int64N(int64(d/5)+1))
 }
