@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 	_ "time/tzdata" // the tests do not depend on the host's zoneinfo
@@ -61,6 +62,34 @@ func TestLocation(t *testing.T) {
 	}
 	if loc, ok := Location("Australia/Sydney", ""); !ok || loc.String() != "Australia/Sydney" {
 		t.Errorf("package cache: %s %v", loc, ok)
+	}
+}
+
+// Many goroutines share a small cache: every answer right, the bound kept
+// (run with -race).
+func TestZonesConcurrent(t *testing.T) {
+	z := NewZones(4)
+	names := []string{"Europe/Paris", "Asia/Tokyo", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "Bad/Zone", "UTC"}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				name := names[(g+i)%len(names)]
+				loc, ok := z.Location(name, "Asia/Tokyo")
+				want := name
+				if name == "Bad/Zone" {
+					want = "Asia/Tokyo"
+				}
+				if loc.String() != want || ok != (name != "Bad/Zone") {
+					t.Errorf("Location(%q) = %s, %v", name, loc, ok)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if st := z.Stats(); st.Size > 4 || st.Loads == 0 {
+		t.Errorf("stats %+v", st)
 	}
 }
 
