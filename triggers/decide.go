@@ -1,0 +1,612 @@
+package triggers
+
+import (
+	"cmp"
+	"encoding/binary"
+	"encoding/hex"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/murmur3"
+)
+
+// Scheduler decides, for the devices of one partition, which campaign sends
+// what to whom, and when: it follows segment changes (entries and exits),
+// keeps per device the memberships its campaigns read, the sends waiting
+// for their time, the recent sends that frequency caps count, and fires
+// due sends as time passes. Every decision (sent, capped, deferred, quiet
+// hours, control group, expired, outranked, ...) comes out with its reason;
+// every send comes out as a Delivery with a deterministic id.
+//
+// It is part of the pure core: it never reads the wall clock (now is the
+// caller's), and one goroutine owns it (the one that owns the partition).
+type Scheduler struct {
+	now    int64 // Unix seconds, the newest now seen
+	apps   map[string]*appCamps
+	devs   map[string]*devState // by app + "/" + device id
+	timers timerQueue
+	stats  Stats
+}
+
+// Stats counts what the scheduler did.
+type Stats struct {
+	Changes   uint64 // segment changes applied
+	Decisions uint64
+	Sends     uint64
+	Pending   int // sends waiting for their time
+}
+
+// SegmentChange is an entry into or an exit from a segment, as
+// `engage process` produces it.
+type SegmentChange struct {
+	App, Segment, DeviceID string
+	Enter                  bool
+	Time                   time.Time
+	// ID is the change's id (deterministic): the occurrence of an on_entry
+	// send is the change that triggered it.
+	ID string
+}
+
+// Profile is what the scheduler knows of a device beyond its memberships:
+// where it is (time zone, for local times and quiet hours) and which
+// language it reads.
+type Profile struct {
+	TimeZone string // IANA; empty: the campaign's default
+	Locale   string // BCP 47
+}
+
+// Outcome is what a decision decided.
+type Outcome string
+
+// The outcomes.
+const (
+	OutcomeSent      Outcome = "sent"
+	OutcomeDeferred  Outcome = "deferred"    // waits for its time (delay, alignment, quiet hours)
+	OutcomeControl   Outcome = "control"     // held out as control group
+	OutcomeCapped    Outcome = "capped"      // a frequency cap of the app was reached
+	OutcomeOutranked Outcome = "outranked"   // a higher-priority campaign took the capped slot
+	OutcomeRepeat    Outcome = "repeat"      // sent to this device before (once, or within reentry_after)
+	OutcomeQuiet     Outcome = "quiet"       // fell in quiet hours, dropped
+	OutcomeExpired   Outcome = "expired"     // could not be sent before its expiry
+	OutcomeEnded     Outcome = "ended"       // the campaign ended (or has not started)
+	OutcomeLeft      Outcome = "left"        // the device left the audience before the send
+	OutcomeNoSample  Outcome = "not_sampled" // outside the campaign's sample
+)
+
+// Decision is one decision of the scheduler about one device and one send
+// opportunity (campaign, version, occurrence), with its reason.
+type Decision struct {
+	ID         string
+	App        string
+	Campaign   string
+	Version    int64
+	DeviceID   string
+	Occurrence string
+	Outcome    Outcome
+	Reason     string
+	Time       time.Time // when it was decided
+	SendAt     time.Time // deferred: when it is due
+	Variant    string
+}
+
+// Delivery is a send to one device: the dispatcher delivers it.
+type Delivery struct {
+	// ID is the same whenever the same send is decided again: campaign,
+	// version, device and occurrence.
+	ID         string
+	App        string
+	Campaign   string
+	Version    int64
+	DeviceID   string
+	Occurrence string
+	Variant    string
+	Channel    Channel
+	Locale     string
+	Time       time.Time // when it was decided to send
+	Expires    time.Time // zero: no expiry
+}
+
+// appCamps are one app's campaigns and caps.
+type appCamps struct {
+	camps     []*Campaign // by priority (highest first), then name
+	bySegment map[string][]*Campaign
+	caps      map[Channel]Caps
+}
+
+// devState is what the scheduler keeps per device.
+type devState struct {
+	app, id string
+	members map[string]bool
+	profile Profile
+	sent    map[string]int64 // campaign name → time of its last send to the device
+	recent  []sendMark       // recent sends, for the caps, oldest first
+	pending []*pendingSend
+}
+
+type sendMark struct {
+	t  int64
+	ch Channel
+}
+
+type pendingSend struct {
+	camp       *Campaign
+	occurrence string
+	due        int64
+	trigger    int64 // when the send was triggered (expiry counts from it)
+	variant    int
+	dead       bool // cancelled; its timer entry is stale
+}
+
+// New returns an empty scheduler.
+func New() *Scheduler {
+	return &Scheduler{apps: map[string]*appCamps{}, devs: map[string]*devState{}}
+}
+
+func (s *Scheduler) clock(now time.Time) int64 {
+	if t := now.Unix(); t > s.now {
+		s.now = t
+	}
+	return s.now
+}
+
+// SetCampaigns replaces the campaigns and caps of every app. Sends waiting
+// for a campaign that is gone, or whose version changed, are dropped.
+func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]Caps, now time.Time) {
+	s.clock(now)
+	apps := map[string]*appCamps{}
+	for _, c := range camps {
+		a := apps[c.App]
+		if a == nil {
+			a = &appCamps{bySegment: map[string][]*Campaign{}, caps: caps[c.App]}
+			apps[c.App] = a
+		}
+		a.camps = append(a.camps, c)
+	}
+	for app, a := range apps {
+		slices.SortFunc(a.camps, func(x, y *Campaign) int {
+			if x.Limit.Priority != y.Limit.Priority {
+				return cmp.Compare(y.Limit.Priority, x.Limit.Priority)
+			}
+			return cmp.Compare(x.Name, y.Name)
+		})
+		for _, c := range a.camps {
+			for _, seg := range slices.Concat(c.Who.Segments, c.Who.Exclude) {
+				if !slices.Contains(a.bySegment[seg], c) {
+					a.bySegment[seg] = append(a.bySegment[seg], c)
+				}
+			}
+		}
+		_ = app
+	}
+	for app, c := range caps {
+		if apps[app] == nil {
+			apps[app] = &appCamps{bySegment: map[string][]*Campaign{}, caps: c}
+		}
+	}
+	s.apps = apps
+	// Drop the sends of campaigns that are gone or changed.
+	for _, d := range s.devs {
+		d.pending = slices.DeleteFunc(d.pending, func(p *pendingSend) bool {
+			if s.current(d.app, p.camp) {
+				return false
+			}
+			p.dead = true
+			s.stats.Pending--
+			return true
+		})
+	}
+}
+
+// current reports whether c is the app's campaign of that name and version.
+func (s *Scheduler) current(app string, c *Campaign) bool {
+	a := s.apps[app]
+	if a == nil {
+		return false
+	}
+	for _, x := range a.camps {
+		if x == c || x.Name == c.Name && x.Version == c.Version {
+			return true
+		}
+	}
+	return false
+}
+
+// SetProfile sets what the scheduler knows of a device (time zone, locale).
+func (s *Scheduler) SetProfile(app, deviceID string, p Profile) {
+	s.device(app, deviceID).profile = p
+}
+
+func (s *Scheduler) device(app, id string) *devState {
+	k := app + "/" + id
+	d := s.devs[k]
+	if d == nil {
+		d = &devState{app: app, id: id, members: map[string]bool{}}
+		s.devs[k] = d
+	}
+	return d
+}
+
+// Apply applies a segment change at now: memberships, entries that trigger
+// on_entry campaigns, exits that cancel waiting sends. It appends the
+// decisions and deliveries to the slices given.
+func (s *Scheduler) Apply(ch SegmentChange, now time.Time, decs []Decision, dels []Delivery) ([]Decision, []Delivery) {
+	ns := s.clock(now)
+	decs, dels = s.fire(ns, decs, dels)
+	s.stats.Changes++
+	a := s.apps[ch.App]
+	if a == nil || len(a.bySegment[ch.Segment]) == 0 {
+		return decs, dels
+	}
+	d := s.device(ch.App, ch.DeviceID)
+	before := map[*Campaign]bool{}
+	for _, c := range a.bySegment[ch.Segment] {
+		before[c] = d.inAudience(c)
+	}
+	d.members[ch.Segment] = ch.Enter
+	if !ch.Enter {
+		delete(d.members, ch.Segment)
+	}
+	for _, c := range a.bySegment[ch.Segment] {
+		in := d.inAudience(c)
+		switch {
+		case in && !before[c] && c.When.Kind == OnEntry:
+			decs, dels = s.trigger(d, c, ch, ns, decs, dels)
+		case !in && before[c]:
+			decs = s.cancel(d, c, ns, decs)
+		}
+	}
+	return decs, dels
+}
+
+// inAudience reports whether the device is in all of the campaign's
+// segments and none of its exclusions.
+func (d *devState) inAudience(c *Campaign) bool {
+	for _, seg := range c.Who.Segments {
+		if !d.members[seg] {
+			return false
+		}
+	}
+	for _, seg := range c.Who.Exclude {
+		if d.members[seg] {
+			return false
+		}
+	}
+	return len(c.Who.Segments) > 0
+}
+
+// trigger starts an on_entry send: assignment, then its time.
+func (s *Scheduler) trigger(d *devState, c *Campaign, ch SegmentChange, now int64, decs []Decision, dels []Delivery) ([]Decision, []Delivery) {
+	// The occurrence is the change that triggered it: a device that
+	// leaves and enters again triggers again (then repeat rules apply).
+	occ := "entry:" + ch.ID
+	if ch.ID == "" {
+		occ = EntryOccurrence(ch.Time)
+	}
+	as := Assign(c, d.id)
+	variant := variantName(c, as.Variant)
+	switch {
+	case !as.InSample:
+		return append(decs, s.decision(d, c, occ, OutcomeNoSample, "outside the campaign's sample", now, 0, "")), dels
+	case as.Control:
+		return append(decs, s.decision(d, c, occ, OutcomeControl, "held out as control group", now, 0, variant)), dels
+	}
+	loc := s.location(d, c)
+	at, ok, why := EntrySend(c, ch.Time, loc)
+	if !ok {
+		out := OutcomeExpired
+		switch why {
+		case ReasonEnded:
+			out = OutcomeEnded
+		case ReasonQuiet:
+			out = OutcomeQuiet
+		}
+		return append(decs, s.decision(d, c, occ, out, why, now, 0, variant)), dels
+	}
+	p := &pendingSend{camp: c, occurrence: occ, due: at.Unix(), trigger: ch.Time.Unix(), variant: as.Variant}
+	if p.due <= now {
+		return s.send(d, p, now, decs, dels)
+	}
+	d.pending = append(d.pending, p)
+	s.stats.Pending++
+	s.timers.push(timerEntry{due: p.due, d: d, p: p})
+	return append(decs, s.decision(d, c, occ, OutcomeDeferred, "waits until "+at.UTC().Format(time.RFC3339)+deferReason(c, why), now, p.due, variant)), dels
+}
+
+// deferReason says why a send waits: its delay, its alignment, and what
+// the timing rules moved (quiet hours, the campaign's start).
+func deferReason(c *Campaign, moved string) string {
+	var why []string
+	if c.When.Delay > 0 {
+		why = append(why, "delay "+c.When.Delay.String())
+	}
+	if c.When.AlignTo != nil {
+		why = append(why, "the next local "+c.When.AlignTo.String())
+	}
+	if moved != "" {
+		why = append(why, moved)
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(why, ", then ") + ")"
+}
+
+// String returns the time of day as HH:MM.
+func (t TimeOfDay) String() string {
+	return string([]byte{byte('0' + t.Hour/10), byte('0' + t.Hour%10), ':', byte('0' + t.Minute/10), byte('0' + t.Minute%10)})
+}
+
+func variantName(c *Campaign, i int) string {
+	if i < 0 || i >= len(c.Who.Variants) {
+		return ""
+	}
+	return c.Who.Variants[i].Name
+}
+
+// cancel drops the device's waiting sends of a campaign it left.
+func (s *Scheduler) cancel(d *devState, c *Campaign, now int64, decs []Decision) []Decision {
+	d.pending = slices.DeleteFunc(d.pending, func(p *pendingSend) bool {
+		if p.camp != c {
+			return false
+		}
+		p.dead = true
+		s.stats.Pending--
+		decs = append(decs, s.decision(d, c, p.occurrence, OutcomeLeft, "left the audience before the send", now, 0, variantName(c, p.variant)))
+		return true
+	})
+	return decs
+}
+
+// Advance fires the sends due at now.
+func (s *Scheduler) Advance(now time.Time, decs []Decision, dels []Delivery) ([]Decision, []Delivery) {
+	return s.fire(s.clock(now), decs, dels)
+}
+
+// fire sends what is due at now, in due order; sends due at the same
+// instant for one device compete for its capped slots by priority.
+func (s *Scheduler) fire(now int64, decs []Decision, dels []Delivery) ([]Decision, []Delivery) {
+	for {
+		top, ok := s.timers.peek()
+		if !ok || top.due > now {
+			return decs, dels
+		}
+		s.timers.pop()
+		if top.p.dead {
+			continue
+		}
+		// Every send due for this device at this instant, by priority.
+		batch := []*pendingSend{top.p}
+		for {
+			nx, ok := s.timers.peek()
+			if !ok || nx.due != top.due || nx.d != top.d {
+				break
+			}
+			s.timers.pop()
+			if !nx.p.dead {
+				batch = append(batch, nx.p)
+			}
+		}
+		sort.SliceStable(batch, func(i, j int) bool { return batch[i].camp.Limit.Priority > batch[j].camp.Limit.Priority })
+		d := top.d
+		for _, p := range batch {
+			d.pending = slices.DeleteFunc(d.pending, func(x *pendingSend) bool { return x == p })
+			s.stats.Pending--
+			decs, dels = s.send(d, p, top.due, decs, dels)
+		}
+	}
+}
+
+// send decides a due send: repeat rules, caps, then the delivery.
+func (s *Scheduler) send(d *devState, p *pendingSend, at int64, decs []Decision, dels []Delivery) ([]Decision, []Delivery) {
+	c := p.camp
+	variant := variantName(c, p.variant)
+	if c.When.Expiry > 0 && at > p.trigger+int64(c.When.Expiry/time.Second) {
+		return append(decs, s.decision(d, c, p.occurrence, OutcomeExpired, "past its expiry of "+c.When.Expiry.String(), at, 0, variant)), dels
+	}
+	if last, ok := d.sent[c.Name]; ok {
+		switch {
+		case c.Limit.Once:
+			return append(decs, s.decision(d, c, p.occurrence, OutcomeRepeat, "sent to this device before (once per device)", at, 0, variant)), dels
+		case c.Limit.ReentryAfter > 0 && at < last+int64(c.Limit.ReentryAfter/time.Second):
+			return append(decs, s.decision(d, c, p.occurrence, OutcomeRepeat, "sent less than "+c.Limit.ReentryAfter.String()+" ago", at, 0, variant)), dels
+		}
+	}
+	if why, capped := s.capped(d, c.What.Channel, at); capped {
+		out := OutcomeCapped
+		if s.outranked(d, c, at) {
+			out = OutcomeOutranked
+			why = "a higher-priority campaign took the last slot: " + why
+		}
+		return append(decs, s.decision(d, c, p.occurrence, out, why, at, 0, variant)), dels
+	}
+	if d.sent == nil {
+		d.sent = map[string]int64{}
+	}
+	d.sent[c.Name] = at
+	d.recent = append(d.recent, sendMark{t: at, ch: c.What.Channel})
+	s.stats.Sends++
+	del := Delivery{ID: deliveryID(c, d.id, p.occurrence), App: d.app, Campaign: c.Name, Version: c.Version, DeviceID: d.id,
+		Occurrence: p.occurrence, Variant: variant, Channel: c.What.Channel, Locale: pickLocale(c, d.profile.Locale), Time: time.Unix(at, 0).UTC()}
+	if c.When.Expiry > 0 {
+		del.Expires = time.Unix(p.trigger, 0).Add(c.When.Expiry).UTC()
+	}
+	decs = append(decs, s.decision(d, c, p.occurrence, OutcomeSent, "sent", at, 0, variant))
+	return decs, append(dels, del)
+}
+
+// capped reports whether a send on the channel at t would pass one of the
+// app's caps, and which.
+func (s *Scheduler) capped(d *devState, ch Channel, t int64) (string, bool) {
+	caps := s.apps[d.app].caps[ch]
+	// Forget what no cap counts any more.
+	week := t - 7*24*3600
+	i := 0
+	for i < len(d.recent) && d.recent[i].t <= week {
+		i++
+	}
+	d.recent = d.recent[i:]
+	var day, wk int
+	for _, m := range d.recent {
+		if m.ch != ch {
+			continue
+		}
+		wk++
+		if m.t > t-24*3600 {
+			day++
+		}
+	}
+	switch {
+	case caps.PerDay > 0 && day >= caps.PerDay:
+		return "cap of " + strconv.Itoa(caps.PerDay) + " " + string(ch) + " per day reached", true
+	case caps.PerWeek > 0 && wk >= caps.PerWeek:
+		return "cap of " + strconv.Itoa(caps.PerWeek) + " " + string(ch) + " per week reached", true
+	}
+	return "", false
+}
+
+// outranked reports whether a campaign of higher priority sent to the
+// device at the same instant (it took the slot this one wanted).
+func (s *Scheduler) outranked(d *devState, c *Campaign, t int64) bool {
+	for name, at := range d.sent {
+		if at != t || name == c.Name {
+			continue
+		}
+		for _, x := range s.apps[d.app].camps {
+			if x.Name == name && x.Limit.Priority > c.Limit.Priority {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pickLocale returns the campaign's locale for a device: its own, its
+// language, or the default.
+func pickLocale(c *Campaign, locale string) string {
+	if _, ok := c.What.Content[locale]; ok && locale != "" {
+		return locale
+	}
+	for i := range len(locale) {
+		if locale[i] == '-' || locale[i] == '_' {
+			if _, ok := c.What.Content[locale[:i]]; ok {
+				return locale[:i]
+			}
+			break
+		}
+	}
+	return c.What.DefaultLocale
+}
+
+func (s *Scheduler) location(d *devState, c *Campaign) *time.Location {
+	loc, _ := Location(d.profile.TimeZone, c.When.DefaultTZ)
+	return loc
+}
+
+func (s *Scheduler) decision(d *devState, c *Campaign, occ string, out Outcome, why string, at, due int64, variant string) Decision {
+	s.stats.Decisions++
+	dec := Decision{ID: decisionID(c, d.id, occ, out), App: d.app, Campaign: c.Name, Version: c.Version, DeviceID: d.id,
+		Occurrence: occ, Outcome: out, Reason: why, Time: time.Unix(at, 0).UTC(), Variant: variant}
+	if due != 0 {
+		dec.SendAt = time.Unix(due, 0).UTC()
+	}
+	return dec
+}
+
+// deliveryID identifies a send: campaign, version, device, occurrence.
+func deliveryID(c *Campaign, device, occ string) string {
+	return hashID(c.App, c.Name, strconv.FormatInt(c.Version, 10), device, occ)
+}
+
+// decisionID identifies a decision: the send's identity and the outcome
+// (a deferred send is decided twice: deferred, then sent or not).
+func decisionID(c *Campaign, device, occ string, out Outcome) string {
+	return hashID(c.App, c.Name, strconv.FormatInt(c.Version, 10), device, occ, string(out))
+}
+
+func hashID(parts ...string) string {
+	var b []byte
+	for _, p := range parts {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	h1, h2 := murmur3.Sum128(b)
+	var id [16]byte
+	binary.BigEndian.PutUint64(id[:8], h1)
+	binary.BigEndian.PutUint64(id[8:], h2)
+	return hex.EncodeToString(id[:])
+}
+
+// Stats returns the counters.
+func (s *Scheduler) Stats() Stats { return s.stats }
+
+// timerQueue is a min-heap of due sends, by due time, then device, then
+// the order they were pushed.
+type timerQueue struct {
+	h   []timerEntry
+	seq uint64
+}
+
+type timerEntry struct {
+	due int64
+	seq uint64
+	d   *devState
+	p   *pendingSend
+}
+
+func (q *timerQueue) less(i, j int) bool {
+	a, b := &q.h[i], &q.h[j]
+	if a.due != b.due {
+		return a.due < b.due
+	}
+	if a.d != b.d {
+		if a.d.app != b.d.app {
+			return a.d.app < b.d.app
+		}
+		return a.d.id < b.d.id
+	}
+	return a.seq < b.seq
+}
+
+func (q *timerQueue) push(e timerEntry) {
+	q.seq++
+	e.seq = q.seq
+	q.h = append(q.h, e)
+	for i := len(q.h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !q.less(i, p) {
+			break
+		}
+		q.h[i], q.h[p] = q.h[p], q.h[i]
+		i = p
+	}
+}
+
+func (q *timerQueue) peek() (timerEntry, bool) {
+	if len(q.h) == 0 {
+		return timerEntry{}, false
+	}
+	return q.h[0], true
+}
+
+func (q *timerQueue) pop() {
+	n := len(q.h) - 1
+	q.h[0] = q.h[n]
+	q.h = q.h[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && q.less(l, m) {
+			m = l
+		}
+		if r < n && q.less(r, m) {
+			m = r
+		}
+		if m == i {
+			return
+		}
+		q.h[i], q.h[m] = q.h[m], q.h[i]
+		i = m
+	}
+}

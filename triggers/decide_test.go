@@ -1,0 +1,254 @@
+package triggers
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// run feeds changes to a scheduler on a simulated clock and collects what
+// it decided.
+type run struct {
+	t    *testing.T
+	s    *Scheduler
+	decs []Decision
+	dels []Delivery
+}
+
+func newRun(t *testing.T, camps []*Campaign, caps map[string]map[Channel]Caps, now time.Time) *run {
+	r := &run{t: t, s: New()}
+	r.s.SetCampaigns(camps, caps, now)
+	return r
+}
+
+func (r *run) change(app, seg, dev string, enter bool, at time.Time) {
+	id := fmt.Sprintf("%s/%s/%s/%v/%d", app, seg, dev, enter, at.Unix())
+	r.decs, r.dels = r.s.Apply(SegmentChange{App: app, Segment: seg, DeviceID: dev, Enter: enter, Time: at, ID: id}, at, r.decs, r.dels)
+}
+
+func (r *run) advance(at time.Time) {
+	r.decs, r.dels = r.s.Advance(at, r.decs, r.dels)
+}
+
+// sends lists the deliveries as "campaign device time" lines.
+func (r *run) sends() string {
+	var b strings.Builder
+	for _, d := range r.dels {
+		fmt.Fprintf(&b, "%s %s %s\n", d.Campaign, d.DeviceID, d.Time.Format(time.RFC3339))
+	}
+	return b.String()
+}
+
+func (r *run) outcomes() string {
+	var b strings.Builder
+	for _, d := range r.decs {
+		fmt.Fprintf(&b, "%s %s %s %s\n", d.Campaign, d.DeviceID, d.Outcome, d.Time.Format(time.RFC3339))
+	}
+	return b.String()
+}
+
+func push(app, name string, segs ...string) *Campaign {
+	return &Campaign{App: app, Name: name, Version: 1, What: What{Channel: ChannelPush, DefaultLocale: "en",
+		Content: map[string]*Message{"en": {Title: "Hi"}, "fr": {Title: "Salut"}}},
+		Who: Who{Segments: segs, Sample: 100}, When: When{Kind: OnEntry}}
+}
+
+func mustLoc(t *testing.T, tz string) *time.Location {
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+// The welcome series: D+2, D+5, D+10, D+15 after the first session, at
+// 10:00 in the user's time zone, each only while the user has not
+// subscribed (the segments say "and not did event subscribed"; the user
+// who subscribes leaves them, which cancels what waits).
+func TestWelcomeSeries(t *testing.T) {
+	paris := mustLoc(t, "Europe/Paris")
+	first := time.Date(2026, 3, 23, 15, 0, 0, 0, paris) // a Monday; DST starts on the 29th
+	var camps []*Campaign
+	for _, day := range []int{2, 5, 10, 15} {
+		c := push("news", fmt.Sprintf("welcome_d%d", day), fmt.Sprintf("d%d_not_subscribed", day))
+		c.When.AlignTo = &TimeOfDay{Hour: 10}
+		camps = append(camps, c)
+	}
+	r := newRun(t, camps, nil, first)
+	for _, dev := range []string{"ana", "bo"} {
+		r.s.SetProfile("news", dev, Profile{TimeZone: "Europe/Paris", Locale: "fr-FR"})
+	}
+	// The processor's entries: "first_session more than Nd ago and not did
+	// event subscribed" becomes true N days after the first session. bo
+	// subscribes on the evening of day 5, after the D+5 entry and before
+	// its send (due the next morning at 10:00): he leaves the segment.
+	for _, day := range []int{2, 5, 10, 15} {
+		at := first.Add(time.Duration(day) * 24 * time.Hour)
+		r.change("news", fmt.Sprintf("d%d_not_subscribed", day), "ana", true, at)
+		if day <= 5 {
+			r.change("news", fmt.Sprintf("d%d_not_subscribed", day), "bo", true, at)
+		}
+		if day == 5 {
+			r.change("news", "d5_not_subscribed", "bo", false, time.Date(2026, 3, 28, 20, 0, 0, 0, paris))
+		}
+	}
+	r.advance(first.Add(20 * 24 * time.Hour))
+	want := strings.Join([]string{
+		"welcome_d2 ana 2026-03-26T09:00:00Z", // 10:00 CET the day after the entry at 15:00
+		"welcome_d2 bo 2026-03-26T09:00:00Z",
+		"welcome_d5 ana 2026-03-29T08:00:00Z", // 10:00 CEST: DST began that night
+		"welcome_d10 ana 2026-04-03T08:00:00Z",
+		"welcome_d15 ana 2026-04-08T08:00:00Z",
+	}, "\n") + "\n"
+	if got := r.sends(); got != want {
+		t.Errorf("sends:\n%s\nwant:\n%s\ndecisions:\n%s", got, want, r.outcomes())
+	}
+	if !strings.Contains(r.outcomes(), "welcome_d5 bo left") {
+		t.Errorf("bo's D+5 was not cancelled when he left the segment:\n%s", r.outcomes())
+	}
+	for _, d := range r.dels {
+		if d.Locale != "fr" {
+			t.Errorf("%s to %s in locale %q, want fr (the device's language)", d.Campaign, d.DeviceID, d.Locale)
+		}
+	}
+}
+
+// Caps across campaigns: one push a day. Two campaigns due at the same
+// instant: the higher priority is sent, the other is outranked; a third
+// later that day is capped; the next day sends again.
+func TestCapsAndPriority(t *testing.T) {
+	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	promo := push("shop", "promo", "shoes")
+	promo.Limit.Priority = 1
+	cart := push("shop", "cart", "cart_left")
+	cart.Limit.Priority = 5
+	late := push("shop", "late", "bags")
+	for _, c := range []*Campaign{promo, cart} {
+		c.When.Delay = time.Hour
+	}
+	caps := map[string]map[Channel]Caps{"shop": {ChannelPush: {PerDay: 1, PerWeek: 3}}}
+	r := newRun(t, []*Campaign{promo, cart, late}, caps, t0)
+	r.change("shop", "shoes", "d1", true, t0)
+	r.change("shop", "cart_left", "d1", true, t0)
+	r.change("shop", "bags", "d1", true, t0.Add(3*time.Hour))
+	r.change("shop", "bags", "d1", false, t0.Add(4*time.Hour))
+	r.change("shop", "bags", "d1", true, t0.Add(25*time.Hour))
+	r.advance(t0.Add(48 * time.Hour))
+	want := "cart d1 2026-06-01T13:00:00Z\nlate d1 2026-06-02T13:00:00Z\n"
+	if got := r.sends(); got != want {
+		t.Errorf("sends:\n%s\nwant:\n%s\ndecisions:\n%s", got, want, r.outcomes())
+	}
+	out := r.outcomes()
+	for _, w := range []string{"promo d1 outranked 2026-06-01T13:00:00Z", "late d1 capped 2026-06-01T15:00:00Z"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("no decision %q in:\n%s", w, out)
+		}
+	}
+}
+
+// Quiet hours defer to their end in the device's own time zone, in four
+// zones; once per device holds across re-entries.
+func TestQuietHoursAndOnce(t *testing.T) {
+	t0 := time.Date(2026, 10, 25, 21, 30, 0, 0, time.UTC) // the night Europe leaves DST
+	c := push("game", "bonus", "stalled")
+	c.Limit.Quiet = &QuietHours{From: TimeOfDay{Hour: 22}, To: TimeOfDay{Hour: 8}}
+	c.Limit.Once = true
+	r := newRun(t, []*Campaign{c}, nil, t0)
+	zones := map[string]string{"paris": "Europe/Paris", "ny": "America/New_York", "sydney": "Australia/Sydney", "kolkata": "Asia/Kolkata"}
+	for dev, tz := range zones {
+		r.s.SetProfile("game", dev, Profile{TimeZone: tz})
+	}
+	for _, dev := range []string{"kolkata", "ny", "paris", "sydney"} {
+		r.change("game", "stalled", dev, true, t0)
+	}
+	// Paris re-enters the next week: once per device holds.
+	r.change("game", "stalled", "paris", false, t0.Add(24*time.Hour))
+	r.change("game", "stalled", "paris", true, t0.Add(7*24*time.Hour))
+	r.advance(t0.Add(8 * 24 * time.Hour))
+	got := map[string]string{}
+	for _, d := range r.dels {
+		got[d.DeviceID] = d.Time.Format(time.RFC3339)
+	}
+	want := map[string]string{
+		"paris":   "2026-10-26T07:00:00Z", // 22:30 CET is quiet; 08:00 CET (winter time since 03:00)
+		"ny":      "2026-10-25T21:30:00Z", // 17:30 EDT: not quiet
+		"sydney":  "2026-10-25T21:30:00Z", // 08:30 AEDT: just out of the window
+		"kolkata": "2026-10-26T02:30:00Z", // 03:00 IST is quiet; 08:00 IST
+	}
+	for dev, w := range want {
+		if got[dev] != w {
+			t.Errorf("%s (%s): sent at %q, want %s\n%s", dev, zones[dev], got[dev], w, r.outcomes())
+		}
+	}
+	if len(r.dels) != 4 || !strings.Contains(r.outcomes(), "bonus paris repeat") {
+		t.Errorf("once per device: %d sends\n%s", len(r.dels), r.outcomes())
+	}
+}
+
+// Control and variants through the scheduler on 100k devices: shares
+// within 5 sigma, and the same decisions and delivery ids when run again
+// (a restart assigns every device as before).
+func TestControlAndVariantsAtScale(t *testing.T) {
+	t0 := time.Date(2026, 2, 1, 9, 0, 0, 0, time.UTC)
+	c := push("news", "topic_alert", "sport_fans")
+	c.Who.Control = 10
+	c.Who.Variants = []Variant{{Name: "a", Weight: 70}, {Name: "b", Weight: 30}}
+	const n = 100_000
+	once := func() ([]Decision, []Delivery) {
+		r := newRun(t, []*Campaign{c}, nil, t0)
+		for i := range n {
+			r.change("news", "sport_fans", fmt.Sprintf("dev%06d", i), true, t0)
+		}
+		return r.decs, r.dels
+	}
+	decs, dels := once()
+	control, a := 0, 0
+	for _, d := range decs {
+		if d.Outcome == OutcomeControl {
+			control++
+		}
+	}
+	for _, d := range dels {
+		if d.Variant == "a" {
+			a++
+		}
+	}
+	within := func(what string, got int, p float64, of int) {
+		mean, sd := p*float64(of), math.Sqrt(float64(of)*p*(1-p))
+		if math.Abs(float64(got)-mean) > 5*sd {
+			t.Errorf("%s: %d of %d, expected %.0f ± %.0f (5σ)", what, got, of, mean, 5*sd)
+		}
+	}
+	within("control", control, 0.10, n)
+	within("variant a among the sent", a, 0.70, len(dels))
+	if control+len(dels) != n {
+		t.Errorf("%d control + %d sent != %d devices", control, len(dels), n)
+	}
+	decs2, dels2 := once()
+	for i := range decs {
+		if decs[i].ID != decs2[i].ID || decs[i].Outcome != decs2[i].Outcome || decs[i].Variant != decs2[i].Variant {
+			t.Fatalf("decision %d differs when run again: %+v vs %+v", i, decs[i], decs2[i])
+		}
+	}
+	for i := range dels {
+		if dels[i] != dels2[i] {
+			t.Fatalf("delivery %d differs when run again: %+v vs %+v", i, dels[i], dels2[i])
+		}
+	}
+}
+
+// Expiry: a send that waits past the campaign's expiry is not sent.
+func TestExpiry(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	c := push("bank", "welcome", "account_created")
+	c.When.Delay = 2 * time.Hour
+	c.When.Expiry = time.Hour
+	r := newRun(t, []*Campaign{c}, nil, t0)
+	r.change("bank", "account_created", "d1", true, t0)
+	r.advance(t0.Add(24 * time.Hour))
+	if len(r.dels) != 0 || !strings.Contains(r.outcomes(), "welcome d1 expired") {
+		t.Errorf("a 2 h delay with a 1 h expiry sent:\n%s\n%s", r.sends(), r.outcomes())
+	}
+}
