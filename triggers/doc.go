@@ -9,7 +9,16 @@
 // ClickHouse, HTTP or Prometheus (arch_test.go checks it). It never reads
 // the wall clock: every function takes its now.
 //
-// Work in progress (issue 9): the campaign model is here; parsing and
-// checking campaign files, templates, timing, assignment and the decision
-// engine are being built.
+// What is here (issue 9 is in progress): the campaign model
+// (campaign.go); deterministic assignment to sample, control group and
+// variants (assign.go); send times in each device's time zone with delays,
+// alignment to a local time of day, quiet hours, start, end and expiry,
+// DST-correct (timing.go); and the decision core (decide.go): a Scheduler
+// that follows segment entries and exits, keeps per device its
+// memberships, waiting sends and recent sends, fires due sends as its
+// clock advances, and decides each send (sent, deferred, control, capped,
+// outranked, repeat, quiet hours, expired, ended, left) with its reason and
+// a deterministic id. Not yet: one-off and recurring sends to the members
+// of the moment, per-campaign send rates, rendering of templates at
+// decision time, the scheduler's changelog, and `engage schedule`.
 package triggers
