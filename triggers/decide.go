@@ -15,7 +15,7 @@ import (
 
 // Scheduler decides, for the devices of one partition, which campaign sends
 // what to whom, and when: it follows segment changes (entries and exits),
-// keeps per device the memberships its campaigns read, the sends waiting
+// keeps per device its memberships, the sends waiting
 // for their time, the recent sends that frequency caps count, and fires
 // due sends as time passes. Every decision (sent, capped, deferred, quiet
 // hours, control group, expired, outranked, ...) comes out with its reason;
@@ -186,6 +186,7 @@ func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]
 			apps[app] = &appCamps{bySegment: map[string][]*Campaign{}, caps: c}
 		}
 	}
+	old := s.apps
 	s.apps = apps
 	// Drop the sends of campaigns that are gone or changed.
 	for _, d := range s.devs {
@@ -198,6 +199,95 @@ func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]
 			return true
 		})
 	}
+	// One-off and recurring campaigns new to the set wait for their time
+	// for every device in their audience now.
+	for app, a := range apps {
+		for _, c := range a.camps {
+			if c.When.Kind == OnEntry || had(old[app], c) {
+				continue
+			}
+			for _, d := range s.sortedDevices(app) {
+				if d.inAudience(c) {
+					s.schedule(d, c, s.now, nil)
+				}
+			}
+		}
+	}
+}
+
+// had reports whether a holds campaign c (same name and version).
+func had(a *appCamps, c *Campaign) bool {
+	if a == nil {
+		return false
+	}
+	for _, x := range a.camps {
+		if x.Name == c.Name && x.Version == c.Version {
+			return true
+		}
+	}
+	return false
+}
+
+// sortedDevices returns an app's devices by id: an order that does not
+// depend on the map's.
+func (s *Scheduler) sortedDevices(app string) []*devState {
+	var ds []*devState
+	for _, d := range s.devs {
+		if d.app == app {
+			ds = append(ds, d)
+		}
+	}
+	slices.SortFunc(ds, func(x, y *devState) int { return cmp.Compare(x.id, y.id) })
+	return ds
+}
+
+// schedule makes a device in the audience of a one-off or recurring
+// campaign wait for its next send: the campaign's instant (in UTC or the
+// device's local time), or the next occurrence of a recurring one. A
+// one-off send whose instant has passed is not sent (the device came too
+// late); decisions go to decs, which may be nil.
+func (s *Scheduler) schedule(d *devState, c *Campaign, now int64, decs []Decision) []Decision {
+	if !s.current(d.app, c) {
+		return decs
+	}
+	as := Assign(c, d.id)
+	loc := s.location(d, c)
+	var p *pendingSend
+	switch c.When.Kind {
+	case Once:
+		trig := OnceSend(c, loc)
+		if trig.Unix() < now {
+			return decs // the instant passed before the device joined
+		}
+		at, ok, reason := Constrain(c, trig, trig, loc)
+		if !ok {
+			return append(decs, s.decision(d, c, OnceOccurrence, outcomeOf(reason), reason, now, 0, variantName(c, as.Variant)))
+		}
+		p = &pendingSend{camp: c, occurrence: OnceOccurrence, due: at.Unix(), trigger: trig.Unix(), variant: as.Variant}
+	case Recurring:
+		next, ok := NextRecurringSend(c, time.Unix(now, 0).Add(-time.Nanosecond), loc)
+		if !ok {
+			return decs
+		}
+		p = &pendingSend{camp: c, occurrence: next.Occurrence, due: next.At.Unix(), trigger: next.Trigger.Unix(), variant: as.Variant}
+	default:
+		return decs
+	}
+	d.pending = append(d.pending, p)
+	s.stats.Pending++
+	s.timers.push(timerEntry{due: p.due, d: d, p: p})
+	return decs
+}
+
+// outcomeOf maps a timing rule's reason for not sending to an outcome.
+func outcomeOf(reason string) Outcome {
+	switch reason {
+	case ReasonEnded:
+		return OutcomeEnded
+	case ReasonQuiet:
+		return OutcomeQuiet
+	}
+	return OutcomeExpired
 }
 
 // current reports whether c is the app's campaign of that name and version.
@@ -236,17 +326,25 @@ func (s *Scheduler) Apply(ch SegmentChange, now time.Time, decs []Decision, dels
 	ns := s.clock(now)
 	decs, dels = s.fire(ns, decs, dels)
 	s.stats.Changes++
+	// Every membership is kept, not only those today's campaigns read: a
+	// campaign saved later sends to the members of the moment.
+	d := s.device(ch.App, ch.DeviceID)
 	a := s.apps[ch.App]
 	if a == nil || len(a.bySegment[ch.Segment]) == 0 {
+		if ch.Enter {
+			d.members[ch.Segment] = true
+		} else {
+			delete(d.members, ch.Segment)
+		}
 		return decs, dels
 	}
-	d := s.device(ch.App, ch.DeviceID)
 	before := map[*Campaign]bool{}
 	for _, c := range a.bySegment[ch.Segment] {
 		before[c] = d.inAudience(c)
 	}
-	d.members[ch.Segment] = ch.Enter
-	if !ch.Enter {
+	if ch.Enter {
+		d.members[ch.Segment] = true
+	} else {
 		delete(d.members, ch.Segment)
 	}
 	for _, c := range a.bySegment[ch.Segment] {
@@ -254,6 +352,8 @@ func (s *Scheduler) Apply(ch SegmentChange, now time.Time, decs []Decision, dels
 		switch {
 		case in && !before[c] && c.When.Kind == OnEntry:
 			decs, dels = s.trigger(d, c, ch, ns, decs, dels)
+		case in && !before[c]:
+			decs = s.schedule(d, c, ns, decs)
 		case !in && before[c]:
 			decs = s.cancel(d, c, ns, decs)
 		}
@@ -296,14 +396,7 @@ func (s *Scheduler) trigger(d *devState, c *Campaign, ch SegmentChange, now int6
 	loc := s.location(d, c)
 	at, ok, why := EntrySend(c, ch.Time, loc)
 	if !ok {
-		out := OutcomeExpired
-		switch why {
-		case ReasonEnded:
-			out = OutcomeEnded
-		case ReasonQuiet:
-			out = OutcomeQuiet
-		}
-		return append(decs, s.decision(d, c, occ, out, why, now, 0, variant)), dels
+		return append(decs, s.decision(d, c, occ, outcomeOf(why), why, now, 0, variant)), dels
 	}
 	p := &pendingSend{camp: c, occurrence: occ, due: at.Unix(), trigger: ch.Time.Unix(), variant: as.Variant}
 	if p.due <= now {
@@ -399,10 +492,28 @@ func (s *Scheduler) fire(now int64, decs []Decision, dels []Delivery) ([]Decisio
 	}
 }
 
-// send decides a due send: repeat rules, caps, then the delivery.
+// send decides a due send: assignment (for one-off and recurring sends,
+// decided when they are due), repeat rules, caps, then the delivery. A
+// recurring campaign then waits for its next occurrence.
 func (s *Scheduler) send(d *devState, p *pendingSend, at int64, decs []Decision, dels []Delivery) ([]Decision, []Delivery) {
+	decs, dels = s.decideSend(d, p, at, decs, dels)
+	if p.camp.When.Kind == Recurring {
+		decs = s.schedule(d, p.camp, at+1, decs)
+	}
+	return decs, dels
+}
+
+func (s *Scheduler) decideSend(d *devState, p *pendingSend, at int64, decs []Decision, dels []Delivery) ([]Decision, []Delivery) {
 	c := p.camp
 	variant := variantName(c, p.variant)
+	if c.When.Kind != OnEntry {
+		switch as := Assign(c, d.id); {
+		case !as.InSample:
+			return append(decs, s.decision(d, c, p.occurrence, OutcomeNoSample, "outside the campaign's sample", at, 0, "")), dels
+		case as.Control:
+			return append(decs, s.decision(d, c, p.occurrence, OutcomeControl, "held out as control group", at, 0, variant)), dels
+		}
+	}
 	if c.When.Expiry > 0 && at > p.trigger+int64(c.When.Expiry/time.Second) {
 		return append(decs, s.decision(d, c, p.occurrence, OutcomeExpired, "past its expiry of "+c.When.Expiry.String(), at, 0, variant)), dels
 	}

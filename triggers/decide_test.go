@@ -252,3 +252,59 @@ func TestExpiry(t *testing.T) {
 		t.Errorf("a 2 h delay with a 1 h expiry sent:\n%s\n%s", r.sends(), r.outcomes())
 	}
 }
+
+// A one-off send at 09:00 in each device's own time zone rolls across the
+// zones; a device that joins after its instant gets nothing, one that
+// leaves before it is cancelled.
+func TestOnceInLocalTime(t *testing.T) {
+	t0 := time.Date(2026, 12, 23, 0, 0, 0, 0, time.UTC)
+	c := push("news", "xmas", "readers")
+	c.When = When{Kind: Once, At: time.Date(2026, 12, 24, 9, 0, 0, 0, time.UTC), LocalTime: true}
+	r := newRun(t, nil, nil, t0)
+	zones := map[string]string{"tokyo": "Asia/Tokyo", "paris": "Europe/Paris", "ny": "America/New_York", "gone": "Europe/Paris", "late": "Asia/Tokyo"}
+	for dev, tz := range zones {
+		r.s.SetProfile("news", dev, Profile{TimeZone: tz})
+	}
+	for _, dev := range []string{"tokyo", "paris", "ny", "gone"} {
+		r.change("news", "readers", dev, true, t0)
+	}
+	// The campaign is saved when the devices are already members.
+	r.s.SetCampaigns([]*Campaign{c}, nil, t0)
+	r.change("news", "readers", "gone", false, t0.Add(12*time.Hour))
+	r.advance(time.Date(2026, 12, 24, 3, 0, 0, 0, time.UTC)) // 12:00 in Tokyo: its send is past
+	r.change("news", "readers", "late", true, time.Date(2026, 12, 24, 3, 0, 0, 0, time.UTC))
+	r.advance(t0.Add(72 * time.Hour))
+	want := "xmas tokyo 2026-12-24T00:00:00Z\nxmas paris 2026-12-24T08:00:00Z\nxmas ny 2026-12-24T14:00:00Z\n"
+	if got := r.sends(); got != want {
+		t.Errorf("sends:\n%s\nwant:\n%s\ndecisions:\n%s", got, want, r.outcomes())
+	}
+	if !strings.Contains(r.outcomes(), "xmas gone left") {
+		t.Errorf("the device that left was not cancelled:\n%s", r.outcomes())
+	}
+}
+
+// A weekly send on Mondays at 08:30 local goes to the members of each
+// Monday, and stops when the device leaves.
+func TestRecurringWeekly(t *testing.T) {
+	ny := mustLoc(t, "America/New_York")
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, ny) // a Sunday; DST starts on March 8
+	c := push("game", "weekly_digest", "players")
+	c.When = When{Kind: Recurring, Every: &TimeOfDay{Hour: 8, Minute: 30}, Weekdays: []time.Weekday{time.Monday}}
+	r := newRun(t, []*Campaign{c}, nil, t0)
+	r.s.SetProfile("game", "d1", Profile{TimeZone: "America/New_York"})
+	r.change("game", "players", "d1", true, t0)
+	r.advance(time.Date(2026, 3, 17, 0, 0, 0, 0, ny))
+	r.change("game", "players", "d1", false, time.Date(2026, 3, 17, 0, 0, 0, 0, ny))
+	r.advance(time.Date(2026, 4, 1, 0, 0, 0, 0, ny))
+	want := "weekly_digest d1 2026-03-02T13:30:00Z\nweekly_digest d1 2026-03-09T12:30:00Z\nweekly_digest d1 2026-03-16T12:30:00Z\n"
+	if got := r.sends(); got != want {
+		t.Errorf("sends:\n%s\nwant:\n%s\ndecisions:\n%s", got, want, r.outcomes())
+	}
+	ids := map[string]bool{}
+	for _, d := range r.dels {
+		if ids[d.ID] {
+			t.Errorf("two deliveries with id %s", d.ID)
+		}
+		ids[d.ID] = true
+	}
+}
