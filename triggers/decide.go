@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"encoding/hex"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -29,6 +30,23 @@ type Scheduler struct {
 	devs   map[string]*devState // by app + "/" + device id
 	timers timerQueue
 	stats  Stats
+	// rates holds, per campaign with a send rate, its sends since an
+	// instant: the k-th goes out at epoch + floor(k / rate) seconds.
+	rates map[*Campaign]*rateState
+}
+
+type rateState struct {
+	epoch, k int64
+}
+
+// slot returns when a campaign's next send may go out, at or after t.
+func (r *rateState) slot(t int64, rate float64) int64 {
+	at := r.epoch + int64(math.Floor(float64(r.k)/rate))
+	if at < t { // idle since: start again
+		r.epoch, r.k = t, 0
+		return t
+	}
+	return at
 }
 
 // Stats counts what the scheduler did.
@@ -142,7 +160,7 @@ type pendingSend struct {
 
 // New returns an empty scheduler.
 func New() *Scheduler {
-	return &Scheduler{apps: map[string]*appCamps{}, devs: map[string]*devState{}}
+	return &Scheduler{apps: map[string]*appCamps{}, devs: map[string]*devState{}, rates: map[*Campaign]*rateState{}}
 }
 
 func (s *Scheduler) clock(now time.Time) int64 {
@@ -525,6 +543,22 @@ func (s *Scheduler) decideSend(d *devState, p *pendingSend, at int64, decs []Dec
 			return append(decs, s.decision(d, c, p.occurrence, OutcomeRepeat, "sent less than "+c.Limit.ReentryAfter.String()+" ago", at, 0, variant)), dels
 		}
 	}
+	if c.Limit.Rate > 0 {
+		// The campaign's send rate: a send waits for its slot.
+		rs := s.rates[c]
+		if rs == nil {
+			rs = &rateState{}
+			s.rates[c] = rs
+		}
+		if slot := rs.slot(at, c.Limit.Rate); slot > at {
+			p.due = slot
+			d.pending = append(d.pending, p)
+			s.stats.Pending++
+			s.timers.push(timerEntry{due: p.due, d: d, p: p})
+			return append(decs, s.decision(d, c, p.occurrence+"/rate@"+strconv.FormatInt(slot, 10), OutcomeDeferred,
+				"the campaign's rate of "+strconv.FormatFloat(c.Limit.Rate, 'g', -1, 64)+"/s: waits until "+time.Unix(slot, 0).UTC().Format(time.RFC3339), at, slot, variant)), dels
+		}
+	}
 	if why, capped := s.capped(d, c.What.Channel, at); capped {
 		out := OutcomeCapped
 		if s.outranked(d, c, at) {
@@ -532,6 +566,9 @@ func (s *Scheduler) decideSend(d *devState, p *pendingSend, at int64, decs []Dec
 			why = "a higher-priority campaign took the last slot: " + why
 		}
 		return append(decs, s.decision(d, c, p.occurrence, out, why, at, 0, variant)), dels
+	}
+	if c.Limit.Rate > 0 {
+		s.rates[c].k++
 	}
 	if d.sent == nil {
 		d.sent = map[string]int64{}

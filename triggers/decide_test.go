@@ -308,3 +308,28 @@ func TestRecurringWeekly(t *testing.T) {
 		ids[d.ID] = true
 	}
 }
+
+// A campaign's send rate: 1,000 devices due at one instant, 100 sends a
+// second: the sends spread over 10 seconds, in device order, none lost.
+func TestRate(t *testing.T) {
+	t0 := time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
+	c := push("shop", "flash_sale", "buyers")
+	c.Limit.Rate = 100
+	r := newRun(t, []*Campaign{c}, nil, t0)
+	for i := range 1000 {
+		r.change("shop", "buyers", fmt.Sprintf("d%04d", i), true, t0)
+	}
+	r.advance(t0.Add(time.Minute))
+	if len(r.dels) != 1000 {
+		t.Fatalf("%d sends, want 1000", len(r.dels))
+	}
+	perSec := map[int64]int{}
+	for _, d := range r.dels {
+		perSec[d.Time.Unix()-t0.Unix()]++
+	}
+	for sec := range int64(10) {
+		if perSec[sec] != 100 {
+			t.Errorf("second %d: %d sends, want 100 (%v)", sec, perSec[sec], perSec)
+		}
+	}
+}

@@ -18,7 +18,9 @@
 // memberships, waiting sends and recent sends, fires due sends as its
 // clock advances, and decides each send (sent, deferred, control, capped,
 // outranked, repeat, quiet hours, expired, ended, left) with its reason and
-// a deterministic id. Not yet: one-off and recurring sends to the members
-// of the moment, per-campaign send rates, rendering of templates at
-// decision time, the scheduler's changelog, and `engage schedule`.
+// a deterministic id; one-off sends (in UTC or each device's local time)
+// and recurring ones go to the members of the moment, and a campaign's
+// send rate spreads its sends over the seconds that follow. Not yet:
+// rendering of templates at decision time, the scheduler's changelog, and
+// `engage schedule`.
 package triggers
