@@ -33,6 +33,7 @@ type Scheduler struct {
 	// rates holds, per campaign with a send rate, its sends since an
 	// instant: the k-th goes out at epoch + floor(k / rate) seconds.
 	rates map[*Campaign]*rateState
+	dirty map[*devState]bool // changed since the last Dirty (state.go)
 }
 
 type rateState struct {
@@ -208,6 +209,7 @@ func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]
 	s.apps = apps
 	// Drop the sends of campaigns that are gone or changed.
 	for _, d := range s.devs {
+		n := len(d.pending)
 		d.pending = slices.DeleteFunc(d.pending, func(p *pendingSend) bool {
 			if s.current(d.app, p.camp) {
 				return false
@@ -216,6 +218,9 @@ func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]
 			s.stats.Pending--
 			return true
 		})
+		if len(d.pending) != n {
+			s.markDirty(d)
+		}
 	}
 	// One-off and recurring campaigns new to the set wait for their time
 	// for every device in their audience now.
@@ -294,6 +299,7 @@ func (s *Scheduler) schedule(d *devState, c *Campaign, now int64, decs []Decisio
 	d.pending = append(d.pending, p)
 	s.stats.Pending++
 	s.timers.push(timerEntry{due: p.due, d: d, p: p})
+	s.markDirty(d)
 	return decs
 }
 
@@ -324,7 +330,11 @@ func (s *Scheduler) current(app string, c *Campaign) bool {
 
 // SetProfile sets what the scheduler knows of a device (time zone, locale).
 func (s *Scheduler) SetProfile(app, deviceID string, p Profile) {
-	s.device(app, deviceID).profile = p
+	d := s.device(app, deviceID)
+	if d.profile != p {
+		d.profile = p
+		s.markDirty(d)
+	}
 }
 
 func (s *Scheduler) device(app, id string) *devState {
@@ -347,6 +357,7 @@ func (s *Scheduler) Apply(ch SegmentChange, now time.Time, decs []Decision, dels
 	// Every membership is kept, not only those today's campaigns read: a
 	// campaign saved later sends to the members of the moment.
 	d := s.device(ch.App, ch.DeviceID)
+	s.markDirty(d)
 	a := s.apps[ch.App]
 	if a == nil || len(a.bySegment[ch.Segment]) == 0 {
 		if ch.Enter {
@@ -423,6 +434,7 @@ func (s *Scheduler) trigger(d *devState, c *Campaign, ch SegmentChange, now int6
 	d.pending = append(d.pending, p)
 	s.stats.Pending++
 	s.timers.push(timerEntry{due: p.due, d: d, p: p})
+	s.markDirty(d)
 	return append(decs, s.decision(d, c, occ, OutcomeDeferred, "waits until "+at.UTC().Format(time.RFC3339)+deferReason(c, why), now, p.due, variant)), dels
 }
 
@@ -500,7 +512,18 @@ func (s *Scheduler) fire(now int64, decs []Decision, dels []Delivery) ([]Decisio
 				batch = append(batch, nx.p)
 			}
 		}
-		sort.SliceStable(batch, func(i, j int) bool { return batch[i].camp.Limit.Priority > batch[j].camp.Limit.Priority })
+		// By priority, then name and occurrence: an order that does not
+		// depend on how the sends came to wait (live or restored).
+		sort.Slice(batch, func(i, j int) bool {
+			a, b := batch[i], batch[j]
+			if a.camp.Limit.Priority != b.camp.Limit.Priority {
+				return a.camp.Limit.Priority > b.camp.Limit.Priority
+			}
+			if a.camp.Name != b.camp.Name {
+				return a.camp.Name < b.camp.Name
+			}
+			return a.occurrence < b.occurrence
+		})
 		d := top.d
 		for _, p := range batch {
 			d.pending = slices.DeleteFunc(d.pending, func(x *pendingSend) bool { return x == p })
@@ -523,6 +546,7 @@ func (s *Scheduler) send(d *devState, p *pendingSend, at int64, decs []Decision,
 
 func (s *Scheduler) decideSend(d *devState, p *pendingSend, at int64, decs []Decision, dels []Delivery) ([]Decision, []Delivery) {
 	c := p.camp
+	s.markDirty(d)
 	variant := variantName(c, p.variant)
 	if c.When.Kind != OnEntry {
 		switch as := Assign(c, d.id); {

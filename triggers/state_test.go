@@ -1,0 +1,211 @@
+package triggers
+
+import (
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden changelog in testdata/golden")
+
+// stateCampaigns is a mix of every kind of send, caps and quiet hours.
+func stateCampaigns() ([]*Campaign, map[string]map[Channel]Caps) {
+	welcome := push("app", "welcome", "new")
+	welcome.When.Delay = 36 * time.Hour
+	welcome.When.AlignTo = &TimeOfDay{Hour: 10}
+	welcome.When.Expiry = 5 * 24 * time.Hour
+	stalled := push("app", "stalled", "stuck")
+	stalled.Limit.Quiet = &QuietHours{From: TimeOfDay{Hour: 21}, To: TimeOfDay{Hour: 9}}
+	stalled.Limit.ReentryAfter = 3 * 24 * time.Hour
+	stalled.Limit.Priority = 3
+	stalled.Who.Control = 20
+	stalled.Who.Variants = []Variant{{Name: "bonus", Weight: 1}, {Name: "gems", Weight: 1}}
+	lapsed := push("app", "lapsed", "lapsed")
+	lapsed.Who.Exclude = []string{"new"}
+	lapsed.When.Delay = 6 * time.Hour
+	lapsed.Limit.Once = true
+	digest := push("app", "digest", "readers")
+	digest.When = When{Kind: Recurring, Every: &TimeOfDay{Hour: 8}, Weekdays: []time.Weekday{time.Monday, time.Thursday}}
+	xmas := push("app", "xmas", "readers")
+	xmas.When = When{Kind: Once, At: time.Date(2026, 3, 20, 18, 0, 0, 0, time.UTC), LocalTime: true}
+	inapp := push("app", "tutorial", "stuck")
+	inapp.What.Channel = ChannelInApp
+	return []*Campaign{welcome, stalled, lapsed, digest, xmas, inapp}, map[string]map[Channel]Caps{"app": {ChannelPush: {PerDay: 2, PerWeek: 5}}}
+}
+
+// A scheduler restored midway from its changelog decides from then on
+// exactly what the original does: the same decisions and deliveries, in
+// the same order.
+func TestRestoreMidwayDecidesAlike(t *testing.T) {
+	for seed := range uint64(60) {
+		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 5))
+			camps, caps := stateCampaigns()
+			t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+			a := New()
+			a.SetCampaigns(camps, caps, t0)
+			var b *Scheduler
+			clog := map[string][]byte{}
+			flush := func() {
+				a.Dirty(func(k, st []byte) { clog[string(k)] = append([]byte(nil), st...) })
+			}
+			zones := []string{"Europe/Paris", "America/New_York", "Australia/Sydney", "Asia/Kolkata", ""}
+			segs := []string{"new", "stuck", "lapsed", "readers"}
+			clock := t0
+			restoreAt := 50 + r.IntN(200)
+			for step := range 400 {
+				clock = clock.Add(time.Duration(r.IntN(4*3600)) * time.Second)
+				dev := "d" + strconv.Itoa(r.IntN(12))
+				var da, db []Decision
+				var la, lb []Delivery
+				switch x := r.IntN(10); {
+				case x == 0:
+					p := Profile{TimeZone: zones[r.IntN(len(zones))], Locale: []string{"fr-FR", "en"}[r.IntN(2)]}
+					a.SetProfile("app", dev, p)
+					if b != nil {
+						b.SetProfile("app", dev, p)
+					}
+				case x < 3:
+					da, la = a.Advance(clock, nil, nil)
+					if b != nil {
+						db, lb = b.Advance(clock, nil, nil)
+					}
+				default:
+					ch := SegmentChange{App: "app", Segment: segs[r.IntN(len(segs))], DeviceID: dev, Enter: r.IntN(3) > 0, Time: clock,
+						ID: fmt.Sprintf("%032x", r.Uint64())}
+					da, la = a.Apply(ch, clock, nil, nil)
+					if b != nil {
+						db, lb = b.Apply(ch, clock, nil, nil)
+					}
+				}
+				if step == 150 {
+					// A campaign saved midway: it waits for the members of the moment.
+					promo := push("app", "promo", "readers")
+					promo.When = When{Kind: Once, At: clock.Add(48 * time.Hour), LocalTime: true}
+					camps = append(camps, promo)
+					a.SetCampaigns(camps, caps, clock)
+					if b != nil {
+						b.SetCampaigns(camps, caps, clock)
+					}
+				}
+				flush()
+				if b != nil && (!reflect.DeepEqual(da, db) || !reflect.DeepEqual(la, lb)) {
+					t.Fatalf("step %d: the restored scheduler differs:\noriginal: %v %v\nrestored: %v %v", step, da, la, db, lb)
+				}
+				if step == restoreAt {
+					b = New()
+					b.SetCampaigns(camps, caps, clock)
+					for k, st := range clog {
+						if err := b.Restore([]byte(k), st); err != nil {
+							t.Fatal(err)
+						}
+					}
+					if a.Stats().Pending != b.Stats().Pending {
+						for k, d := range a.devs {
+							var x, y []string
+							for _, p := range d.pending {
+								x = append(x, p.camp.Name+"@"+time.Unix(p.due, 0).UTC().Format(time.RFC3339))
+							}
+							if e := b.devs[k]; e != nil {
+								for _, p := range e.pending {
+									y = append(y, p.camp.Name+"@"+time.Unix(p.due, 0).UTC().Format(time.RFC3339))
+								}
+							}
+							t.Logf("%s: %v | %v", k, x, y)
+						}
+						t.Fatalf("step %d: restored %d waiting sends, the original holds %d", step, b.Stats().Pending, a.Stats().Pending)
+					}
+				}
+			}
+			if a.Stats().Pending != b.Stats().Pending {
+				t.Errorf("waiting sends: original %d, restored %d", a.Stats().Pending, b.Stats().Pending)
+			}
+		})
+	}
+}
+
+// The changelog outlives processes: today's encoding of a scenario must
+// equal the golden file byte for byte, and the file must restore.
+func TestStateGolden(t *testing.T) {
+	const path = "testdata/golden/scheduler_state_v1.txt"
+	camps, caps := stateCampaigns()
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	s := New()
+	s.SetCampaigns(camps, caps, t0)
+	s.SetProfile("app", "ana", Profile{TimeZone: "Europe/Paris", Locale: "fr-FR"})
+	for i, seg := range []string{"readers", "new", "stuck"} {
+		s.Apply(SegmentChange{App: "app", Segment: seg, DeviceID: "ana", Enter: true, Time: t0.Add(time.Duration(i) * time.Hour),
+			ID: fmt.Sprintf("%032x", i+1)}, t0.Add(time.Duration(i)*time.Hour), nil, nil)
+	}
+	s.Apply(SegmentChange{App: "app", Segment: "lapsed", DeviceID: "bo", Enter: true, Time: t0, ID: "not-hex"}, t0.Add(3*time.Hour), nil, nil)
+	var lines []string
+	s.Snapshot(func(k, st []byte) { lines = append(lines, hex.EncodeToString(k)+" "+hex.EncodeToString(st)) })
+	got := strings.Join(lines, "\n") + "\n"
+	if *update {
+		if err := os.MkdirAll("testdata/golden", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to write it)", err)
+	}
+	if got != string(want) {
+		t.Fatalf("the scheduler's state encoding changed: bump stateVersion, keep %s, add a new golden file\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+	r := New()
+	r.SetCampaigns(camps, caps, t0)
+	for i, line := range strings.Split(strings.TrimSpace(string(want)), "\n") {
+		k, v, _ := strings.Cut(line, " ")
+		key, _ := hex.DecodeString(k)
+		st, _ := hex.DecodeString(v)
+		if err := r.Restore(key, st); err != nil {
+			t.Fatalf("%s:%d: %v", path, i+1, err)
+		}
+	}
+	if r.Stats().Pending != s.Stats().Pending || r.Stats().Pending == 0 {
+		t.Errorf("restored %d waiting sends, the original holds %d", r.Stats().Pending, s.Stats().Pending)
+	}
+}
+
+// Restore refuses what it cannot read, with an error, and never panics.
+func FuzzRestore(f *testing.F) {
+	camps, caps := stateCampaigns()
+	s := New()
+	s.SetCampaigns(camps, caps, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	s.Apply(SegmentChange{App: "app", Segment: "new", DeviceID: "d", Enter: true, Time: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), ID: fmt.Sprintf("%032x", 7)},
+		time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), nil, nil)
+	s.Snapshot(func(k, st []byte) { f.Add(append([]byte(nil), st...)) })
+	f.Add([]byte{1})
+	f.Add([]byte{9, 0})
+	f.Fuzz(func(t *testing.T, state []byte) {
+		r := New()
+		r.SetCampaigns(camps, caps, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+		if err := r.Restore([]byte("app/d"), state); err != nil {
+			return
+		}
+		// What restored encodes and restores again the same.
+		var again []byte
+		r.Snapshot(func(k, st []byte) { again = append([]byte(nil), st...) })
+		r2 := New()
+		r2.SetCampaigns(camps, caps, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+		if err := r2.Restore([]byte("app/d"), again); err != nil {
+			t.Fatalf("a state this package wrote does not restore: %v", err)
+		}
+		var third []byte
+		r2.Snapshot(func(k, st []byte) { third = append([]byte(nil), st...) })
+		if string(again) != string(third) {
+			t.Fatalf("restore and encode are not stable:\n%x\n%x", again, third)
+		}
+	})
+}
