@@ -34,6 +34,8 @@ type Scheduler struct {
 	// instant: the k-th goes out at epoch + floor(k / rate) seconds.
 	rates map[*Campaign]*rateState
 	dirty map[*devState]bool // changed since the last Dirty (state.go)
+	kbuf  []byte             // scratch: keys
+	sbuf  []byte             // scratch: states, ids
 }
 
 type rateState struct {
@@ -338,11 +340,11 @@ func (s *Scheduler) SetProfile(app, deviceID string, p Profile) {
 }
 
 func (s *Scheduler) device(app, id string) *devState {
-	k := app + "/" + id
-	d := s.devs[k]
+	s.kbuf = append(append(append(s.kbuf[:0], app...), '/'), id...)
+	d := s.devs[string(s.kbuf)]
 	if d == nil {
 		d = &devState{app: app, id: id, members: map[string]bool{}}
-		s.devs[k] = d
+		s.devs[string(s.kbuf)] = d
 	}
 	return d
 }
@@ -367,23 +369,25 @@ func (s *Scheduler) Apply(ch SegmentChange, now time.Time, decs []Decision, dels
 		}
 		return decs, dels
 	}
-	before := map[*Campaign]bool{}
-	for _, c := range a.bySegment[ch.Segment] {
-		before[c] = d.inAudience(c)
+	camps := a.bySegment[ch.Segment]
+	var was [16]bool
+	before := was[:0]
+	for _, c := range camps {
+		before = append(before, d.inAudience(c))
 	}
 	if ch.Enter {
 		d.members[ch.Segment] = true
 	} else {
 		delete(d.members, ch.Segment)
 	}
-	for _, c := range a.bySegment[ch.Segment] {
+	for i, c := range camps {
 		in := d.inAudience(c)
 		switch {
-		case in && !before[c] && c.When.Kind == OnEntry:
+		case in && !before[i] && c.When.Kind == OnEntry:
 			decs, dels = s.trigger(d, c, ch, ns, decs, dels)
-		case in && !before[c]:
+		case in && !before[i]:
 			decs = s.schedule(d, c, ns, decs)
-		case !in && before[c]:
+		case !in && before[i]:
 			decs = s.cancel(d, c, ns, decs)
 		}
 	}
@@ -699,7 +703,8 @@ func decisionID(c *Campaign, device, occ string, out Outcome) string {
 }
 
 func hashID(parts ...string) string {
-	var b []byte
+	var scratch [256]byte
+	b := scratch[:0]
 	for _, p := range parts {
 		b = binary.AppendUvarint(b, uint64(len(p)))
 		b = append(b, p...)

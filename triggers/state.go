@@ -66,11 +66,16 @@ func (s *Scheduler) Dirty(fn func(key, state []byte)) {
 	for d := range s.dirty {
 		ds = append(ds, d)
 	}
-	slices.SortFunc(ds, func(x, y *devState) int { return strings.Compare(x.app+"/"+x.id, y.app+"/"+y.id) })
-	var buf []byte
+	slices.SortFunc(ds, func(x, y *devState) int {
+		if c := strings.Compare(x.app, y.app); c != 0 {
+			return c
+		}
+		return strings.Compare(x.id, y.id)
+	})
 	for _, d := range ds {
-		buf = s.appendState(buf[:0], d)
-		fn([]byte(d.app+"/"+d.id), buf)
+		s.kbuf = append(append(append(s.kbuf[:0], d.app...), '/'), d.id...)
+		s.sbuf = s.appendState(s.sbuf[:0], d)
+		fn(s.kbuf, s.sbuf)
 	}
 	clear(s.dirty)
 }
