@@ -174,9 +174,10 @@ func (s *Scheduler) clock(now time.Time) int64 {
 }
 
 // SetCampaigns replaces the campaigns and caps of every app. Sends waiting
-// for a campaign that is gone, or whose version changed, are dropped.
-func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]Caps, now time.Time) {
-	s.clock(now)
+// for a campaign that is gone, or whose version changed, are dropped, each
+// with a decision (appended to decs, which it returns).
+func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]Caps, now time.Time, decs []Decision) []Decision {
+	ns := s.clock(now)
 	apps := map[string]*appCamps{}
 	for _, c := range camps {
 		a := apps[c.App]
@@ -210,7 +211,7 @@ func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]
 	old := s.apps
 	s.apps = apps
 	// Drop the sends of campaigns that are gone or changed.
-	for _, d := range s.devs {
+	for _, d := range s.sortedAll() {
 		n := len(d.pending)
 		d.pending = slices.DeleteFunc(d.pending, func(p *pendingSend) bool {
 			if s.current(d.app, p.camp) {
@@ -218,6 +219,11 @@ func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]
 			}
 			p.dead = true
 			s.stats.Pending--
+			why := "the campaign was deleted"
+			if s.named(d.app, p.camp.Name) {
+				why = "the campaign changed (a new version) before the send"
+			}
+			decs = append(decs, s.decision(d, p.camp, p.occurrence, OutcomeEnded, why, ns, 0, variantName(p.camp, p.variant)))
 			return true
 		})
 		if len(d.pending) != n {
@@ -233,11 +239,39 @@ func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]
 			}
 			for _, d := range s.sortedDevices(app) {
 				if d.inAudience(c) {
-					s.schedule(d, c, s.now, nil)
+					decs = s.schedule(d, c, s.now, decs)
 				}
 			}
 		}
 	}
+	return decs
+}
+
+// named reports whether the app has a campaign of that name.
+func (s *Scheduler) named(app, name string) bool {
+	if a := s.apps[app]; a != nil {
+		for _, c := range a.camps {
+			if c.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sortedAll returns every device, by app and id.
+func (s *Scheduler) sortedAll() []*devState {
+	ds := make([]*devState, 0, len(s.devs))
+	for _, d := range s.devs {
+		ds = append(ds, d)
+	}
+	slices.SortFunc(ds, func(x, y *devState) int {
+		if c := cmp.Compare(x.app, y.app); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.id, y.id)
+	})
+	return ds
 }
 
 // had reports whether a holds campaign c (same name and version).

@@ -33,7 +33,7 @@ func BenchmarkDecide(b *testing.B) {
 	caps := map[string]map[Channel]Caps{"app": {ChannelPush: {PerDay: 3, PerWeek: 10}}}
 	s := New()
 	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	s.SetCampaigns(camps, caps, t0)
+	s.SetCampaigns(camps, caps, t0, nil)
 	zones := []string{"Europe/Paris", "America/New_York", "Asia/Tokyo", "Asia/Kolkata"}
 	ids := make([]string, devices)
 	for i := range ids {

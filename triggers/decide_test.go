@@ -19,7 +19,7 @@ type run struct {
 
 func newRun(t *testing.T, camps []*Campaign, caps map[string]map[Channel]Caps, now time.Time) *run {
 	r := &run{t: t, s: New()}
-	r.s.SetCampaigns(camps, caps, now)
+	r.s.SetCampaigns(camps, caps, now, nil)
 	return r
 }
 
@@ -269,7 +269,7 @@ func TestOnceInLocalTime(t *testing.T) {
 		r.change("news", "readers", dev, true, t0)
 	}
 	// The campaign is saved when the devices are already members.
-	r.s.SetCampaigns([]*Campaign{c}, nil, t0)
+	r.s.SetCampaigns([]*Campaign{c}, nil, t0, nil)
 	r.change("news", "readers", "gone", false, t0.Add(12*time.Hour))
 	r.advance(time.Date(2026, 12, 24, 3, 0, 0, 0, time.UTC)) // 12:00 in Tokyo: its send is past
 	r.change("news", "readers", "late", true, time.Date(2026, 12, 24, 3, 0, 0, 0, time.UTC))
@@ -331,5 +331,40 @@ func TestRate(t *testing.T) {
 		if perSec[sec] != 100 {
 			t.Errorf("second %d: %d sends, want 100 (%v)", sec, perSec[sec], perSec)
 		}
+	}
+}
+
+// A campaign changed or deleted while sends wait: each waiting send ends
+// with a decision that says why, and nothing is sent for it.
+func TestCampaignChangedWhileWaiting(t *testing.T) {
+	t0 := time.Date(2026, 4, 1, 12, 0, 0, 0, time.UTC)
+	c := push("shop", "cart", "cart_left")
+	c.When.Delay = 2 * time.Hour
+	other := push("shop", "promo", "shoes")
+	other.When.Delay = 2 * time.Hour
+	r := newRun(t, []*Campaign{c, other}, nil, t0)
+	r.change("shop", "cart_left", "d1", true, t0)
+	r.change("shop", "shoes", "d1", true, t0)
+	v2 := *c
+	v2.Version = 2
+	r.decs = r.s.SetCampaigns([]*Campaign{&v2}, nil, t0.Add(time.Hour), r.decs)
+	r.advance(t0.Add(24 * time.Hour))
+	if len(r.dels) != 0 {
+		t.Errorf("sent after the campaigns changed:\n%s", r.sends())
+	}
+	out := r.outcomes()
+	for _, w := range []string{"cart d1 ended", "promo d1 ended"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("no decision %q:\n%s", w, out)
+		}
+	}
+	var why []string
+	for _, d := range r.decs {
+		if d.Outcome == OutcomeEnded {
+			why = append(why, d.Reason)
+		}
+	}
+	if strings.Join(why, "|") != "the campaign changed (a new version) before the send|the campaign was deleted" {
+		t.Errorf("reasons: %q", why)
 	}
 }

@@ -24,7 +24,7 @@ func BenchmarkPendingState(b *testing.B) {
 	camps := []*Campaign{c}
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	s := New()
-	s.SetCampaigns(camps, nil, t0)
+	s.SetCampaigns(camps, nil, t0, nil)
 	for i := range n {
 		dev := "device-" + strconv.Itoa(i)
 		s.SetProfile("app", dev, Profile{TimeZone: "Europe/Paris", Locale: "fr-FR"})
@@ -50,7 +50,7 @@ func BenchmarkPendingState(b *testing.B) {
 	restored := 0
 	for b.Loop() {
 		r := New()
-		r.SetCampaigns(camps, nil, t0)
+		r.SetCampaigns(camps, nil, t0, nil)
 		for i := range keys {
 			if err := r.Restore(keys[i], states[i]); err != nil {
 				b.Fatal(err)

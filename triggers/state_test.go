@@ -50,7 +50,7 @@ func TestRestoreMidwayDecidesAlike(t *testing.T) {
 			camps, caps := stateCampaigns()
 			t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 			a := New()
-			a.SetCampaigns(camps, caps, t0)
+			a.SetCampaigns(camps, caps, t0, nil)
 			var b *Scheduler
 			clog := map[string][]byte{}
 			flush := func() {
@@ -90,9 +90,9 @@ func TestRestoreMidwayDecidesAlike(t *testing.T) {
 					promo := push("app", "promo", "readers")
 					promo.When = When{Kind: Once, At: clock.Add(48 * time.Hour), LocalTime: true}
 					camps = append(camps, promo)
-					a.SetCampaigns(camps, caps, clock)
+					a.SetCampaigns(camps, caps, clock, nil)
 					if b != nil {
-						b.SetCampaigns(camps, caps, clock)
+						b.SetCampaigns(camps, caps, clock, nil)
 					}
 				}
 				flush()
@@ -101,7 +101,7 @@ func TestRestoreMidwayDecidesAlike(t *testing.T) {
 				}
 				if step == restoreAt {
 					b = New()
-					b.SetCampaigns(camps, caps, clock)
+					b.SetCampaigns(camps, caps, clock, nil)
 					for k, st := range clog {
 						if err := b.Restore([]byte(k), st); err != nil {
 							t.Fatal(err)
@@ -138,7 +138,7 @@ func TestStateGolden(t *testing.T) {
 	camps, caps := stateCampaigns()
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	s := New()
-	s.SetCampaigns(camps, caps, t0)
+	s.SetCampaigns(camps, caps, t0, nil)
 	s.SetProfile("app", "ana", Profile{TimeZone: "Europe/Paris", Locale: "fr-FR"})
 	for i, seg := range []string{"readers", "new", "stuck"} {
 		s.Apply(SegmentChange{App: "app", Segment: seg, DeviceID: "ana", Enter: true, Time: t0.Add(time.Duration(i) * time.Hour),
@@ -164,7 +164,7 @@ func TestStateGolden(t *testing.T) {
 		t.Fatalf("the scheduler's state encoding changed: bump stateVersion, keep %s, add a new golden file\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 	r := New()
-	r.SetCampaigns(camps, caps, t0)
+	r.SetCampaigns(camps, caps, t0, nil)
 	for i, line := range strings.Split(strings.TrimSpace(string(want)), "\n") {
 		k, v, _ := strings.Cut(line, " ")
 		key, _ := hex.DecodeString(k)
@@ -182,7 +182,7 @@ func TestStateGolden(t *testing.T) {
 func FuzzRestore(f *testing.F) {
 	camps, caps := stateCampaigns()
 	s := New()
-	s.SetCampaigns(camps, caps, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	s.SetCampaigns(camps, caps, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), nil)
 	s.Apply(SegmentChange{App: "app", Segment: "new", DeviceID: "d", Enter: true, Time: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), ID: fmt.Sprintf("%032x", 7)},
 		time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), nil, nil)
 	s.Snapshot(func(k, st []byte) { f.Add(append([]byte(nil), st...)) })
@@ -190,7 +190,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add([]byte{9, 0})
 	f.Fuzz(func(t *testing.T, state []byte) {
 		r := New()
-		r.SetCampaigns(camps, caps, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+		r.SetCampaigns(camps, caps, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), nil)
 		if err := r.Restore([]byte("app/d"), state); err != nil {
 			return
 		}
@@ -198,7 +198,7 @@ func FuzzRestore(f *testing.F) {
 		var again []byte
 		r.Snapshot(func(k, st []byte) { again = append([]byte(nil), st...) })
 		r2 := New()
-		r2.SetCampaigns(camps, caps, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+		r2.SetCampaigns(camps, caps, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), nil)
 		if err := r2.Restore([]byte("app/d"), again); err != nil {
 			t.Fatalf("a state this package wrote does not restore: %v", err)
 		}
