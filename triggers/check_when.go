@@ -158,19 +158,19 @@ func (k *checker) once() {
 		return
 	}
 	first, last := w.At, w.At // the instants the send happens at, over every zone
-	where := ""
+	where, at := "", formatInstant(w.At)
 	if w.LocalTime {
 		first, last = w.At.Add(-earliestOffset), w.At.Add(latestOffset)
-		where = " in every time zone"
+		where, at = " in every time zone", w.At.Format("2006-01-02T15:04")+" local time"
 		k.sendTimeInQuiet("when.once.at", &TimeOfDay{Hour: w.At.Hour(), Minute: w.At.Minute()})
 	}
 	switch {
 	case !w.Start.IsZero() && last.Before(w.Start):
-		k.errorf("when.once.at", "at %s is before start %s%s: the send could never happen", formatInstant(w.At), formatInstant(w.Start), where)
+		k.errorf("when.once.at", "at %s is before start %s%s: the send could never happen", at, formatInstant(w.Start), where)
 	case !w.End.IsZero() && first.After(w.End):
-		k.errorf("when.once.at", "at %s is after end %s%s: the send could never happen", formatInstant(w.At), formatInstant(w.End), where)
+		k.errorf("when.once.at", "at %s is after end %s%s: the send could never happen", at, formatInstant(w.End), where)
 	case !k.env.Now.IsZero() && last.Before(k.env.Now):
-		k.errorf("when.once.at", "at %s is in the past%s (now is %s)", formatInstant(w.At), where, formatInstant(k.env.Now))
+		k.errorf("when.once.at", "at %s is in the past%s (now is %s)", at, where, formatInstant(k.env.Now))
 	}
 }
 
