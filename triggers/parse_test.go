@@ -234,6 +234,11 @@ func TestParseValues(t *testing.T) {
 		{"aliases", "app: a\nname: n\nwhat: {content: {en: &m {title: t}, fr: *m}, default_locale: en}\nwho: {segments: [s]}\nwhen: {on_entry: {}}", func(c *Campaign) bool {
 			return c.What.Content["fr"].Title == "t" && c.What.Content["fr"] != c.What.Content["en"]
 		}},
+		{"merge keys", "app: a\nname: n\nwho: {segments: [s]}\nwhen: {on_entry: {}}\nwhat:\n  default_locale: en\n  content:\n    en: &en {title: Hi, deep_link: \"x://home\", sound: default}\n    fr: {<<: *en, title: Salut}\n    de: {<<: [{title: Hallo}, *en]}\n",
+			func(c *Campaign) bool {
+				fr, de := c.What.Content["fr"], c.What.Content["de"]
+				return fr.Title == "Salut" && fr.DeepLink == "x://home" && fr.Sound == "default" && de.Title == "Hallo" && de.DeepLink == "x://home"
+			}},
 		{"json auto-detected", `{"app": "a", "name": "n", "what": {"content": {"en": {"title": "\/t"}}}, "who": {"segments": ["s"], "sample": 1.5e1}, "when": {"on_entry": null}}`,
 			func(c *Campaign) bool {
 				return c.What.Content["en"].Title == "/t" && c.Who.Sample == 15 && c.When.Kind == OnEntry
@@ -417,6 +422,12 @@ func TestParseMistakes(t *testing.T) {
 				"c.yaml:6:7: missing within: how long after the send a conversion counts, such as within: 3d",
 				`c.yaml:6:18: unknown key "whithin" in goal: use event or within (did you mean "within"?)`,
 			}, at: []string{"{event", "whithin"}},
+		{name: "merge of a text", file: head + "what: {content: {en: {title: t}, fr: {<<: t}}, default_locale: en}\nwho: {segments: [s]}\nwhen: {on_entry: {}}\n",
+			want: []string{`c.yaml:3:39: << merges a mapping (<<: *anchor), not "t"`}, at: []string{"<<"}},
+		{name: "merged key unknown", file: head + "what: {content: {en: {title: t}, fr: {<<: {titel: x}}}, default_locale: en}\nwho: {segments: [s]}\nwhen: {on_entry: {}}\n",
+			want: []string{`c.yaml:3:44: unknown key "titel" in a message: use title, body, sound, badge, image, deep_link, data, collapse_id, priority, ttl, layout, buttons or activities (did you mean "title"?)`}, at: []string{"titel"}},
+		{name: "anchor merging itself", file: head + "what: {content: {en: &e {title: t, <<: *e}}}\nwho: {segments: [s]}\nwhen: {on_entry: {}}\n",
+			want: []string{"c.yaml:3:36: merges nest deeper than 8 levels (does an anchor merge itself?)"}, at: []string{"<<"}},
 		{name: "every mistake at once", file: "app: a\nnam: n\nwhat: {content: {en: {title: \"{{x}}\"}}}\nwho: {segments: [s], sample: all}\nwhen: {on_entry: {delay: soon}}\n",
 			want: []string{
 				"c.yaml:1:1: missing name: the campaign's name, unique in its app",

@@ -66,15 +66,22 @@ func (p *campaignParser) keys(n *yaml.Node, path, what string, allowed []string)
 }
 
 // entries calls fn for each key and (dereferenced) value of the mapping
-// n, reporting keys that are not strings and keys given twice.
+// n, reporting keys that are not strings and keys given twice. YAML merge
+// keys (<<: *anchor, or a list of anchors) bring in the keys of the
+// mappings they name that n does not have itself (the first merged
+// mapping that has a key gives it).
 func (p *campaignParser) entries(n *yaml.Node, path string, fn func(key string, k, v *yaml.Node)) {
 	if !p.spend(n) {
 		return
 	}
 	seen := make(map[string]*yaml.Node, len(n.Content)/2)
+	var merges []*yaml.Node // key, value, key, value …
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := derefNode(n.Content[i]), derefNode(n.Content[i+1])
 		switch {
+		case k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge":
+			merges = append(merges, k, v)
+			continue
 		case k.Kind != yaml.ScalarNode:
 			p.errorf(k, path, "a key must be a text, not %s", describeNode(k))
 			continue
@@ -89,6 +96,47 @@ func (p *campaignParser) entries(n *yaml.Node, path string, fn func(key string, 
 		seen[k.Value] = k
 		p.mark(joinPath(path, k.Value), v)
 		fn(k.Value, k, v)
+	}
+	for i := 0; i < len(merges); i += 2 {
+		p.merge(merges[i], merges[i+1], path, seen, fn, 0)
+	}
+}
+
+// maxMergeDepth bounds merges of merges (an anchor may even merge
+// itself).
+const maxMergeDepth = 8
+
+// merge brings in the keys of the mapping (or list of mappings) v, merged
+// by the merge key k, that are not in seen.
+func (p *campaignParser) merge(k, v *yaml.Node, path string, seen map[string]*yaml.Node, fn func(key string, k, v *yaml.Node), depth int) {
+	v = derefNode(v)
+	switch {
+	case depth > maxMergeDepth:
+		p.errorf(k, path, "merges nest deeper than %d levels (does an anchor merge itself?)", maxMergeDepth)
+	case v.Kind == yaml.SequenceNode:
+		for _, item := range v.Content {
+			p.merge(k, item, path, seen, fn, depth+1)
+		}
+	case v.Kind != yaml.MappingNode:
+		p.errorf(k, path, "<< merges a mapping (<<: *anchor), not %s", describeNode(v))
+	case p.spend(v):
+		var inner []*yaml.Node
+		for i := 0; i+1 < len(v.Content); i += 2 {
+			mk, mv := derefNode(v.Content[i]), derefNode(v.Content[i+1])
+			switch {
+			case mk.Kind == yaml.ScalarNode && mk.ShortTag() == "!!merge":
+				inner = append(inner, mk, mv)
+			case mk.Kind != yaml.ScalarNode || isNullNode(mk):
+				p.errorf(mk, path, "a key must be a text, not %s", describeNode(mk))
+			case seen[mk.Value] == nil:
+				seen[mk.Value] = mk
+				p.mark(joinPath(path, mk.Value), mv)
+				fn(mk.Value, mk, mv)
+			}
+		}
+		for i := 0; i < len(inner); i += 2 {
+			p.merge(inner[i], inner[i+1], path, seen, fn, depth+1)
+		}
 	}
 }
 
