@@ -81,11 +81,15 @@ func (k *checker) triggerProblem(key string) string {
 		key, tk.whose, key, strings.Join(tk.keys, ", "), didYouMean(key, tk.keys))
 }
 
+// tagRef names a tag a segment condition reads.
+type tagRef struct {
+	kind tag.Kind
+	name string
+}
+
 // triggerKeys finds the extras of the records that can start a send: the
-// records that make a device enter the campaign's segments, that is the
-// tags the segments' conditions name (outside a not, through references
-// to other segments). Without the segments' expressions, every tag of the
-// plan.
+// records that make a device enter the campaign's segments (entryTags).
+// Without the segments' expressions, every tag of the plan.
 func (k *checker) triggerKeys() *triggerKeys {
 	c, plan := k.c, k.env.Plan
 	if c.When.Kind != OnEntry {
@@ -94,46 +98,9 @@ func (k *checker) triggerKeys() *triggerKeys {
 	if plan == nil {
 		return &triggerKeys{}
 	}
-	type tagRef struct {
-		kind tag.Kind
-		name string
-	}
-	var tags []tagRef
-	known := k.env.Segments != nil
-	seen := map[string]bool{}
-	var visit func(name string)
-	visit = func(name string) {
-		if seen[name] || !known {
-			return
-		}
-		seen[name] = true
-		s := k.env.Segments[name]
-		if s == nil || s.Expr == nil {
-			known = false
-			return
-		}
-		segments.Walk(s.Expr, func(n segments.Node) bool {
-			switch n := n.(type) {
-			case *segments.Not:
-				return false // a record never enters a segment by matching a negated condition
-			case *segments.Did:
-				tags = append(tags, tagRef{n.Kind, n.Name})
-			case *segments.Since:
-				if n.Moment == segments.MomentLastTag {
-					tags = append(tags, tagRef{n.Kind, n.Name})
-				}
-			case *segments.Ref:
-				visit(n.Name)
-			}
-			return true
-		})
-	}
-	for _, name := range c.Who.Segments {
-		visit(name)
-	}
 	tk := &triggerKeys{known: true}
 	keys := map[string]bool{}
-	if known {
+	if tags, known := k.entryTags(); known {
 		if len(tags) == 0 {
 			tk.none = fmt.Sprintf("the campaign's segments (%s) are entered as time passes or app-info changes, never on a record with extras", strings.Join(c.Who.Segments, ", "))
 			return tk
@@ -163,4 +130,53 @@ func (k *checker) triggerKeys() *triggerKeys {
 	}
 	tk.keys = slices.Sorted(maps.Keys(keys))
 	return tk
+}
+
+// entryTags returns the tags whose records can make a device enter the
+// campaign's segments: those the segments' conditions name, outside a
+// not, and through references to other segments; a session start for
+// "first_session within …". known is false when a segment's expression
+// is not known, or when any record can (last_seen within …). It may say
+// more than can happen, never less: a key it lets through may still have
+// no value at times, never the reverse.
+func (k *checker) entryTags() (tags []tagRef, known bool) {
+	known = k.env.Segments != nil
+	seen := map[string]bool{}
+	var visit func(name string)
+	visit = func(name string) {
+		if seen[name] || !known {
+			return
+		}
+		seen[name] = true
+		s := k.env.Segments[name]
+		if s == nil || s.Expr == nil {
+			known = false
+			return
+		}
+		segments.Walk(s.Expr, func(n segments.Node) bool {
+			switch n := n.(type) {
+			case *segments.Not:
+				return false // a record never enters a segment by matching a negated condition
+			case *segments.Did:
+				tags = append(tags, tagRef{n.Kind, n.Name})
+			case *segments.Since:
+				entersOnRecord := n.Range.Absolute || n.Range.Min == 0 // else only as time passes
+				switch {
+				case n.Moment == segments.MomentLastTag:
+					tags = append(tags, tagRef{n.Kind, n.Name})
+				case n.Moment == segments.MomentFirstSession && entersOnRecord:
+					tags = append(tags, tagRef{tag.KindSessionStart, ""})
+				case n.Moment == segments.MomentLastSeen && entersOnRecord:
+					known = false // any record may be the one: every tag of the plan
+				}
+			case *segments.Ref:
+				visit(n.Name)
+			}
+			return true
+		})
+	}
+	for _, name := range k.c.Who.Segments {
+		visit(name)
+	}
+	return tags, known
 }

@@ -326,3 +326,39 @@ func TestPositionsOf(t *testing.T) {
 		t.Error("nil Positions has a position")
 	}
 }
+
+// Which extras {{trigger.<key>}} may read depends on the records that
+// enter the campaign's segments.
+func TestCheckTriggerKeys(t *testing.T) {
+	news := loadEnv(t, "news")
+	for _, tc := range []struct {
+		segment, key, want string // want: the mistake, "" for none
+	}{
+		{"politics_readers", "topic", ""},
+		{"politics_readers", "ab_group", ""}, // global extras are on every record
+		{"politics_readers", "section", `the records that enter the campaign's segments (event "article_read") carry no extra "section"`},
+		{"onboarding_gap", "section", ""},                                      // did activity "login"; the negated event does not count
+		{"onboarding_gap", "plan", `(activity "login") carry no extra "plan"`}, // subscribed's, but under a not
+		{"returning", "code", ""},                                              // last_seen within 1d: any record
+		{"first_day", "ab_group", ""},                                          // first_session within 1d: the session start
+		{"first_day", "topic", `(session) carry no extra "topic"`},
+		{"welcome_d2", "ab_group", "are entered as time passes or app-info changes"},
+		{"subscribers", "ab_group", "are entered as time passes or app-info changes"},
+		{"sport_or_returning", "code", ""}, // through the reference, any record
+	} {
+		t.Run(tc.segment+"/"+tc.key, func(t *testing.T) {
+			file := checkDoc(sec{"who": "{segments: [" + tc.segment + "]}", "what": `{content: {en: {title: "{{trigger.` + tc.key + `}}"}}}`})
+			c, pos, err := ParseWithPositions("c.yaml", []byte(file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = Check(c, pos, news)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("error %v, want none", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want one with %q", err, tc.want)
+			}
+		})
+	}
+}

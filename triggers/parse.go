@@ -32,55 +32,6 @@ import (
 // weekdays, templates). Check then holds the campaign to its rules and to
 // the app's segments and tag plan.
 
-// Pos is a position in a campaign file: 1-based line and column, the
-// column in characters.
-type Pos struct{ Line, Col int }
-
-// Positions says where each field of a parsed campaign was written, so
-// that Check reports its mistakes at their line and column. Fields are
-// named by paths such as "who.segments[0]" and "what.content.fr.title".
-type Positions struct {
-	File  string
-	at    map[string]Pos     // path → where its value was written ("" is the document)
-	texts map[string]textLoc // path of each template text → where and how it was written
-	lines []string           // the file, a line each, to place columns inside texts
-}
-
-// textLoc is where a text was written, and in which style (plain,
-// quoted, literal block ...): what it takes to find a character of the
-// text in the file.
-type textLoc struct {
-	at    Pos
-	style yaml.Style
-}
-
-// Of returns where the field at path was written or, when it was not
-// (a default), where the nearest enclosing field was; false when even the
-// document has no position (p is nil).
-func (p *Positions) Of(path string) (Pos, bool) {
-	if p == nil {
-		return Pos{}, false
-	}
-	for {
-		if at, ok := p.at[path]; ok {
-			return at, true
-		}
-		if path == "" {
-			return Pos{}, false
-		}
-		path = parentPath(path)
-	}
-}
-
-// parentPath returns the path of the field that holds path's field:
-// "who" for "who.sample", "who.segments" for "who.segments[0]".
-func parentPath(path string) string {
-	if i := strings.LastIndexAny(path, ".["); i >= 0 {
-		return path[:i]
-	}
-	return ""
-}
-
 // Parse reads a campaign file. filename is only used in error messages.
 // The file is YAML, or JSON when it starts with { followed by " or }
 // (JSON syntax errors then come with their line and column too). If the
