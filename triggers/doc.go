@@ -10,8 +10,12 @@
 // the wall clock: every function takes its now.
 //
 // What is here (issue 9 is in progress): the campaign model
-// (campaign.go); deterministic assignment to sample, control group and
-// variants (assign.go); send times in each device's time zone with delays,
+// (campaign.go); campaign files in YAML or JSON with every mistake at its
+// line:column, and their checks against the app's segments and tag plan
+// (parse*.go, check*.go; docs/campaigns.md); message templates over
+// app-info, device fields and the trigger's extras (template*.go);
+// deterministic assignment to sample, control group and variants
+// (assign.go); send times in each device's time zone with delays,
 // alignment to a local time of day, quiet hours, start, end and expiry,
 // DST-correct (timing.go); and the decision core (decide.go): a Scheduler
 // that follows segment entries and exits, keeps per device its
@@ -20,7 +24,8 @@
 // outranked, repeat, quiet hours, expired, ended, left) with its reason and
 // a deterministic id; one-off sends (in UTC or each device's local time)
 // and recurring ones go to the members of the moment, and a campaign's
-// send rate spreads its sends over the seconds that follow. Not yet:
-// rendering of templates at decision time, the scheduler's changelog, and
-// `engage schedule`.
+// send rate spreads its sends over the seconds that follow. Its per-device
+// state is a versioned changelog record (state.go). Not yet: rendering the
+// templates at decision time (the scheduler needs the device's app-info),
+// and `engage schedule`, the service around the Scheduler.
 package triggers
