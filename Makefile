@@ -43,6 +43,9 @@ bench: deps
 	  $(GO) test -run "^$$" -bench "StateBytes|Restore|Advance" -benchtime 3s ./segments/engine && \
 	  $(GO) test -run "^$$" -bench Fill -benchtime 3x ./segments/engine && \
 	  $(GO) test -run "^$$" -bench HistoryRead ./sinks/clickhouse && \
+	  $(GO) test -run "^$$" -bench Decide -benchtime 1000000x ./triggers && \
+	  $(GO) test -run "^$$" -bench PendingState -benchtime 2x ./triggers && \
+	  $(GO) test -run "^$$" -bench "Assign|EntrySend|NextLocal|TemplateRender" ./triggers && \
 	  $(GO) test -run "^$$" -bench "ProcessEndToEnd|ChangelogRestore" -benchtime 500000x -timeout 30m ./bench/ && \
 	  ENGAGE_ANALYTICS_BENCH_RECORDS=$${ENGAGE_ANALYTICS_BENCH_RECORDS:-2000000} $(GO) test -run "^$$" -bench Queries -benchtime 20x -timeout 30m ./sinks/analytics'
 
