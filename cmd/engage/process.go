@@ -178,26 +178,7 @@ func runSegments(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return a.Plan, nil
 	}
-	current := func() (*processor.Store, error) {
-		store := processor.NewStore()
-		fctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		ready := make(chan struct{})
-		errc := make(chan error, 1)
-		go func() {
-			errc <- store.Follow(fctx, func(ctx context.Context, fn func(bus.Message, bool) error) error {
-				return kafkabus.FollowPartition(ctx, splitList(*brokers), *topic, 0, fn)
-			}, ready, func(err error) { fmt.Fprintln(os.Stderr, "warning:", err) })
-		}()
-		select {
-		case <-ready:
-			return store, nil
-		case err := <-errc:
-			return nil, err
-		case <-time.After(30 * time.Second):
-			return nil, fmt.Errorf("read %s: timed out", *topic)
-		}
-	}
+	current := func() (*processor.Store, error) { return followSegments(ctx, splitList(*brokers), *topic) }
 	switch verb {
 	case "check", "put":
 		t, err := readText()
@@ -267,4 +248,27 @@ func runSegments(ctx context.Context, args []string, stdout io.Writer) error {
 		return tw.Flush()
 	}
 	return fmt.Errorf("segments: unknown verb %q: give put, delete, list or check", verb)
+}
+
+// followSegments reads the segment definitions stored in the configuration
+// topic, up to its end.
+func followSegments(ctx context.Context, brokers []string, topic string) (*processor.Store, error) {
+	store := processor.NewStore()
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- store.Follow(fctx, func(ctx context.Context, fn func(bus.Message, bool) error) error {
+			return kafkabus.FollowPartition(ctx, brokers, topic, 0, fn)
+		}, ready, func(err error) { fmt.Fprintln(os.Stderr, "warning:", err) })
+	}()
+	select {
+	case <-ready:
+		return store, nil
+	case err := <-errc:
+		return nil, err
+	case <-time.After(30 * time.Second):
+		return nil, fmt.Errorf("read %s: timed out", topic)
+	}
 }
