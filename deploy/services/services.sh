@@ -207,7 +207,13 @@ kafka_up() {
   mkdir -p "$d/data" "$d/logs"
   kafka_write_config
   if [[ ! -f $d/data/meta.properties ]]; then
-    local cluster_id; cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # A Kafka cluster id is 16 random bytes in URL-safe base64. One that
+    # starts with "-" reads as an option to the storage tool (1 start in
+    # 64 failed so): draw again until it does not.
+    local cluster_id=-
+    while [ "${cluster_id#-}" != "$cluster_id" ]; do
+      cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     log "kafka: formatting KRaft storage in $d/data (cluster id $cluster_id)"
     kafka_java -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$d/logs" \
       kafka.tools.StorageTool format -t "$cluster_id" -c "$d/server.properties" >>"$d/logs/format.log" 2>&1 \
