@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/twmb/murmur3"
+
+	"github.com/openengage/engage/pipeline/tag"
 )
 
 // Scheduler decides, for the devices of one partition, which campaign sends
@@ -69,6 +71,9 @@ type SegmentChange struct {
 	// ID is the change's id (deterministic): the occurrence of an on_entry
 	// send is the change that triggered it.
 	ID string
+	// Extras are those of the record that caused the change, when one did,
+	// sorted by key: the {{trigger.<key>}} fields of the templates.
+	Extras []tag.Extra
 }
 
 // Profile is what the scheduler knows of a device beyond its memberships:
@@ -95,6 +100,7 @@ const (
 	OutcomeEnded     Outcome = "ended"       // the campaign ended (or has not started)
 	OutcomeLeft      Outcome = "left"        // the device left the audience before the send
 	OutcomeNoSample  Outcome = "not_sampled" // outside the campaign's sample
+	OutcomeSkipped   Outcome = "skipped"     // a template field had no value (the campaign's missing: skip)
 )
 
 // Decision is one decision of the scheduler about one device and one send
@@ -128,6 +134,9 @@ type Delivery struct {
 	Locale     string
 	Time       time.Time // when it was decided to send
 	Expires    time.Time // zero: no expiry
+	// Message is the content for the device: its locale's (or the
+	// default's), its variant's, with the templates rendered.
+	Message Message
 }
 
 // appCamps are one app's campaigns and caps.
@@ -135,6 +144,12 @@ type appCamps struct {
 	camps     []*Campaign // by priority (highest first), then name
 	bySegment map[string][]*Campaign
 	caps      map[Channel]Caps
+	// The templates of each campaign, by variant (-1: the campaign's own
+	// content) and locale, and what they read of the devices.
+	tmpl        map[*Campaign]map[int]map[string]*MessageTemplate
+	infoKeys    map[string]bool               // app_info keys the templates read
+	triggerKeys map[*Campaign]map[string]bool // trigger extras each campaign's templates read
+	deviceRead  bool                          // some template reads a device field
 }
 
 // devState is what the scheduler keeps per device.
@@ -142,6 +157,11 @@ type devState struct {
 	app, id string
 	members map[string]bool
 	profile Profile
+	// What the templates read: the app-info values (sorted by key, with
+	// the event time of each) and the device fields.
+	info    []tag.Extra
+	infoAt  []int64
+	devInfo *tag.DeviceInfo
 	sent    map[string]int64 // campaign name → time of its last send to the device
 	recent  []sendMark       // recent sends, for the caps, oldest first
 	pending []*pendingSend
@@ -158,7 +178,8 @@ type pendingSend struct {
 	due        int64
 	trigger    int64 // when the send was triggered (expiry counts from it)
 	variant    int
-	dead       bool // cancelled; its timer entry is stale
+	extras     []tag.Extra // of the triggering record, those the templates read
+	dead       bool        // cancelled; its timer entry is stale
 }
 
 // New returns an empty scheduler.
@@ -200,6 +221,7 @@ func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]
 					a.bySegment[seg] = append(a.bySegment[seg], c)
 				}
 			}
+			a.compile(c)
 		}
 		_ = app
 	}
@@ -350,6 +372,52 @@ func outcomeOf(reason string) Outcome {
 	return OutcomeExpired
 }
 
+// compile parses a campaign's templates (a campaign that passed Check
+// always compiles; a message whose texts do not is sent empty) and notes
+// what they read.
+func (a *appCamps) compile(c *Campaign) {
+	if a.tmpl == nil {
+		a.tmpl, a.infoKeys = map[*Campaign]map[int]map[string]*MessageTemplate{}, map[string]bool{}
+		a.triggerKeys = map[*Campaign]map[string]bool{}
+	}
+	byVariant := map[int]map[string]*MessageTemplate{}
+	add := func(v int, content map[string]*Message) {
+		for locale, m := range content {
+			if m == nil {
+				continue
+			}
+			mt, err := CompileMessage(m)
+			if err != nil {
+				continue
+			}
+			if byVariant[v] == nil {
+				byVariant[v] = map[string]*MessageTemplate{}
+			}
+			byVariant[v][locale] = mt
+			for _, f := range mt.Fields() {
+				switch f.Source {
+				case FromAppInfo:
+					a.infoKeys[f.Key] = true
+				case FromDevice:
+					a.deviceRead = true
+				case FromTrigger:
+					if a.triggerKeys[c] == nil {
+						a.triggerKeys[c] = map[string]bool{}
+					}
+					a.triggerKeys[c][f.Key] = true
+				}
+			}
+		}
+	}
+	add(-1, c.What.Content)
+	for i, v := range c.Who.Variants {
+		if v.Content != nil {
+			add(i, v.Content)
+		}
+	}
+	a.tmpl[c] = byVariant
+}
+
 // current reports whether c is the app's campaign of that name and version.
 func (s *Scheduler) current(app string, c *Campaign) bool {
 	a := s.apps[app]
@@ -362,6 +430,61 @@ func (s *Scheduler) current(app string, c *Campaign) bool {
 		}
 	}
 	return false
+}
+
+// ApplyRecord takes from a tag record what the scheduler needs of a
+// device: its time zone and locale (device records), and the app-info
+// values and device fields the app's templates read (the newest by event
+// time wins; a later arrival wins a tie).
+func (s *Scheduler) ApplyRecord(r *tag.Record) {
+	a := s.apps[r.AppID]
+	switch {
+	case r.Kind == tag.KindDevice && r.Device != nil:
+		d := s.device(r.AppID, r.DeviceID)
+		p := d.profile
+		if r.Device.TimeZone != "" {
+			p.TimeZone = r.Device.TimeZone
+		}
+		if r.Device.Locale != "" {
+			p.Locale = r.Device.Locale
+		}
+		changed := p != d.profile
+		d.profile = p
+		if a != nil && a.deviceRead {
+			dev := *r.Device
+			dev.PushToken, dev.PushProvider = "", ""
+			if d.devInfo == nil || *d.devInfo != dev {
+				d.devInfo, changed = &dev, true
+			}
+		}
+		if changed {
+			s.markDirty(d)
+		}
+	case r.Kind == tag.KindAppInfo && a != nil && len(a.infoKeys) > 0:
+		var d *devState
+		t := r.Time.Unix()
+		for _, x := range r.AppInfo {
+			if !a.infoKeys[x.Key] {
+				continue
+			}
+			if d == nil {
+				d = s.device(r.AppID, r.DeviceID)
+			}
+			i, found := slices.BinarySearchFunc(d.info, x.Key, func(e tag.Extra, k string) int { return cmp.Compare(e.Key, k) })
+			v := x.Value
+			v.Str = strings.Clone(v.Str)
+			switch {
+			case !found:
+				d.info = slices.Insert(d.info, i, tag.Extra{Key: strings.Clone(x.Key), Value: v})
+				d.infoAt = slices.Insert(d.infoAt, i, t)
+			case t >= d.infoAt[i]:
+				d.info[i].Value, d.infoAt[i] = v, t
+			default:
+				continue
+			}
+			s.markDirty(d)
+		}
+	}
 }
 
 // SetProfile sets what the scheduler knows of a device (time zone, locale).
@@ -466,6 +589,15 @@ func (s *Scheduler) trigger(d *devState, c *Campaign, ch SegmentChange, now int6
 		return append(decs, s.decision(d, c, occ, outcomeOf(why), why, now, 0, variant)), dels
 	}
 	p := &pendingSend{camp: c, occurrence: occ, due: at.Unix(), trigger: ch.Time.Unix(), variant: as.Variant}
+	if keys := s.apps[d.app].triggerKeys[c]; len(keys) > 0 {
+		for _, x := range ch.Extras {
+			if keys[x.Key] {
+				v := x.Value
+				v.Str = strings.Clone(v.Str)
+				p.extras = append(p.extras, tag.Extra{Key: strings.Clone(x.Key), Value: v})
+			}
+		}
+	}
 	if p.due <= now {
 		return s.send(d, p, now, decs, dels)
 	}
@@ -605,6 +737,11 @@ func (s *Scheduler) decideSend(d *devState, p *pendingSend, at int64, decs []Dec
 			return append(decs, s.decision(d, c, p.occurrence, OutcomeRepeat, "sent less than "+c.Limit.ReentryAfter.String()+" ago", at, 0, variant)), dels
 		}
 	}
+	locale := pickLocale(c, d.profile.Locale)
+	msg, missing := s.render(d, c, p.variant, locale, p.extras)
+	if len(missing) > 0 && c.What.Missing != MissingDefault {
+		return append(decs, s.decision(d, c, p.occurrence, OutcomeSkipped, "no value for "+strings.Join(missing, ", "), at, 0, variant)), dels
+	}
 	if c.Limit.Rate > 0 {
 		// The campaign's send rate: a send waits for its slot.
 		rs := s.rates[c]
@@ -639,7 +776,7 @@ func (s *Scheduler) decideSend(d *devState, p *pendingSend, at int64, decs []Dec
 	d.recent = append(d.recent, sendMark{t: at, ch: c.What.Channel})
 	s.stats.Sends++
 	del := Delivery{ID: deliveryID(c, d.id, p.occurrence), App: d.app, Campaign: c.Name, Version: c.Version, DeviceID: d.id,
-		Occurrence: p.occurrence, Variant: variant, Channel: c.What.Channel, Locale: pickLocale(c, d.profile.Locale), Time: time.Unix(at, 0).UTC()}
+		Occurrence: p.occurrence, Variant: variant, Channel: c.What.Channel, Locale: locale, Time: time.Unix(at, 0).UTC(), Message: msg}
 	if c.When.Expiry > 0 {
 		del.Expires = time.Unix(p.trigger, 0).Add(c.When.Expiry).UTC()
 	}
@@ -691,6 +828,25 @@ func (s *Scheduler) outranked(d *devState, c *Campaign, t int64) bool {
 		}
 	}
 	return false
+}
+
+// render renders a campaign's message for a device: its variant's content
+// (or the campaign's), in the locale given. It returns the template fields
+// that had no value and no default.
+func (s *Scheduler) render(d *devState, c *Campaign, variant int, locale string, trigger []tag.Extra) (Message, []string) {
+	byVariant := s.apps[d.app].tmpl[c]
+	mts := byVariant[variant]
+	if mts == nil {
+		mts = byVariant[-1]
+	}
+	mt := mts[locale]
+	if mt == nil {
+		mt = mts[c.What.DefaultLocale]
+	}
+	if mt == nil {
+		return Message{}, nil
+	}
+	return mt.Render(Values{AppInfo: d.info, Device: d.devInfo, Trigger: trigger})
 }
 
 // pickLocale returns the campaign's locale for a device: its own, its

@@ -3,6 +3,7 @@ package triggers
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -233,7 +234,7 @@ func TestControlAndVariantsAtScale(t *testing.T) {
 		}
 	}
 	for i := range dels {
-		if dels[i] != dels2[i] {
+		if !reflect.DeepEqual(dels[i], dels2[i]) {
 			t.Fatalf("delivery %d differs when run again: %+v vs %+v", i, dels[i], dels2[i])
 		}
 	}

@@ -25,7 +25,11 @@
 // a deterministic id; one-off sends (in UTC or each device's local time)
 // and recurring ones go to the members of the moment, and a campaign's
 // send rate spreads its sends over the seconds that follow. Its per-device
-// state is a versioned changelog record (state.go). Not yet: rendering the
-// templates at decision time (the scheduler needs the device's app-info),
-// and `engage schedule`, the service around the Scheduler.
+// state is a versioned changelog record (state.go). Each send's message is
+// rendered when it is decided, from the app-info values and device fields
+// the templates read (ApplyRecord) and the extras of the record that
+// caused the segment change (SegmentChange.Extras); a campaign whose
+// missing policy is skip skips a device with a field without value. Not
+// yet: `engage schedule`, the service around the Scheduler (and the
+// processor's change messages carrying the causing record's extras).
 package triggers

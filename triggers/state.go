@@ -5,12 +5,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/twmb/murmur3"
+
+	"github.com/openengage/engage/pipeline/tag"
 )
 
 // The scheduler's per-device state goes to a compacted changelog (key
@@ -20,6 +23,11 @@ import (
 //
 //	byte    version (1)
 //	uvarint len, time zone; uvarint len, locale
+//	uvarint app-info values the templates read, each uvarint len + key,
+//	        value, varint event time
+//	byte    1 + the device fields the templates read (8 strings: platform,
+//	        app version and build, OS version, model, manufacturer,
+//	        country, and the time zone and locale are the profile's), or 0
 //	uvarint memberships, each uvarint len + segment name
 //	uvarint campaigns sent, each 4 bytes campaign name hash, varint time
 //	uvarint recent sends, each varint time, byte channel
@@ -28,7 +36,12 @@ import (
 //	        occurrence: byte 1 + 16 bytes (entry: a change id of 32 hex digits),
 //	                    byte 2 (once), byte 3 + uvarint days since 1970 (day:),
 //	                    byte 0 + uvarint len + text (anything else)
-//	        varint due, uvarint due - trigger, byte variant + 1
+//	        varint due, uvarint due - trigger, byte variant + 1,
+//	        uvarint trigger extras, each uvarint len + key, value
+//
+// A value is a type byte (tag.Type), then: a string uvarint len + bytes, a
+// number 8 bytes (IEEE 754), a bool a byte, a date a varint of Unix
+// milliseconds.
 //
 // Campaigns are named by a 32-bit hash of their name: a restore maps them
 // to the current set, and drops the waiting sends of a campaign that is
@@ -103,6 +116,20 @@ func (s *Scheduler) appendState(b []byte, d *devState) []byte {
 	b = append(b, stateVersion)
 	b = appendString(b, d.profile.TimeZone)
 	b = appendString(b, d.profile.Locale)
+	b = binary.AppendUvarint(b, uint64(len(d.info)))
+	for i, x := range d.info {
+		b = appendString(b, x.Key)
+		b = appendValue(b, x.Value)
+		b = binary.AppendVarint(b, d.infoAt[i])
+	}
+	if di := d.devInfo; di == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		for _, f := range []string{di.Platform, di.AppVersion, di.AppBuild, di.OSVersion, di.Model, di.Manufacturer, di.Country} {
+			b = appendString(b, f)
+		}
+	}
 	segs := make([]string, 0, len(d.members))
 	for seg := range d.members {
 		segs = append(segs, seg)
@@ -135,8 +162,58 @@ func (s *Scheduler) appendState(b []byte, d *devState) []byte {
 		b = binary.AppendVarint(b, p.due)
 		b = binary.AppendUvarint(b, uint64(max(p.due-p.trigger, 0)))
 		b = append(b, byte(p.variant+1))
+		b = binary.AppendUvarint(b, uint64(len(p.extras)))
+		for _, x := range p.extras {
+			b = appendString(b, x.Key)
+			b = appendValue(b, x.Value)
+		}
 	}
 	return b
+}
+
+func appendValue(b []byte, v tag.Value) []byte {
+	b = append(b, byte(v.Type))
+	switch v.Type {
+	case tag.TypeString:
+		b = appendString(b, v.Str)
+	case tag.TypeNumber:
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v.Num))
+	case tag.TypeBool:
+		if v.Bool {
+			return append(b, 1)
+		}
+		return append(b, 0)
+	case tag.TypeDate:
+		b = binary.AppendVarint(b, v.Date.UnixMilli())
+	}
+	return b
+}
+
+func (r *reader) value() tag.Value {
+	t := r.bytes(1, "value type")
+	if t == nil {
+		return tag.Value{}
+	}
+	switch tag.Type(t[0]) {
+	case tag.TypeString:
+		return tag.String(r.string("string value"))
+	case tag.TypeNumber:
+		if b := r.bytes(8, "number value"); b != nil {
+			return tag.Number(math.Float64frombits(binary.LittleEndian.Uint64(b)))
+		}
+	case tag.TypeBool:
+		if b := r.bytes(1, "bool value"); b != nil {
+			if b[0] > 1 {
+				r.fail("bool value")
+			}
+			return tag.Bool(b[0] == 1)
+		}
+	case tag.TypeDate:
+		return tag.Date(time.UnixMilli(r.varint("date value")))
+	default:
+		r.fail("value type")
+	}
+	return tag.Value{}
 }
 
 func appendOccurrence(b []byte, occ string) []byte {
@@ -271,6 +348,32 @@ func (s *Scheduler) decodeState(app, id string, data []byte) (*devState, error) 
 	d := &devState{app: app, id: id, members: map[string]bool{}}
 	d.profile.TimeZone = r.string("time zone")
 	d.profile.Locale = r.string("locale")
+	for range r.count("app-info values", 3) {
+		k := r.string("app-info key")
+		v := r.value()
+		at := r.varint("app-info time")
+		if r.err != nil {
+			break
+		}
+		if n := len(d.info); n > 0 && d.info[n-1].Key >= k {
+			r.fail("app-info order")
+			break
+		}
+		d.info = append(d.info, tag.Extra{Key: k, Value: v})
+		d.infoAt = append(d.infoAt, at)
+	}
+	switch f := r.bytes(1, "device fields"); {
+	case f == nil:
+	case f[0] == 1:
+		di := &tag.DeviceInfo{}
+		for _, p := range []*string{&di.Platform, &di.AppVersion, &di.AppBuild, &di.OSVersion, &di.Model, &di.Manufacturer, &di.Country} {
+			*p = r.string("device field")
+		}
+		di.TimeZone, di.Locale = d.profile.TimeZone, d.profile.Locale
+		d.devInfo = di
+	case f[0] != 0:
+		r.fail("device fields")
+	}
 	for range r.count("memberships", 1) {
 		d.members[r.string("segment")] = true
 	}
@@ -313,6 +416,11 @@ func (s *Scheduler) decodeState(app, id string, data []byte) (*devState, error) 
 		due := r.varint("due")
 		back := int64(r.uvarint("trigger"))
 		v := r.bytes(1, "variant")
+		var extras []tag.Extra
+		for range r.count("trigger extras", 3) {
+			k := r.string("trigger extra key")
+			extras = append(extras, tag.Extra{Key: k, Value: r.value()})
+		}
 		if r.err != nil {
 			break
 		}
@@ -320,7 +428,7 @@ func (s *Scheduler) decodeState(app, id string, data []byte) (*devState, error) 
 		if c == nil || c.Version != version {
 			continue // the campaign is gone or changed
 		}
-		d.pending = append(d.pending, &pendingSend{camp: c, occurrence: occ, due: due, trigger: due - back, variant: int(v[0]) - 1})
+		d.pending = append(d.pending, &pendingSend{camp: c, occurrence: occ, due: due, trigger: due - back, variant: int(v[0]) - 1, extras: extras})
 	}
 	if r.err != nil {
 		return nil, r.err

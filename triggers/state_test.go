@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/openengage/engage/pipeline/tag"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden changelog in testdata/golden")
@@ -21,12 +23,16 @@ func stateCampaigns() ([]*Campaign, map[string]map[Channel]Caps) {
 	welcome.When.Delay = 36 * time.Hour
 	welcome.When.AlignTo = &TimeOfDay{Hour: 10}
 	welcome.When.Expiry = 5 * 24 * time.Hour
+	welcome.What.Content = map[string]*Message{"en": {Title: "Hi {{app_info.name | default \"you\"}}", Body: "on {{device.platform}}"},
+		"fr": {Title: "Salut {{app_info.name | default \"toi\"}}"}}
+	welcome.What.Missing = MissingDefault
 	stalled := push("app", "stalled", "stuck")
 	stalled.Limit.Quiet = &QuietHours{From: TimeOfDay{Hour: 21}, To: TimeOfDay{Hour: 9}}
 	stalled.Limit.ReentryAfter = 3 * 24 * time.Hour
 	stalled.Limit.Priority = 3
 	stalled.Who.Control = 20
 	stalled.Who.Variants = []Variant{{Name: "bonus", Weight: 1}, {Name: "gems", Weight: 1}}
+	stalled.What.Content = map[string]*Message{"en": {Title: "Level {{trigger.level}}, {{app_info.name | default \"hero\"}}"}}
 	lapsed := push("app", "lapsed", "lapsed")
 	lapsed.Who.Exclude = []string{"new"}
 	lapsed.When.Delay = 6 * time.Hour
@@ -67,10 +73,17 @@ func TestRestoreMidwayDecidesAlike(t *testing.T) {
 				var la, lb []Delivery
 				switch x := r.IntN(10); {
 				case x == 0:
-					p := Profile{TimeZone: zones[r.IntN(len(zones))], Locale: []string{"fr-FR", "en"}[r.IntN(2)]}
-					a.SetProfile("app", dev, p)
+					var rec *tag.Record
+					if r.IntN(2) == 0 {
+						rec = &tag.Record{Kind: tag.KindDevice, AppID: "app", DeviceID: dev, Time: clock.Add(-time.Duration(r.IntN(7200)) * time.Second),
+							Device: &tag.DeviceInfo{Platform: []string{"ios", "android"}[r.IntN(2)], TimeZone: zones[r.IntN(len(zones))], Locale: []string{"fr-FR", "en"}[r.IntN(2)]}}
+					} else {
+						rec = &tag.Record{Kind: tag.KindAppInfo, AppID: "app", DeviceID: dev, Time: clock.Add(-time.Duration(r.IntN(7200)) * time.Second),
+							AppInfo: []tag.Extra{{Key: "name", Value: tag.String([]string{"Ana", "Bo", "Kim"}[r.IntN(3)])}, {Key: "score", Value: tag.Number(3)}}}
+					}
+					a.ApplyRecord(rec)
 					if b != nil {
-						b.SetProfile("app", dev, p)
+						b.ApplyRecord(rec)
 					}
 				case x < 3:
 					da, la = a.Advance(clock, nil, nil)
@@ -80,6 +93,9 @@ func TestRestoreMidwayDecidesAlike(t *testing.T) {
 				default:
 					ch := SegmentChange{App: "app", Segment: segs[r.IntN(len(segs))], DeviceID: dev, Enter: r.IntN(3) > 0, Time: clock,
 						ID: fmt.Sprintf("%032x", r.Uint64())}
+					if r.IntN(2) == 0 {
+						ch.Extras = []tag.Extra{{Key: "level", Value: tag.Number(float64(r.IntN(40)))}, {Key: "world", Value: tag.String("w2")}}
+					}
 					da, la = a.Apply(ch, clock, nil, nil)
 					if b != nil {
 						db, lb = b.Apply(ch, clock, nil, nil)
@@ -140,9 +156,11 @@ func TestStateGolden(t *testing.T) {
 	s := New()
 	s.SetCampaigns(camps, caps, t0, nil)
 	s.SetProfile("app", "ana", Profile{TimeZone: "Europe/Paris", Locale: "fr-FR"})
+	s.ApplyRecord(&tag.Record{Kind: tag.KindAppInfo, AppID: "app", DeviceID: "ana", Time: t0, AppInfo: []tag.Extra{{Key: "name", Value: tag.String("Ana")}}})
+	s.ApplyRecord(&tag.Record{Kind: tag.KindDevice, AppID: "app", DeviceID: "ana", Time: t0, Device: &tag.DeviceInfo{Platform: "ios", TimeZone: "Europe/Paris", Locale: "fr-FR"}})
 	for i, seg := range []string{"readers", "new", "stuck"} {
 		s.Apply(SegmentChange{App: "app", Segment: seg, DeviceID: "ana", Enter: true, Time: t0.Add(time.Duration(i) * time.Hour),
-			ID: fmt.Sprintf("%032x", i+1)}, t0.Add(time.Duration(i)*time.Hour), nil, nil)
+			ID: fmt.Sprintf("%032x", i+1), Extras: []tag.Extra{{Key: "level", Value: tag.Number(7)}}}, t0.Add(time.Duration(i)*time.Hour), nil, nil)
 	}
 	s.Apply(SegmentChange{App: "app", Segment: "lapsed", DeviceID: "bo", Enter: true, Time: t0, ID: "not-hex"}, t0.Add(3*time.Hour), nil, nil)
 	var lines []string
@@ -175,6 +193,18 @@ func TestStateGolden(t *testing.T) {
 	}
 	if r.Stats().Pending != s.Stats().Pending || r.Stats().Pending == 0 {
 		t.Errorf("restored %d waiting sends, the original holds %d", r.Stats().Pending, s.Stats().Pending)
+	}
+	// The restored sends go out as the original's, messages included
+	// (app-info, device fields and trigger extras restored).
+	da, la := s.Advance(t0.Add(30*24*time.Hour), nil, nil)
+	db, lb := r.Advance(t0.Add(30*24*time.Hour), nil, nil)
+	if !reflect.DeepEqual(da, db) || !reflect.DeepEqual(la, lb) || len(la) == 0 {
+		t.Errorf("after restoring %s, the sends differ:\noriginal: %+v\nrestored: %+v", path, la, lb)
+	}
+	for _, d := range la {
+		if d.Campaign == "welcome" && d.Message.Title != "Salut Ana" || d.Campaign == "stalled" && d.Message.Title != "Level 7, Ana" {
+			t.Errorf("%s: message %+v", d.Campaign, d.Message)
+		}
 	}
 }
 

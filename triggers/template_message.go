@@ -97,3 +97,24 @@ func messageTexts(m *Message, fn func(path, text string)) {
 		fn(at+"deep_link", b.DeepLink)
 	}
 }
+
+// Fields returns the fields the message's templates read.
+func (mt *MessageTemplate) Fields() []Field {
+	var out []Field
+	add := func(t *Template) {
+		if t != nil {
+			out = append(out, t.fields...)
+		}
+	}
+	for _, t := range []*Template{mt.title, mt.body, mt.image, mt.deepLink} {
+		add(t)
+	}
+	for _, k := range slices.Sorted(maps.Keys(mt.data)) {
+		add(mt.data[k])
+	}
+	for _, b := range mt.buttons {
+		add(b[0])
+		add(b[1])
+	}
+	return out
+}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/openengage/engage/pipeline/tag"
 )
 
 // The source document's use cases, from the example campaign files in
@@ -76,16 +78,30 @@ func TestUseCaseStalledLevel(t *testing.T) {
 	}
 	u, c := newUseCase(t, "campaign_stalled_level.yaml", t0, profiles)
 	for dev := range profiles {
+		if dev != "p00" { // p00 sent no level: no message for it (missing: skip)
+			u.s.ApplyRecord(&tag.Record{Kind: tag.KindAppInfo, AppID: c.App, DeviceID: dev, Time: t0.Add(-time.Hour),
+				AppInfo: []tag.Extra{{Key: "level", Value: tag.Number(12)}, {Key: "player_name", Value: tag.String("Kim")}}})
+		}
 		u.change(c.App, c.Who.Segments[0], dev, true, t0) // 06:00 Tokyo: quiet until 09:00
 	}
 	u.advance(t0.Add(24 * time.Hour))
-	control := 0
+	control, skipped := 0, 0
 	for _, d := range u.decs {
-		if d.Outcome == OutcomeControl {
+		switch d.Outcome {
+		case OutcomeControl:
 			control++
+		case OutcomeSkipped:
+			skipped++
+			if d.DeviceID != "p00" || d.Reason != "no value for app_info.level" {
+				t.Errorf("skipped %s: %s", d.DeviceID, d.Reason)
+			}
 		}
 	}
 	for _, d := range u.dels {
+		want := map[string]string{"boosters": "Stuck on level 12?", "coins": "Kim, level 12 is waiting"}[d.Variant]
+		if d.Message.Title != want {
+			t.Errorf("%s (%s): title %q, want %q", d.DeviceID, d.Variant, d.Message.Title, want)
+		}
 		if got := d.Time.Format(time.RFC3339); got != "2026-09-02T00:00:00Z" {
 			t.Errorf("%s sent at %s, want 09:00 Tokyo (2026-09-02T00:00:00Z)", d.DeviceID, got)
 		}
@@ -93,8 +109,8 @@ func TestUseCaseStalledLevel(t *testing.T) {
 			t.Errorf("%s in variant %q", d.DeviceID, d.Variant)
 		}
 	}
-	if control+len(u.dels) != 40 || len(u.dels) == 0 {
-		t.Errorf("%d control + %d sent of 40", control, len(u.dels))
+	if control+skipped+len(u.dels) != 40 || len(u.dels) == 0 || skipped > 1 {
+		t.Errorf("%d control + %d skipped + %d sent of 40", control, skipped, len(u.dels))
 	}
 }
 
@@ -135,7 +151,10 @@ func TestUseCaseCategoryPromo(t *testing.T) {
 	for _, at := range []time.Time{t0, time.Date(2026, 6, 2, 21, 50, 0, 0, time.UTC), time.Date(2026, 6, 9, 10, 0, 0, 0, time.UTC)} {
 		for i := range 200 {
 			if when(i).Equal(at) {
-				u.change(c.App, c.Who.Segments[0], fmt.Sprintf("s%03d", i), true, at)
+				// The change caused by a visit of the shoes category: its
+				// extras fill {{trigger.name}}.
+				u.decs, u.dels = u.s.Apply(SegmentChange{App: c.App, Segment: c.Who.Segments[0], DeviceID: fmt.Sprintf("s%03d", i), Enter: true,
+					Time: at, ID: fmt.Sprintf("%032x", i), Extras: []tag.Extra{{Key: "name", Value: tag.String("shoes")}}}, at, u.decs, u.dels)
 			}
 		}
 	}
@@ -154,6 +173,9 @@ func TestUseCaseCategoryPromo(t *testing.T) {
 	for _, d := range u.dels {
 		if got := d.Time.Format(time.RFC3339); got != "2026-06-02T10:15:00Z" {
 			t.Errorf("%s sent at %s, want 10:15 UTC", d.DeviceID, got)
+		}
+		if d.Message.Title != "20% off shoes this week" || d.Message.DeepLink != "shop://category/shoes" || !strings.HasPrefix(d.Message.Body, "Hi, the styles") {
+			t.Errorf("%s: message %+v", d.DeviceID, d.Message)
 		}
 	}
 	if len(u.dels)+quiet+ended+sampled != 200 || quiet == 0 || ended == 0 || sampled < 60 || sampled > 140 {
