@@ -201,6 +201,30 @@ const kindList = "session, activity, event, job, error or crash"
 // their names in the language.
 var DeviceFields = []string{"platform", "app_version", "os_version", "model", "manufacturer", "locale", "country", "timezone"}
 
+// DeviceField returns d's value of the device field at index i of
+// DeviceFields ("" for an index out of range).
+func DeviceField(d *tag.DeviceInfo, i int) string {
+	switch i {
+	case 0:
+		return d.Platform
+	case 1:
+		return d.AppVersion
+	case 2:
+		return d.OSVersion
+	case 3:
+		return d.Model
+	case 4:
+		return d.Manufacturer
+	case 5:
+		return d.Locale
+	case 6:
+		return d.Country
+	case 7:
+		return d.TimeZone
+	}
+	return ""
+}
+
 // deviceWords maps every name of a device field, the spellings the text
 // accepts included, to its name in DeviceFields.
 var deviceWords = map[string]string{

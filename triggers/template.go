@@ -11,6 +11,7 @@ import (
 
 	"github.com/openengage/engage/pipeline/tag"
 	"github.com/openengage/engage/pipeline/tagplan"
+	"github.com/openengage/engage/segments"
 )
 
 // The template language: a message text is plain text with fields in
@@ -59,10 +60,6 @@ func (s FieldSource) String() string {
 	return "source(" + strconv.Itoa(int(s)) + ")"
 }
 
-// templateDeviceFields are the device fields a template may read, in the
-// order (and with the names) of segments.DeviceFields.
-var templateDeviceFields = []string{"platform", "app_version", "os_version", "model", "manufacturer", "locale", "country", "timezone"}
-
 // Field is one field of a template.
 type Field struct {
 	Source     FieldSource
@@ -74,7 +71,7 @@ type Field struct {
 	Offset, Line, Col int
 
 	name   string // Source.Key, for Name and missing lists
-	device int    // FromDevice: index in templateDeviceFields
+	device int    // FromDevice: index in segments.DeviceFields
 }
 
 // Name returns the field as the template writes it, e.g.
@@ -179,7 +176,7 @@ func (f *Field) appendValue(b []byte, v *Values) []byte {
 		}
 	case FromDevice:
 		if v.Device != nil {
-			return append(b, deviceField(v.Device, f.device)...)
+			return append(b, segments.DeviceField(v.Device, f.device)...)
 		}
 	}
 	return b
@@ -226,29 +223,6 @@ func appendTagValue(b []byte, x tag.Value) []byte {
 		return x.Date.UTC().AppendFormat(b, time.DateOnly)
 	}
 	return b
-}
-
-// deviceField returns the device field at index i of templateDeviceFields.
-func deviceField(d *tag.DeviceInfo, i int) string {
-	switch i {
-	case 0:
-		return d.Platform
-	case 1:
-		return d.AppVersion
-	case 2:
-		return d.OSVersion
-	case 3:
-		return d.Model
-	case 4:
-		return d.Manufacturer
-	case 5:
-		return d.Locale
-	case 6:
-		return d.Country
-	case 7:
-		return d.TimeZone
-	}
-	return ""
 }
 
 // tplParser parses one template, collecting every mistake.
@@ -371,7 +345,7 @@ func (p *tplParser) fieldName(at int, name string) (Field, bool) {
 		f.Source = FromTrigger
 	default:
 		switch {
-		case !dotted && slices.Contains(templateDeviceFields, name):
+		case !dotted && slices.Contains(segments.DeviceFields, name):
 			p.errorf(at, "field %q needs its source: write device.%s", name, name)
 		case !dotted:
 			p.errorf(at, "field %q needs its source: write app_info.%s (the device's app-info) or trigger.%s (an extra of the triggering record)", name, name, name)
@@ -386,9 +360,9 @@ func (p *tplParser) fieldName(at int, name string) (Field, bool) {
 		p.errorf(at, "field %s needs a key: %s.<key>", src, src)
 		return f, false
 	case f.Source == FromDevice:
-		f.device = slices.Index(templateDeviceFields, key)
+		f.device = slices.Index(segments.DeviceFields, key)
 		if f.device < 0 {
-			p.errorf(keyAt, "unknown device field %q: use %s%s", key, strings.Join(templateDeviceFields, ", "), didYouMean(key, templateDeviceFields))
+			p.errorf(keyAt, "unknown device field %q: use %s%s", key, strings.Join(segments.DeviceFields, ", "), didYouMean(key, segments.DeviceFields))
 			return f, false
 		}
 	case !tag.ValidKey(key):

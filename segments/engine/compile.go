@@ -119,7 +119,7 @@ type feature struct {
 
 	// featAppInfo, featDevice
 	key   string
-	field int // index in deviceFields
+	field int // index in segments.DeviceFields
 
 	// histBefore is, while the feature is being filled, the fill's seam:
 	// records at lower input offsets come from history. 0 otherwise.
@@ -132,32 +132,6 @@ type cfilter struct {
 	op   segments.CmpOp
 	vals []tag.Value
 	rel  []relOperand
-}
-
-// deviceFields are the device info fields segments compare, in the order
-// of segments.DeviceFields.
-var deviceFields = [...]string{"platform", "app_version", "os_version", "model", "manufacturer", "locale", "country", "timezone"}
-
-func deviceField(d *tag.DeviceInfo, i int) string {
-	switch i {
-	case 0:
-		return d.Platform
-	case 1:
-		return d.AppVersion
-	case 2:
-		return d.OSVersion
-	case 3:
-		return d.Model
-	case 4:
-		return d.Manufacturer
-	case 5:
-		return d.Locale
-	case 6:
-		return d.Country
-	case 7:
-		return d.TimeZone
-	}
-	return ""
 }
 
 // segSet is the compiled set of one app's segments.

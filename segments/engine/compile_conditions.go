@@ -285,13 +285,13 @@ func (c *compiler) attr(n *segments.Attr) (*cnode, error) {
 		cn.feat = appInfoFeature(n.Key)
 	case segments.SourceDevice:
 		field := -1
-		for i, f := range deviceFields {
+		for i, f := range segments.DeviceFields {
 			if f == n.Key {
 				field = i
 			}
 		}
 		if field < 0 {
-			return nil, errAt(n, "unknown device field %q (known: %s)", n.Key, strings.Join(deviceFields[:], ", "))
+			return nil, errAt(n, "unknown device field %q (known: %s)", n.Key, strings.Join(segments.DeviceFields, ", "))
 		}
 		cn.feat = &feature{kind: featDevice, key: n.Key, field: field, desc: "device|" + n.Key}
 		cn.version = n.Key == "app_version" || n.Key == "os_version"

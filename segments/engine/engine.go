@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/murmur3"
 
 	"github.com/openengage/engage/pipeline/tag"
+	"github.com/openengage/engage/segments"
 )
 
 // DefaultMaxCount is the default of Options.MaxCount.
@@ -283,7 +284,7 @@ func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []C
 					continue
 				}
 				var v tag.Value
-				if s := deviceField(r.Device, f.field); s != "" {
+				if s := segments.DeviceField(r.Device, f.field); s != "" {
 					v = tag.String(s)
 				}
 				if _, read := d.setAttr(f, t, v, &e.strs); read {

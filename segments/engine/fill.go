@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/openengage/engage/pipeline/tag"
+	"github.com/openengage/engage/segments"
 )
 
 // Filling new segments from history
@@ -385,7 +386,7 @@ func (e *Engine) ApplyHistory(id uint64, deviceID string, recs []HistoryRecord, 
 			case featDevice:
 				if r.Kind == tag.KindDevice && r.Device != nil {
 					var v tag.Value
-					if s := deviceField(r.Device, f.field); s != "" {
+					if s := segments.DeviceField(r.Device, f.field); s != "" {
 						v = tag.String(s)
 					}
 					attrs = append(attrs, liveAttr{feat: f.id, t: t, v: v})
