@@ -36,11 +36,6 @@ type histMsg struct {
 	why   string // done without the history: why (AbandonFill)
 }
 
-// fillState is a fill this partition runs.
-type fillState struct {
-	cancel context.CancelFunc
-}
-
 // startFills asks the engine for the fills the segment set needs and runs
 // the new ones; fills the engine no longer has (a newer set replaced them)
 // are stopped. (Without a history store the engine plans no fills: new
@@ -55,15 +50,15 @@ func (o *owner) startFills(ctx context.Context) {
 			continue
 		}
 		fctx, cancel := context.WithCancel(ctx)
-		o.fills[f.ID] = &fillState{cancel: cancel}
+		o.fills[f.ID] = cancel
 		o.p.m.fills.Inc()
 		o.p.log.Info("segment fill from history", "partition", o.claim.Partition, "app", f.Query.App, "fill", f.ID,
 			"before_offset", f.Query.Before, "since", f.Query.Since, "kinds", len(f.Query.Kinds))
 		go o.runFill(fctx, f)
 	}
-	for id, fs := range o.fills {
+	for id, cancel := range o.fills {
 		if !live[id] {
-			fs.cancel()
+			cancel()
 			delete(o.fills, id)
 		}
 	}
@@ -71,8 +66,8 @@ func (o *owner) startFills(ctx context.Context) {
 
 // stopFills stops every fill's goroutine (the partition is going).
 func (o *owner) stopFills() {
-	for id, fs := range o.fills {
-		fs.cancel()
+	for id, cancel := range o.fills {
+		cancel()
 		delete(o.fills, id)
 	}
 }
@@ -102,8 +97,8 @@ func (o *owner) endFill(m histMsg) {
 		out, err = o.eng.AbandonFill(m.id, o.now(), m.why, o.changes)
 	}
 	o.collect(out, time.Time{})
-	if fs := o.fills[m.id]; fs != nil {
-		fs.cancel()
+	if cancel := o.fills[m.id]; cancel != nil {
+		cancel()
 		delete(o.fills, m.id)
 	}
 	switch {

@@ -254,8 +254,8 @@ type owner struct {
 	pending int         // records since the last flush
 	set     *Set
 
-	fills map[uint64]*fillState // fills under way (fill.go)
-	hist  chan histMsg          // from the fills' goroutines
+	fills map[uint64]context.CancelFunc // fills under way, each to stop (fill.go)
+	hist  chan histMsg                  // from the fills' goroutines
 }
 
 func (o *owner) now() time.Time {
@@ -269,7 +269,7 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 	start := time.Now()
 	o := &owner{p: p, claim: c, eng: engine.New(engine.Options{Fill: p.cfg.History != nil}), next: -1, changesEnd: -1,
 		clockKey: kafkabus.PartitionKey(clockKeyPrefix+strconv.Itoa(c.Partition)+"/", c.Partition, partitions),
-		fills:    map[uint64]*fillState{}, hist: make(chan histMsg)}
+		fills:    map[uint64]context.CancelFunc{}, hist: make(chan histMsg)}
 	defer o.stopFills()
 	// Restore first, then the segments: a segment new since the states
 	// were written fills from history with a seam past what they applied.
