@@ -74,6 +74,10 @@ type SegmentChange struct {
 	// Extras are those of the record that caused the change, when one did,
 	// sorted by key: the {{trigger.<key>}} fields of the templates.
 	Extras []tag.Extra
+	// Seq is the change's position in the scheduler's input (its offset
+	// plus one), 0 when it has none. A device's state keeps the last it
+	// applied, so that input replayed after a restore is not applied twice.
+	Seq int64
 }
 
 // Profile is what the scheduler knows of a device beyond its memberships:
@@ -155,6 +159,7 @@ type appCamps struct {
 // devState is what the scheduler keeps per device.
 type devState struct {
 	app, id string
+	applied int64 // Seq of the last input applied
 	members map[string]bool
 	profile Profile
 	// What the templates read: the app-info values (sorted by key, with
@@ -192,6 +197,16 @@ func (s *Scheduler) clock(now time.Time) int64 {
 		s.now = t
 	}
 	return s.now
+}
+
+// Clock returns the newest time the scheduler has been given (zero before
+// any): a service keeps it with the states, and a restored scheduler
+// starts from it.
+func (s *Scheduler) Clock() time.Time {
+	if s.now == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s.now, 0).UTC()
 }
 
 // SetCampaigns replaces the campaigns and caps of every app. Sends waiting
@@ -435,12 +450,16 @@ func (s *Scheduler) current(app string, c *Campaign) bool {
 // ApplyRecord takes from a tag record what the scheduler needs of a
 // device: its time zone and locale (device records), and the app-info
 // values and device fields the app's templates read (the newest by event
-// time wins; a later arrival wins a tie).
-func (s *Scheduler) ApplyRecord(r *tag.Record) {
+// time wins; a later arrival wins a tie). seq is the record's position in
+// the input (offset plus one; 0: none), as SegmentChange.Seq.
+func (s *Scheduler) ApplyRecord(r *tag.Record, seq int64) {
 	a := s.apps[r.AppID]
 	switch {
 	case r.Kind == tag.KindDevice && r.Device != nil:
 		d := s.device(r.AppID, r.DeviceID)
+		if s.replayed(d, seq) {
+			return
+		}
 		p := d.profile
 		if r.Device.TimeZone != "" {
 			p.TimeZone = r.Device.TimeZone
@@ -469,6 +488,9 @@ func (s *Scheduler) ApplyRecord(r *tag.Record) {
 			}
 			if d == nil {
 				d = s.device(r.AppID, r.DeviceID)
+				if s.replayed(d, seq) {
+					return
+				}
 			}
 			i, found := slices.BinarySearchFunc(d.info, x.Key, func(e tag.Extra, k string) int { return cmp.Compare(e.Key, k) })
 			v := x.Value
@@ -485,6 +507,22 @@ func (s *Scheduler) ApplyRecord(r *tag.Record) {
 			s.markDirty(d)
 		}
 	}
+}
+
+// replayed reports whether input at seq was applied to d before its state
+// was written, and otherwise notes it as applied.
+func (s *Scheduler) replayed(d *devState, seq int64) bool {
+	if seq <= 0 {
+		return false
+	}
+	if seq <= d.applied {
+		return true
+	}
+	if d.applied != seq {
+		d.applied = seq
+		s.markDirty(d)
+	}
+	return false
 }
 
 // SetProfile sets what the scheduler knows of a device (time zone, locale).
@@ -516,6 +554,12 @@ func (s *Scheduler) Apply(ch SegmentChange, now time.Time, decs []Decision, dels
 	// Every membership is kept, not only those today's campaigns read: a
 	// campaign saved later sends to the members of the moment.
 	d := s.device(ch.App, ch.DeviceID)
+	if ch.Seq > 0 {
+		if ch.Seq <= d.applied {
+			return decs, dels // replayed: applied before the state was written
+		}
+		d.applied = ch.Seq
+	}
 	s.markDirty(d)
 	a := s.apps[ch.App]
 	if a == nil || len(a.bySegment[ch.Segment]) == 0 {

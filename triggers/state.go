@@ -22,6 +22,7 @@ import (
 // count, and the sends waiting for their time (durable timers).
 //
 //	byte    version (1)
+//	uvarint the last input applied (its offset plus one; 0: none)
 //	uvarint len, time zone; uvarint len, locale
 //	uvarint app-info values the templates read, each uvarint len + key,
 //	        value, varint event time
@@ -114,6 +115,7 @@ func appendString(b []byte, s string) []byte {
 
 func (s *Scheduler) appendState(b []byte, d *devState) []byte {
 	b = append(b, stateVersion)
+	b = binary.AppendUvarint(b, uint64(max(d.applied, 0)))
 	b = appendString(b, d.profile.TimeZone)
 	b = appendString(b, d.profile.Locale)
 	b = binary.AppendUvarint(b, uint64(len(d.info)))
@@ -346,6 +348,7 @@ func (s *Scheduler) decodeState(app, id string, data []byte) (*devState, error) 
 	}
 	r := &reader{b: data[1:]}
 	d := &devState{app: app, id: id, members: map[string]bool{}}
+	d.applied = int64(r.uvarint("applied input"))
 	d.profile.TimeZone = r.string("time zone")
 	d.profile.Locale = r.string("locale")
 	for range r.count("app-info values", 3) {

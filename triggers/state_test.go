@@ -66,11 +66,16 @@ func TestRestoreMidwayDecidesAlike(t *testing.T) {
 			segs := []string{"new", "stuck", "lapsed", "readers"}
 			clock := t0
 			restoreAt := 50 + r.IntN(200)
+			// Each input is an op, kept so that a restored scheduler can be
+			// given again what followed the last commit: it must apply none
+			// of it twice (the positions in its state say what it applied).
+			var ops []func(s *Scheduler) ([]Decision, []Delivery)
+			commitAt := 0
 			for step := range 400 {
 				clock = clock.Add(time.Duration(r.IntN(4*3600)) * time.Second)
 				dev := "d" + strconv.Itoa(r.IntN(12))
-				var da, db []Decision
-				var la, lb []Delivery
+				seq := int64(step + 1)
+				var op func(s *Scheduler) ([]Decision, []Delivery)
 				switch x := r.IntN(10); {
 				case x == 0:
 					var rec *tag.Record
@@ -81,25 +86,28 @@ func TestRestoreMidwayDecidesAlike(t *testing.T) {
 						rec = &tag.Record{Kind: tag.KindAppInfo, AppID: "app", DeviceID: dev, Time: clock.Add(-time.Duration(r.IntN(7200)) * time.Second),
 							AppInfo: []tag.Extra{{Key: "name", Value: tag.String([]string{"Ana", "Bo", "Kim"}[r.IntN(3)])}, {Key: "score", Value: tag.Number(3)}}}
 					}
-					a.ApplyRecord(rec)
-					if b != nil {
-						b.ApplyRecord(rec)
-					}
+					op = func(s *Scheduler) ([]Decision, []Delivery) { s.ApplyRecord(rec, seq); return nil, nil }
 				case x < 3:
-					da, la = a.Advance(clock, nil, nil)
-					if b != nil {
-						db, lb = b.Advance(clock, nil, nil)
-					}
+					at := clock
+					op = func(s *Scheduler) ([]Decision, []Delivery) { return s.Advance(at, nil, nil) }
 				default:
 					ch := SegmentChange{App: "app", Segment: segs[r.IntN(len(segs))], DeviceID: dev, Enter: r.IntN(3) > 0, Time: clock,
-						ID: fmt.Sprintf("%032x", r.Uint64())}
+						ID: fmt.Sprintf("%032x", r.Uint64()), Seq: seq}
 					if r.IntN(2) == 0 {
 						ch.Extras = []tag.Extra{{Key: "level", Value: tag.Number(float64(r.IntN(40)))}, {Key: "world", Value: tag.String("w2")}}
 					}
-					da, la = a.Apply(ch, clock, nil, nil)
-					if b != nil {
-						db, lb = b.Apply(ch, clock, nil, nil)
-					}
+					at := clock
+					op = func(s *Scheduler) ([]Decision, []Delivery) { return s.Apply(ch, at, nil, nil) }
+				}
+				ops = append(ops, op)
+				da, la := op(a)
+				var db []Decision
+				var lb []Delivery
+				if b != nil {
+					db, lb = op(b)
+				}
+				if step%37 == 0 && step < restoreAt {
+					commitAt = step + 1
 				}
 				if step == 150 {
 					// A campaign saved midway: it waits for the members of the moment.
@@ -117,10 +125,15 @@ func TestRestoreMidwayDecidesAlike(t *testing.T) {
 				}
 				if step == restoreAt {
 					b = New()
-					b.SetCampaigns(camps, caps, clock, nil)
+					b.SetCampaigns(camps, caps, a.Clock(), nil)
 					for k, st := range clog {
 						if err := b.Restore([]byte(k), st); err != nil {
 							t.Fatal(err)
+						}
+					}
+					for i, op := range ops[commitAt:] {
+						if d, l := op(b); len(d) > 0 || len(l) > 0 {
+							t.Fatalf("step %d replayed after the restore decided again: %v %v", commitAt+i, d, l)
 						}
 					}
 					if a.Stats().Pending != b.Stats().Pending {
@@ -156,11 +169,11 @@ func TestStateGolden(t *testing.T) {
 	s := New()
 	s.SetCampaigns(camps, caps, t0, nil)
 	s.SetProfile("app", "ana", Profile{TimeZone: "Europe/Paris", Locale: "fr-FR"})
-	s.ApplyRecord(&tag.Record{Kind: tag.KindAppInfo, AppID: "app", DeviceID: "ana", Time: t0, AppInfo: []tag.Extra{{Key: "name", Value: tag.String("Ana")}}})
-	s.ApplyRecord(&tag.Record{Kind: tag.KindDevice, AppID: "app", DeviceID: "ana", Time: t0, Device: &tag.DeviceInfo{Platform: "ios", TimeZone: "Europe/Paris", Locale: "fr-FR"}})
+	s.ApplyRecord(&tag.Record{Kind: tag.KindAppInfo, AppID: "app", DeviceID: "ana", Time: t0, AppInfo: []tag.Extra{{Key: "name", Value: tag.String("Ana")}}}, 7)
+	s.ApplyRecord(&tag.Record{Kind: tag.KindDevice, AppID: "app", DeviceID: "ana", Time: t0, Device: &tag.DeviceInfo{Platform: "ios", TimeZone: "Europe/Paris", Locale: "fr-FR"}}, 8)
 	for i, seg := range []string{"readers", "new", "stuck"} {
 		s.Apply(SegmentChange{App: "app", Segment: seg, DeviceID: "ana", Enter: true, Time: t0.Add(time.Duration(i) * time.Hour),
-			ID: fmt.Sprintf("%032x", i+1), Extras: []tag.Extra{{Key: "level", Value: tag.Number(7)}}}, t0.Add(time.Duration(i)*time.Hour), nil, nil)
+			ID: fmt.Sprintf("%032x", i+1), Extras: []tag.Extra{{Key: "level", Value: tag.Number(7)}}, Seq: int64(300 + i)}, t0.Add(time.Duration(i)*time.Hour), nil, nil)
 	}
 	s.Apply(SegmentChange{App: "app", Segment: "lapsed", DeviceID: "bo", Enter: true, Time: t0, ID: "not-hex"}, t0.Add(3*time.Hour), nil, nil)
 	var lines []string

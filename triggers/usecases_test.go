@@ -80,7 +80,7 @@ func TestUseCaseStalledLevel(t *testing.T) {
 	for dev := range profiles {
 		if dev != "p00" { // p00 sent no level: no message for it (missing: skip)
 			u.s.ApplyRecord(&tag.Record{Kind: tag.KindAppInfo, AppID: c.App, DeviceID: dev, Time: t0.Add(-time.Hour),
-				AppInfo: []tag.Extra{{Key: "level", Value: tag.Number(12)}, {Key: "player_name", Value: tag.String("Kim")}}})
+				AppInfo: []tag.Extra{{Key: "level", Value: tag.Number(12)}, {Key: "player_name", Value: tag.String("Kim")}}}, 0)
 		}
 		u.change(c.App, c.Who.Segments[0], dev, true, t0) // 06:00 Tokyo: quiet until 09:00
 	}
