@@ -213,6 +213,10 @@ func demoSegments(ctx context.Context, brokers []string, prod *kafkabus.Producer
 		if json.Unmarshal(m.Value, &c) != nil || c.App != "demo" {
 			continue
 		}
+		if c.Kind == processor.KindRecord { // a device or app-info record, for the scheduler
+			shown++
+			continue
+		}
 		dir := "exits "
 		if c.Enter {
 			dir = "enters"

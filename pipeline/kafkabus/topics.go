@@ -26,11 +26,12 @@ const (
 	TopicTags           = "engage.tags"
 	TopicTagsDead       = "engage.tags.dead"
 	TopicSegmentChanges = "engage.segment-changes"
-	TopicTriggers       = "engage.triggers"
+	TopicDecisions      = "engage.decisions"
 	TopicDeliveries     = "engage.deliveries"
 	TopicFeedback       = "engage.feedback"
 	TopicConfig         = "engage.config"
 	TopicStateChangelog = "engage.processor-state"
+	TopicSchedulerState = "engage.scheduler-state"
 )
 
 // PlatformTopics returns every topic the platform uses. Partitioned topics
@@ -43,10 +44,11 @@ func PlatformTopics(partitions, replication int) []TopicSpec {
 		{Name: TopicTags, Partitions: partitions, ReplicationFactor: replication, Configs: map[string]string{"retention.ms": week}, Purpose: "tag records from the collector, keyed app/device"},
 		{Name: TopicTagsDead, Partitions: partitions, ReplicationFactor: replication, Configs: map[string]string{"retention.ms": week}, Purpose: "records no consumer could process, with the reason"},
 		{Name: TopicSegmentChanges, Partitions: partitions, ReplicationFactor: replication, Configs: map[string]string{"retention.ms": week}, Purpose: "segment enter/exit transitions"},
-		{Name: TopicTriggers, Partitions: partitions, ReplicationFactor: replication, Configs: map[string]string{"retention.ms": week}, Purpose: "fired triggers"},
+		{Name: TopicDecisions, Partitions: partitions, ReplicationFactor: replication, Configs: map[string]string{"retention.ms": week}, Purpose: "every decision of the scheduler, with its reason"},
 		{Name: TopicDeliveries, Partitions: partitions, ReplicationFactor: replication, Configs: map[string]string{"retention.ms": week}, Purpose: "scheduled deliveries for the dispatcher"},
 		{Name: TopicFeedback, Partitions: partitions, ReplicationFactor: replication, Configs: map[string]string{"retention.ms": week}, Purpose: "delivery results and push feedback"},
 		{Name: TopicStateChangelog, Partitions: partitions, ReplicationFactor: replication, Compacted: true, Configs: map[string]string{"min.compaction.lag.ms": day}, Purpose: "per-device processor state"},
+		{Name: TopicSchedulerState, Partitions: partitions, ReplicationFactor: replication, Compacted: true, Configs: map[string]string{"min.compaction.lag.ms": day}, Purpose: "per-device scheduler state: memberships, caps, waiting sends"},
 		{Name: TopicConfig, Partitions: 1, ReplicationFactor: replication, Compacted: true, Purpose: "versioned configuration: apps, keys, tag plans, segments, campaigns"},
 	}
 }

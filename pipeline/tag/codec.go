@@ -316,3 +316,12 @@ func (r *Record) unmarshal(d reader, data []byte) error {
 	}
 	return nil
 }
+
+// PeekKind returns the kind of an encoded record without decoding it
+// (KindInvalid for data that is not a record of a known version).
+func PeekKind(data []byte) Kind {
+	if len(data) < 2 || data[0] != CodecVersion || data[1] == byte(KindInvalid) || int(data[1]) >= len(kindNames) {
+		return KindInvalid
+	}
+	return Kind(data[1])
+}

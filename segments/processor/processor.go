@@ -250,6 +250,8 @@ type owner struct {
 	arena   []tag.Extra
 	changes []engine.Change
 	times   []time.Time // input message time of each change (zero: timer or configuration)
+	extras  []json.RawMessage // the causing record's extras of each change (nil: none)
+	fwd     []forward         // records forwarded to the scheduler, between the changes
 	next    int64       // offset to commit
 	pending int         // records since the last flush
 	set     *Set
@@ -473,6 +475,9 @@ func (o *owner) collect(out []engine.Change, at time.Time) {
 	for len(o.times) < len(o.changes) {
 		o.times = append(o.times, at)
 	}
+	for len(o.extras) < len(o.changes) {
+		o.extras = append(o.extras, nil)
+	}
 }
 
 // applyBatch is how many input records are applied together (the engine's
@@ -494,6 +499,11 @@ func (o *owner) applyAll(rec *tag.Record, msgs []bus.Message) {
 	for _, m := range msgs {
 		o.take(m)
 		o.recs = append(o.recs, tag.Record{})
+		// Device and app-info records go to the scheduler ahead of the
+		// batch's changes: the time zone before the entry it times.
+		if Forwarded(tag.PeekKind(m.Value)) {
+			o.forward(m)
+		}
 		// The engine keeps no reference to the records: decode sharing the
 		// messages' bytes.
 		if err := o.recs[len(o.recs)-1].UnmarshalBinaryShared(m.Value, &o.arena); err != nil {
@@ -510,12 +520,15 @@ func (o *owner) applyAll(rec *tag.Record, msgs []bus.Message) {
 	o.changes = o.eng.ApplyBatch(o.ptrs, o.offs, time.Now(), o.changes)
 	for _, c := range o.changes[start:] {
 		var t time.Time
+		var x json.RawMessage
 		if c.Cause == engine.CauseRecord {
 			if i, ok := slices.BinarySearch(o.offs, c.Offset); ok { // offsets ascend
 				t = o.ats[i]
+				x = AppendExtrasJSON(nil, o.recs[i].Extras)
 			}
 		}
 		o.times = append(o.times, t)
+		o.extras = append(o.extras, x)
 	}
 	clear(o.recs)
 	clear(o.ptrs)
@@ -534,7 +547,26 @@ func (o *owner) apply(rec *tag.Record, m bus.Message) {
 		}
 		o.collect(o.eng.Advance(o.clock, o.changes), time.Time{})
 	}
+	if Forwarded(rec.Kind) {
+		o.forward(m)
+	}
+	start := len(o.changes)
 	o.collect(o.eng.Apply(rec, m.Offset, o.now(), o.changes), m.Time)
+	var x json.RawMessage
+	for i := start; i < len(o.changes); i++ {
+		if c := &o.changes[i]; c.Cause == engine.CauseRecord && c.Offset == m.Offset {
+			if x == nil {
+				x = AppendExtrasJSON(nil, rec.Extras)
+			}
+			o.extras[i] = x
+		}
+	}
+}
+
+// forward notes a device or app-info record for the scheduler, at the
+// place it has among the changes (before those not yet collected).
+func (o *owner) forward(m bus.Message) {
+	o.fwd = append(o.fwd, forward{at: len(o.changes), offset: m.Offset, now: o.now(), value: append([]byte(nil), m.Value...)})
 }
 
 // take notes an input message as read: the offset after it is the next to
@@ -553,19 +585,6 @@ func (o *owner) undecodable(m bus.Message, err error) {
 	o.p.log.Debug("undecodable record skipped", "partition", m.Partition, "offset", m.Offset, "error", err)
 }
 
-// ChangeMessage is a segment change as the segment-changes topic carries
-// it (JSON; key app/device).
-type ChangeMessage struct {
-	ID       string    `json:"id"`
-	App      string    `json:"app"`
-	Segment  string    `json:"segment"`
-	Version  int64     `json:"version"`
-	DeviceID string    `json:"device_id"`
-	Enter    bool      `json:"enter"`
-	Time     time.Time `json:"time"`
-	Cause    string    `json:"cause"`
-}
-
 // HeaderInputTime carries, on a change caused by a record, when that
 // record was appended to the input topic (Unix nanoseconds), for
 // measuring event → change latency.
@@ -575,30 +594,51 @@ const HeaderInputTime = "engage-input-time"
 func (o *owner) flush(ctx context.Context) error {
 	p := o.p
 	produced := false
-	if len(o.changes) > 0 {
-		msgs := make([]bus.Message, 0, len(o.changes))
-		for i := range o.changes {
-			c := &o.changes[i]
-			id := c.ID.String()
+	if len(o.changes) > 0 || len(o.fwd) > 0 {
+		msgs := make([]bus.Message, 0, len(o.changes)+len(o.fwd))
+		fwd := o.fwd
+		emit := func(id string, m bus.Message) {
 			if o.emitted[id] {
 				delete(o.emitted, id)
 				p.m.suppressed.Inc()
-				continue
+				return
 			}
-			v, _ := json.Marshal(ChangeMessage{ID: id, App: c.App, Segment: c.Segment, Version: c.Version, DeviceID: c.DeviceID, Enter: c.Enter, Time: c.Time.UTC(), Cause: c.CauseText()})
+			msgs = append(msgs, m)
+		}
+		forwardUpTo := func(i int) {
+			for len(fwd) > 0 && fwd[0].at <= i {
+				f := fwd[0]
+				fwd = fwd[1:]
+				cm, key, err := forwardMessage(f, o.claim.Partition)
+				if err != nil {
+					o.undecodable(bus.Message{Partition: o.claim.Partition, Offset: f.offset}, err)
+					continue
+				}
+				v, _ := json.Marshal(cm)
+				emit(cm.ID, bus.Message{Topic: p.cfg.ChangesTopic, Key: key, Value: v})
+			}
+		}
+		for i := range o.changes {
+			forwardUpTo(i)
+			c := &o.changes[i]
+			id := c.ID.String()
+			v, _ := json.Marshal(ChangeMessage{ID: id, App: c.App, Segment: c.Segment, Version: c.Version, DeviceID: c.DeviceID, Enter: c.Enter, Time: c.Time.UTC(), Cause: c.CauseText(), Extras: o.extras[i]})
 			m := bus.Message{Topic: p.cfg.ChangesTopic, Key: []byte(c.App + "/" + c.DeviceID), Value: v}
 			if t := o.times[i]; !t.IsZero() {
 				m.Headers = []bus.Header{{Key: HeaderInputTime, Value: strconv.AppendInt(nil, t.UnixNano(), 10)}}
 			}
-			msgs = append(msgs, m)
+			emit(id, m)
 		}
+		forwardUpTo(len(o.changes))
 		if err := p.produce(ctx, msgs); err != nil {
 			return err
 		}
 		produced = len(msgs) > 0
 		p.m.changes.Add(float64(len(msgs)))
 		clear(o.changes)
-		o.changes, o.times = o.changes[:0], o.times[:0]
+		clear(o.extras)
+		clear(o.fwd)
+		o.changes, o.times, o.extras, o.fwd = o.changes[:0], o.times[:0], o.extras[:0], o.fwd[:0]
 	}
 	// States wait in o.unsent until written: Dirty hands each change out
 	// once, and a failed write must not lose it (a later commit would pass
