@@ -249,11 +249,11 @@ type owner struct {
 	ats     []time.Time // input time of each record of offs
 	arena   []tag.Extra
 	changes []engine.Change
-	times   []time.Time // input message time of each change (zero: timer or configuration)
+	times   []time.Time       // input message time of each change (zero: timer or configuration)
 	extras  []json.RawMessage // the causing record's extras of each change (nil: none)
 	fwd     []forward         // records forwarded to the scheduler, between the changes
-	next    int64       // offset to commit
-	pending int         // records since the last flush
+	next    int64             // offset to commit
+	pending int               // records since the last flush
 	set     *Set
 
 	fills map[uint64]context.CancelFunc // fills under way, each to stop (fill.go)
