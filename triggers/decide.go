@@ -36,6 +36,7 @@ type Scheduler struct {
 	// instant: the k-th goes out at epoch + floor(k / rate) seconds.
 	rates map[*Campaign]*rateState
 	dirty map[*devState]bool // changed since the last Dirty (state.go)
+	cause string             // what the decisions being made come from (decisionID)
 	kbuf  []byte             // scratch: keys
 	sbuf  []byte             // scratch: states, ids
 }
@@ -167,9 +168,30 @@ type devState struct {
 	info    []tag.Extra
 	infoAt  []int64
 	devInfo *tag.DeviceInfo
-	sent    map[string]int64 // campaign name → time of its last send to the device
-	recent  []sendMark       // recent sends, for the caps, oldest first
+	sent    map[string]sentAt // campaign name → its last send to the device
+	recent  []sendMark        // recent sends, for the caps, oldest first
 	pending []*pendingSend
+}
+
+// sentAt is a campaign's last send to a device: when, and for a recurring
+// campaign, the local day it was for.
+type sentAt struct {
+	t   int64
+	day int32 // days since 1970 of a "day:" occurrence; 0: none
+}
+
+// occurrenceDay returns the day of a "day:YYYY-MM-DD" occurrence as days
+// since 1970, 0 for any other occurrence.
+func occurrenceDay(occ string) int32 {
+	day, ok := strings.CutPrefix(occ, "day:")
+	if !ok {
+		return 0
+	}
+	t, err := time.Parse(time.DateOnly, day)
+	if err != nil || t.Unix() <= 0 {
+		return 0
+	}
+	return int32(t.Unix() / 86400)
 }
 
 type sendMark struct {
@@ -214,6 +236,8 @@ func (s *Scheduler) Clock() time.Time {
 // with a decision (appended to decs, which it returns).
 func (s *Scheduler) SetCampaigns(camps []*Campaign, caps map[string]map[Channel]Caps, now time.Time, decs []Decision) []Decision {
 	ns := s.clock(now)
+	s.cause = "config"
+	defer func() { s.cause = "" }()
 	apps := map[string]*appCamps{}
 	for _, c := range camps {
 		a := apps[c.App]
@@ -551,6 +575,8 @@ func (s *Scheduler) Apply(ch SegmentChange, now time.Time, decs []Decision, dels
 	ns := s.clock(now)
 	decs, dels = s.fire(ns, decs, dels)
 	s.stats.Changes++
+	s.cause = ch.ID
+	defer func() { s.cause = "" }()
 	// Every membership is kept, not only those today's campaigns read: a
 	// campaign saved later sends to the members of the moment.
 	d := s.device(ch.App, ch.DeviceID)
@@ -705,6 +731,9 @@ func (s *Scheduler) Advance(now time.Time, decs []Decision, dels []Delivery) ([]
 // fire sends what is due at now, in due order; sends due at the same
 // instant for one device compete for its capped slots by priority.
 func (s *Scheduler) fire(now int64, decs []Decision, dels []Delivery) ([]Decision, []Delivery) {
+	cause := s.cause
+	s.cause = ""
+	defer func() { s.cause = cause }()
 	for {
 		top, ok := s.timers.peek()
 		if !ok || top.due > now {
@@ -739,6 +768,7 @@ func (s *Scheduler) fire(now int64, decs []Decision, dels []Delivery) ([]Decisio
 			return a.occurrence < b.occurrence
 		})
 		d := top.d
+		s.cause = "due@" + strconv.FormatInt(top.due, 10)
 		for _, p := range batch {
 			d.pending = slices.DeleteFunc(d.pending, func(x *pendingSend) bool { return x == p })
 			s.stats.Pending--
@@ -777,8 +807,12 @@ func (s *Scheduler) decideSend(d *devState, p *pendingSend, at int64, decs []Dec
 		switch {
 		case c.Limit.Once:
 			return append(decs, s.decision(d, c, p.occurrence, OutcomeRepeat, "sent to this device before (once per device)", at, 0, variant)), dels
-		case c.Limit.ReentryAfter > 0 && at < last+int64(c.Limit.ReentryAfter/time.Second):
+		case c.Limit.ReentryAfter > 0 && at < last.t+int64(c.Limit.ReentryAfter/time.Second):
 			return append(decs, s.decision(d, c, p.occurrence, OutcomeRepeat, "sent less than "+c.Limit.ReentryAfter.String()+" ago", at, 0, variant)), dels
+		case last.day != 0 && last.day == occurrenceDay(p.occurrence):
+			// One send per local day: a device that moved west (or left
+			// and came back) does not get the same day's send twice.
+			return append(decs, s.decision(d, c, p.occurrence, OutcomeRepeat, "already sent for "+strings.TrimPrefix(p.occurrence, "day:"), at, 0, variant)), dels
 		}
 	}
 	locale := pickLocale(c, d.profile.Locale)
@@ -814,9 +848,9 @@ func (s *Scheduler) decideSend(d *devState, p *pendingSend, at int64, decs []Dec
 		s.rates[c].k++
 	}
 	if d.sent == nil {
-		d.sent = map[string]int64{}
+		d.sent = map[string]sentAt{}
 	}
-	d.sent[c.Name] = at
+	d.sent[c.Name] = sentAt{t: at, day: occurrenceDay(p.occurrence)}
 	d.recent = append(d.recent, sendMark{t: at, ch: c.What.Channel})
 	s.stats.Sends++
 	del := Delivery{ID: deliveryID(c, d.id, p.occurrence), App: d.app, Campaign: c.Name, Version: c.Version, DeviceID: d.id,
@@ -862,7 +896,7 @@ func (s *Scheduler) capped(d *devState, ch Channel, t int64) (string, bool) {
 // device at the same instant (it took the slot this one wanted).
 func (s *Scheduler) outranked(d *devState, c *Campaign, t int64) bool {
 	for name, at := range d.sent {
-		if at != t || name == c.Name {
+		if at.t != t || name == c.Name {
 			continue
 		}
 		for _, x := range s.apps[d.app].camps {
@@ -917,7 +951,7 @@ func (s *Scheduler) location(d *devState, c *Campaign) *time.Location {
 
 func (s *Scheduler) decision(d *devState, c *Campaign, occ string, out Outcome, why string, at, due int64, variant string) Decision {
 	s.stats.Decisions++
-	dec := Decision{ID: decisionID(c, d.id, occ, out), App: d.app, Campaign: c.Name, Version: c.Version, DeviceID: d.id,
+	dec := Decision{ID: decisionID(c, d.id, occ, out, s.cause), App: d.app, Campaign: c.Name, Version: c.Version, DeviceID: d.id,
 		Occurrence: occ, Outcome: out, Reason: why, Time: time.Unix(at, 0).UTC(), Variant: variant}
 	if due != 0 {
 		dec.SendAt = time.Unix(due, 0).UTC()
@@ -930,10 +964,15 @@ func deliveryID(c *Campaign, device, occ string) string {
 	return hashID(c.App, c.Name, strconv.FormatInt(c.Version, 10), device, occ)
 }
 
-// decisionID identifies a decision: the send's identity and the outcome
-// (a deferred send is decided twice: deferred, then sent or not).
-func decisionID(c *Campaign, device, occ string, out Outcome) string {
-	return hashID(c.App, c.Name, strconv.FormatInt(c.Version, 10), device, occ, string(out))
+// decisionID identifies a decision: the send's identity, the outcome (a
+// deferred send is decided twice: deferred, then sent or not) and its
+// cause: the segment change that made it, "config" for a change of the
+// campaigns, the due time when a waiting send fell due (a device that
+// moves across time zones may wait twice for one local day's send).
+// A device that enters and leaves the audience of a one-off campaign
+// again and again gets a "deferred" and a "left" for each of its stays.
+func decisionID(c *Campaign, device, occ string, out Outcome, cause string) string {
+	return hashID(c.App, c.Name, strconv.FormatInt(c.Version, 10), device, occ, string(out), cause)
 }
 
 func hashID(parts ...string) string {

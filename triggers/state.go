@@ -30,7 +30,8 @@ import (
 //	        app version and build, OS version, model, manufacturer,
 //	        country, and the time zone and locale are the profile's), or 0
 //	uvarint memberships, each uvarint len + segment name
-//	uvarint campaigns sent, each 4 bytes campaign name hash, varint time
+//	uvarint campaigns sent, each 4 bytes campaign name hash, varint time,
+//	        uvarint the local day it was for (recurring: days since 1970; 0)
 //	uvarint recent sends, each varint time, byte channel
 //	uvarint waiting sends, each:
 //	        4 bytes campaign name hash, uvarint version,
@@ -149,7 +150,8 @@ func (s *Scheduler) appendState(b []byte, d *devState) []byte {
 	b = binary.AppendUvarint(b, uint64(len(names)))
 	for _, n := range names {
 		b = binary.LittleEndian.AppendUint32(b, nameHash(n))
-		b = binary.AppendVarint(b, d.sent[n])
+		b = binary.AppendVarint(b, d.sent[n].t)
+		b = binary.AppendUvarint(b, uint64(max(d.sent[n].day, 0)))
 	}
 	b = binary.AppendUvarint(b, uint64(len(d.recent)))
 	for _, m := range d.recent {
@@ -386,17 +388,18 @@ func (s *Scheduler) decodeState(app, id string, data []byte) (*devState, error) 
 			byHash[nameHash(c.Name)] = c
 		}
 	}
-	for range r.count("campaigns sent", 5) {
+	for range r.count("campaigns sent", 6) {
 		h := uint32(0)
 		if b := r.bytes(4, "campaign"); b != nil {
 			h = binary.LittleEndian.Uint32(b)
 		}
 		t := r.varint("sent time")
-		if c := byHash[h]; c != nil {
+		day := r.uvarint("sent day")
+		if c := byHash[h]; c != nil && day <= math.MaxInt32 {
 			if d.sent == nil {
-				d.sent = map[string]int64{}
+				d.sent = map[string]sentAt{}
 			}
-			d.sent[c.Name] = t
+			d.sent[c.Name] = sentAt{t: t, day: int32(day)}
 		}
 	}
 	n := r.count("recent sends", 2)
