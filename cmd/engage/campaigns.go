@@ -16,31 +16,21 @@ import (
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/segments"
 	"github.com/openengage/engage/triggers"
+	"github.com/openengage/engage/triggers/scheduler"
 )
 
-// Campaigns live in the configuration topic next to segments: key
-// "campaign/<app>/<name>", value a storedCampaign as JSON (the file as
-// written, so that its comments and positions survive), a tombstone once
-// deleted. A campaign's version is the offset of its message.
-const campaignKeyPrefix = "campaign/"
+// Campaigns and caps live in the configuration topic (scheduler.Stored,
+// scheduler.AppCaps; keys scheduler.CampaignKey, scheduler.CapsKey).
+type storedCampaign = scheduler.Stored
 
-type storedCampaign struct {
-	App       string    `json:"app"`
-	Name      string    `json:"name"`
-	File      string    `json:"file"`   // the name it was put from
-	Source    string    `json:"source"` // the file's text, YAML or JSON
-	UpdatedAt time.Time `json:"updated_at"`
-	Version   int64     `json:"-"`
-}
-
-func campaignKey(app, name string) []byte { return []byte(campaignKeyPrefix + app + "/" + name) }
+func campaignKey(app, name string) []byte { return scheduler.CampaignKey(app, name) }
 
 // readCampaigns reads the stored campaigns from the configuration topic.
 func readCampaigns(ctx context.Context, brokers []string, topic string) ([]storedCampaign, error) {
 	byKey := map[string]storedCampaign{}
 	_, err := kafkabus.ReadPartition(ctx, brokers, topic, 0, func(m bus.Message) error {
 		k := string(m.Key)
-		if !strings.HasPrefix(k, campaignKeyPrefix) {
+		if !strings.HasPrefix(k, scheduler.CampaignKeyPrefix) {
 			return nil
 		}
 		if m.Value == nil {
@@ -74,14 +64,17 @@ func readCampaigns(ctx context.Context, brokers []string, topic string) ([]store
 
 func runCampaigns(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("campaigns: give check, put, delete or list")
+		return errors.New("campaigns: give check, put, delete, list or caps")
 	}
 	verb := args[0]
 	fs := newFlagSet("campaigns " + verb)
 	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (check: to check the segments' names; put, delete, list: required)")
 	topic := fs.String("config.topic", kafkabus.TopicConfig, "configuration topic")
 	appsFile := fs.String("apps", "", "apps file, for the tag plans; empty: the embedded demo app")
-	app := fs.String("app", "", "delete, list: the app")
+	app := fs.String("app", "", "delete, list, caps: the app")
+	channel := fs.String("channel", "push", "caps: the channel (push, data, in_app)")
+	perDay := fs.Int("per-day", 0, "caps: at most this many sends of the channel per device in any 24 hours, across the app's campaigns (0: none)")
+	perWeek := fs.Int("per-week", 0, "caps: at most this many in any 7 days (0: none)")
 	name := fs.String("name", "", "delete: the campaign")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
@@ -143,6 +136,8 @@ func runCampaigns(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "deleted campaign %q of app %q\n", *name, *app)
 		return nil
+	case "caps":
+		return putCaps(ctx, bl, *topic, *app, triggers.Channel(*channel), *perDay, *perWeek, stdout)
 	case "list":
 		if len(bl) == 0 {
 			return errors.New("campaigns list: give -kafka.brokers (or ENGAGE_KAFKA_BROKERS)")
@@ -167,7 +162,7 @@ func runCampaigns(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return tw.Flush()
 	}
-	return fmt.Errorf("campaigns: unknown verb %q: give check, put, delete or list", verb)
+	return fmt.Errorf("campaigns: unknown verb %q: give check, put, delete, list or caps", verb)
 }
 
 func firstLine(err error) string {
@@ -208,4 +203,47 @@ func checkCampaign(ctx context.Context, file string, data []byte, appsFile strin
 		return nil, err
 	}
 	return c, nil
+}
+
+// putCaps sets one channel's frequency caps of an app, keeping the
+// others: engage campaigns caps -app A -channel push -per-day 2 -per-week 5.
+func putCaps(ctx context.Context, brokers []string, topic, app string, ch triggers.Channel, perDay, perWeek int, stdout io.Writer) error {
+	switch {
+	case app == "" || len(brokers) == 0:
+		return errors.New("campaigns caps: give -app and -kafka.brokers")
+	case ch != triggers.ChannelPush && ch != triggers.ChannelData && ch != triggers.ChannelInApp:
+		return fmt.Errorf("campaigns caps: -channel %q: give push, data or in_app", ch)
+	case perDay < 0 || perWeek < 0:
+		return fmt.Errorf("campaigns caps: -per-day %d and -per-week %d must not be negative", perDay, perWeek)
+	case perDay > 0 && perWeek > 0 && perWeek < perDay:
+		return fmt.Errorf("campaigns caps: -per-week %d is below -per-day %d: the weekly cap would always bind first", perWeek, perDay)
+	}
+	store := scheduler.NewStore()
+	if _, err := kafkabus.ReadPartition(ctx, brokers, topic, 0, func(m bus.Message) error {
+		_, err := store.Apply(m)
+		return err
+	}); err != nil {
+		return fmt.Errorf("read the caps from %s: %w", topic, err)
+	}
+	set, _ := store.Current()
+	caps := scheduler.AppCaps{}
+	for c, v := range set.Caps[app] {
+		caps[c] = scheduler.CapsJSON{PerDay: v.PerDay, PerWeek: v.PerWeek}
+	}
+	if perDay == 0 && perWeek == 0 {
+		delete(caps, ch)
+	} else {
+		caps[ch] = scheduler.CapsJSON{PerDay: perDay, PerWeek: perWeek}
+	}
+	prod, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(brokers, topic), nil)
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	v, _ := json.Marshal(caps)
+	if err := prod.Produce(ctx, []bus.Message{{Key: scheduler.CapsKey(app), Value: v}}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "caps of app %q: %s\n", app, v)
+	return nil
 }

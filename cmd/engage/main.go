@@ -28,6 +28,7 @@ func commands() []command {
 		{"sink", "write the tags topic into ClickHouse, exactly once in every query", runSink},
 		{"process", "keep every device's segment memberships current (stateful, Kafka changelog)", runProcess},
 		{"segments", "manage segment definitions: engage segments put|delete|list|check", runSegments},
+		{"schedule", "decide who gets which campaign when: segment changes and time into deliveries and decisions (stateful, Kafka changelog)", runSchedule},
 		{"campaigns", "manage campaigns: engage campaigns check|put|list|delete", runCampaigns},
 		{"api", "serve the analytics API (JSON over HTTP, bearer tokens scoped to apps)", runAPI},
 		{"migrate", "create or upgrade the ClickHouse schema", runMigrate},

@@ -103,7 +103,7 @@ func stream(n, devices int) []bus.Message {
 	msgs := make([]bus.Message, 0, n)
 	for i := 0; len(msgs) < n; i++ {
 		dev := fmt.Sprintf("d%05d", rng.IntN(devices))
-		at := t0.Add(time.Duration(i) * span / time.Duration(n))
+		at := t0.Add(span / time.Duration(n) * time.Duration(i))
 		if rng.IntN(20) == 0 { // out of order: up to a day late
 			at = at.Add(-time.Duration(rng.IntN(86400)) * time.Second)
 		}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/openengage/engage/pipeline/kafkabus"
+	"github.com/openengage/engage/triggers/scheduler"
+)
+
+func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
+	fs := newFlagSet("schedule")
+	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (required)")
+	cfg := scheduler.DefaultConfig(nil)
+	fs.StringVar(&cfg.Group, "schedule.group", cfg.Group, "consumer group; the instances of one deployment share it")
+	fs.StringVar(&cfg.Topic, "schedule.topic", cfg.Topic, "input topic: the processor's segment changes")
+	fs.StringVar(&cfg.ChangelogTopic, "schedule.changelog-topic", cfg.ChangelogTopic, "compacted state changelog, co-partitioned with the input")
+	fs.StringVar(&cfg.DeliveriesTopic, "schedule.deliveries-topic", cfg.DeliveriesTopic, "topic of the sends, for the dispatcher")
+	fs.StringVar(&cfg.DecisionsTopic, "schedule.decisions-topic", cfg.DecisionsTopic, "topic of every decision and its reason")
+	fs.StringVar(&cfg.ConfigTopic, "config.topic", cfg.ConfigTopic, "configuration topic (campaigns and caps)")
+	fs.DurationVar(&cfg.FlushInterval, "schedule.flush-interval", cfg.FlushInterval, "longest wait before decisions are produced and offsets committed; due sends fire at this tick on the wall clock")
+	fs.IntVar(&cfg.FlushRecords, "schedule.flush-records", cfg.FlushRecords, "or after this many input messages")
+	fs.BoolVar(&cfg.SimulatedClock, "schedule.simulated-clock", false, "now is the newest time of each partition's input (the processor's clock), not the wall clock: run the processor with -process.simulated-clock too")
+	fs.DurationVar(&cfg.SessionTimeout, "schedule.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
+	addr := fs.String("addr", "127.0.0.1:8083", "listen address of /metrics and /healthz; empty: none")
+	logLevel := fs.String("log.level", "info", "log level")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Brokers = splitList(*brokers)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	prod, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(cfg.Brokers, cfg.DeliveriesTopic), log)
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc, err := scheduler.New(cfg, scheduler.NewStore(), prod, scheduler.NewMetrics(reg), log)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(gctx) })
+	if *addr != "" {
+		if err := serveHTTP(g, gctx, *addr, metricsMux(reg)); err != nil {
+			return err
+		}
+		log.Info("schedule: metrics listening", "addr", *addr)
+	}
+	return g.Wait()
+}
