@@ -211,7 +211,7 @@ func buildEngage(t *testing.T) string {
 	return bin
 }
 
-func startSchedule(t *testing.T, bin string, cfg scheduler.Config) *exec.Cmd {
+func startSchedule(t *testing.T, bin string, cfg scheduler.Config, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "schedule", "-kafka.brokers", strings.Join(cfg.Brokers, ","), "-schedule.group", cfg.Group,
 		"-schedule.topic", cfg.Topic, "-schedule.changelog-topic", cfg.ChangelogTopic, "-schedule.deliveries-topic", cfg.DeliveriesTopic,
@@ -219,11 +219,12 @@ func startSchedule(t *testing.T, bin string, cfg scheduler.Config) *exec.Cmd {
 		"-schedule.session-timeout", cfg.SessionTimeout.String(), "-schedule.flush-interval", "50ms", "-schedule.flush-records", "1500",
 		"-addr", "", "-log.level", "warn")
 	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		if cmd.ProcessState == nil && cmd.Process != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
@@ -364,11 +365,20 @@ func TestKilledSchedulerDecidesAsUndisturbed(t *testing.T) {
 		}
 	}
 
-	run := func(t *testing.T, two bool) {
+	// mode: "kill" (SIGKILL mid-stream, then a new instance), "two" (two
+	// instances, one killed), or a fault point of fault.go at which the
+	// first instance exits by itself at its 5th flush (then a new one).
+	run := func(t *testing.T, mode string) {
 		cfg := topics(t, brokers, 4)
-		a := startSchedule(t, bin, cfg)
+		var env []string
+		if mode != "kill" && mode != "two" {
+			env = []string{"ENGAGE_FAULT=" + mode + ":5"}
+		}
+		a := startSchedule(t, bin, cfg, env...)
+		exited := make(chan struct{})
+		go func() { _ = a.Wait(); close(exited) }()
 		var b *exec.Cmd
-		if two {
+		if mode == "two" {
 			b = startSchedule(t, bin, cfg)
 		}
 		const chunks = 20
@@ -376,36 +386,49 @@ func TestKilledSchedulerDecidesAsUndisturbed(t *testing.T) {
 		var atKill int64
 		for i := 0; i < chunks; i++ {
 			produce(t, brokers, cfg.Topic, input[i*size:min((i+1)*size, len(input))])
-			if i == chunks*2/5 {
+			if i == chunks*2/5 && env == nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				atKill, _ = kafkabus.CountMessages(ctx, brokers, cfg.DeliveriesTopic)
 				cancel()
 				if err := a.Process.Signal(syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
-				_ = a.Wait()
-				if !two {
-					a = startSchedule(t, bin, cfg)
+				<-exited
+				if mode == "kill" {
+					b = startSchedule(t, bin, cfg)
 				}
 			}
 			time.Sleep(150 * time.Millisecond)
 		}
-		if atKill == 0 {
-			t.Fatal("no delivery had been produced when the instance was killed: not mid-stream")
+		if env != nil {
+			select {
+			case <-exited:
+			case <-time.After(time.Minute):
+				t.Fatalf("the instance did not reach %s 5 times", mode)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			atKill, _ = kafkabus.CountMessages(ctx, brokers, cfg.DeliveriesTopic)
+			cancel()
+			b = startSchedule(t, bin, cfg)
+		}
+		if atKill == 0 || atKill >= int64(len(wantDel)) {
+			t.Fatalf("%d of %d deliveries had been produced when the instance died: not mid-stream", atKill, len(wantDel))
 		}
 		waitDone(t, cfg, 3*time.Minute)
 		for _, c := range []*exec.Cmd{a, b} {
-			if c != nil && c.ProcessState == nil {
+			if c != nil && c.ProcessState == nil && c != a {
 				_ = c.Process.Signal(syscall.SIGTERM)
 				_ = c.Wait()
 			}
 		}
 		gotDel, dd := outputs[scheduler.DeliveryMessage](t, brokers, cfg.DeliveriesTopic)
 		gotDec, dc := outputs[scheduler.DecisionMessage](t, brokers, cfg.DecisionsTopic)
-		t.Logf("killed after %d deliveries: %d deliveries (%d twice), %d decisions (%d twice)", atKill, len(gotDel), dd, len(gotDec), dc)
+		t.Logf("died after %d deliveries: %d deliveries (%d twice), %d decisions (%d twice)", atKill, len(gotDel), dd, len(gotDec), dc)
 		compare(t, "delivery", wantDel, gotDel, dd)
 		compare(t, "decision", wantDec, gotDec, dc)
 	}
-	t.Run("killed and restarted", func(t *testing.T) { run(t, false) })
-	t.Run("two instances, one killed", func(t *testing.T) { run(t, true) })
+	t.Run("killed and restarted", func(t *testing.T) { run(t, "kill") })
+	t.Run("two instances, one killed", func(t *testing.T) { run(t, "two") })
+	t.Run("died between outputs and states", func(t *testing.T) { run(t, "after-outputs") })
+	t.Run("died between states and commit", func(t *testing.T) { run(t, "after-states") })
 }

@@ -544,6 +544,7 @@ func (o *owner) flush(ctx context.Context) error {
 		if err := s.produce(ctx, msgs); err != nil {
 			return err
 		}
+		reach("after-outputs")
 		o.endStale = o.endStale || len(msgs) > 0
 		clear(o.decs)
 		clear(o.dels)
@@ -582,6 +583,7 @@ func (o *owner) flush(ctx context.Context) error {
 		s.m.states.Add(float64(len(msgs)))
 		clear(o.unsent)
 		o.unsent = o.unsent[:0]
+		reach("after-states")
 	}
 	s.m.pending.WithLabelValues(strconv.Itoa(o.claim.Partition)).Set(float64(o.sched.Stats().Pending))
 	if o.next >= 0 && o.pending > 0 {
