@@ -64,9 +64,15 @@ func readCampaigns(ctx context.Context, brokers []string, topic string) ([]store
 
 func runCampaigns(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("campaigns: give check, put, delete, list or caps")
+		return errors.New("campaigns: give check, put, delete, list, caps, dry-run or estimate")
 	}
 	verb := args[0]
+	switch verb {
+	case "dry-run":
+		return runDryRun(ctx, args[1:], stdout)
+	case "estimate":
+		return runEstimate(ctx, args[1:], stdout)
+	}
 	fs := newFlagSet("campaigns " + verb)
 	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (check: to check the segments' names; put, delete, list: required)")
 	topic := fs.String("config.topic", kafkabus.TopicConfig, "configuration topic")
@@ -162,7 +168,7 @@ func runCampaigns(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return tw.Flush()
 	}
-	return fmt.Errorf("campaigns: unknown verb %q: give check, put, delete, list or caps", verb)
+	return fmt.Errorf("campaigns: unknown verb %q: give check, put, delete, list, caps, dry-run or estimate", verb)
 }
 
 func firstLine(err error) string {

@@ -29,7 +29,7 @@ func commands() []command {
 		{"process", "keep every device's segment memberships current (stateful, Kafka changelog)", runProcess},
 		{"segments", "manage segment definitions: engage segments put|delete|list|check", runSegments},
 		{"schedule", "decide who gets which campaign when: segment changes and time into deliveries and decisions (stateful, Kafka changelog)", runSchedule},
-		{"campaigns", "manage campaigns: engage campaigns check|put|list|delete", runCampaigns},
+		{"campaigns", "manage campaigns: engage campaigns check|put|list|delete|caps|dry-run|estimate", runCampaigns},
 		{"api", "serve the analytics API (JSON over HTTP, bearer tokens scoped to apps)", runAPI},
 		{"migrate", "create or upgrade the ClickHouse schema", runMigrate},
 		{"demo", "run the collector on an in-process broker, send a demo stream, show what arrived", runDemo},
