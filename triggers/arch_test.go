@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// The campaign core depends on no adapter (Kafka, ClickHouse, HTTP,
+// The campaign core (and the dry run, built on it) depends on no adapter (Kafka, ClickHouse, HTTP,
 // Prometheus, push), directly or through another package.
 func TestImportsNoAdapters(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	out, err := exec.Command("go", "list", "-deps", ".", "./dryrun").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
