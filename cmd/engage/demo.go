@@ -236,7 +236,7 @@ func demoSegments(ctx context.Context, brokers []string, prod *kafkabus.Producer
 		return err
 	}
 	fmt.Fprintf(stdout, "\n== why (GET /v1/segments/demo/readers_to_convert/explain?device=tablet-bo):\n%s", text)
-	return nil
+	return demoCampaigns(ctx, brokers, prod, log, stdout, plan, defs)
 }
 
 type demoRequest struct {
