@@ -50,6 +50,10 @@ func TestDemo(t *testing.T) {
 		"tablet-bo  enters readers_to_convert",
 		"phone-ana  enters logged_in",
 		`true: did event "article_read" at least 3 times in the last 1d`,
+		`phone-ana  sport_pick       SENT "La sélection sport du jour — Choisie pour les lecteurs premium." (fr)`,
+		"phone-ana  sport_quiz       held back (outranked): a higher-priority campaign took the last slot: cap of 1 push per day reached",
+		"phone-ana  sport_follow_up  waits until ",
+		"tablet-bo  convert_readers  [long] held back (control): held out as control group",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
