@@ -5,8 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -205,7 +209,7 @@ func TestDryRunEqualsLiveScheduler(t *testing.T) {
 		}
 	}
 	b := strings.Join(brokers, ",")
-	e.start("process", "/healthz", "-kafka.brokers", b, "-process.group", "g-"+id, "-process.topic", tags, "-process.changelog-topic", state,
+	procURL := e.start("process", "/healthz", "-api.tokens", "dry-run-test-token:game", "-kafka.brokers", b, "-process.group", "g-"+id, "-process.topic", tags, "-process.changelog-topic", state,
 		"-process.changes-topic", changes, "-config.topic", config, "-process.simulated-clock", "-clickhouse.addr", "")
 	e.start("schedule", "/healthz", "-kafka.brokers", b, "-schedule.group", "gs-"+id, "-schedule.topic", changes, "-schedule.changelog-topic", sstate,
 		"-schedule.deliveries-topic", dels, "-schedule.decisions-topic", decs, "-config.topic", config, "-schedule.simulated-clock")
@@ -259,6 +263,78 @@ func TestDryRunEqualsLiveScheduler(t *testing.T) {
 	}
 	sameMaps(t, "delivery", liveDel, dryDel)
 	sameMaps(t, "decision", liveDec, dryDec)
+
+	// The audience now: the members the API lists, through the
+	// scheduler's assignment.
+	file := filepath.Join(t.TempDir(), "comeback.yaml")
+	if err := os.WriteFile(file, []byte(`
+app: game
+name: comeback
+what:
+  content:
+    en: {title: "Come back", body: "A new season."}
+  default_locale: en
+who:
+  segments: [lapsed]
+  exclude: [buyers]
+  sample: 70%
+  control: 10%
+  variants: [{name: a, weight: 50%}, {name: b, weight: 50%}]
+when:
+  on_entry: {}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(e.bin, "campaigns", "estimate", file, "-api", procURL, "-api.token", "dry-run-test-token")
+	cmd.Env = e.env
+	est, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("estimate: %v\n%s", err, est)
+	}
+	t.Logf("estimate:\n%s", est)
+	membersOf := func(seg string) map[string]bool {
+		req, _ := http.NewRequest(http.MethodGet, procURL+"/v1/segments/game/"+seg+"/members", nil)
+		req.Header.Set("Authorization", "Bearer dry-run-test-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := map[string]bool{}
+		for _, id := range strings.Fields(string(body)) {
+			m[id] = true
+		}
+		return m
+	}
+	lapsed, buyers := membersOf("lapsed"), membersOf("buyers")
+	members := 0
+	for id := range lapsed {
+		if !buyers[id] {
+			members++
+		}
+	}
+	figures := map[string]int{}
+	for _, line := range strings.Split(string(est), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d", &n); ok && err == nil {
+			figures[k] = n
+		}
+	}
+	audience, sample, control := figures["in the audience (lapsed, not buyers)"], figures["in the sample"], figures["control group (never sent)"]
+	if members < 300 || audience != members {
+		t.Errorf("estimate: audience %d, the segments have %d devices now (%v)", audience, members, figures)
+	}
+	if f := float64(sample) / float64(max(audience, 1)); f < 0.6 || f > 0.8 {
+		t.Errorf("estimate: %d of %d in a 70%% sample", sample, audience)
+	}
+	if f := float64(control) / float64(max(sample, 1)); f < 0.04 || f > 0.16 {
+		t.Errorf("estimate: %d of %d sampled in a 10%% control group", control, sample)
+	}
+	if figures["would get a"]+figures["would get b"]+control != sample || figures["would get a"] == 0 || figures["would get b"] == 0 {
+		t.Errorf("estimate: variants and control do not add up to the sample: %v", figures)
+	}
 
 	// The report a marketer reads.
 	cmd = exec.Command(e.bin, "campaigns", "dry-run", "-app", "game", "-kafka.brokers", b, "-config.topic", config, "-tags.topic", tags,

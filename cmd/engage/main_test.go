@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,27 @@ func TestTopicsRealKafka(t *testing.T) {
 	err = runTopics(ctx, []string{"-kafka.brokers", strings.Join(brokers, ","), "-kafka.partitions", "5"}, &third)
 	if err == nil || !strings.Contains(third.String(), "has 8 partitions, the platform expects 5") {
 		t.Fatalf("mismatch: %v\n%s", err, third.String())
+	}
+}
+
+// Flags may follow the arguments; "--" ends them.
+func TestFlagsAfterArguments(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		x    string
+		rest []string
+	}{
+		{[]string{"a.yaml", "-x", "1", "b.yaml"}, "1", []string{"a.yaml", "b.yaml"}},
+		{[]string{"-x", "2", "a.yaml"}, "2", []string{"a.yaml"}},
+		{[]string{"a.yaml", "--", "-x", "3"}, "", []string{"a.yaml", "-x", "3"}},
+	} {
+		fs := newFlagSet("t")
+		x := fs.String("x", "", "")
+		if err := parse(fs, c.args); err != nil {
+			t.Fatal(err)
+		}
+		if *x != c.x || !reflect.DeepEqual(fs.Args(), c.rest) {
+			t.Errorf("%q: x %q args %q, want %q %q", c.args, *x, fs.Args(), c.x, c.rest)
+		}
 	}
 }
