@@ -211,6 +211,37 @@ var Migrations = []Migration{
 		`{{if not (.Has "tags" "manufacturer")}}ALTER TABLE {{.DB}}.tags ADD COLUMN manufacturer String AFTER model{{end}}`,
 		`{{if not (.Has "tags" "push_token")}}ALTER TABLE {{.DB}}.tags ADD COLUMN push_token String AFTER country{{end}}`,
 	}},
+	{5, "the scheduler's decisions (engage.decisions), for \"why didn't device X get campaign Y\"", []string{
+		// One row per decision message (scheduler.DecisionMessage). The
+		// sorting key starts with (app, campaign, device_id), so that one
+		// device's decisions for a campaign are a few granules, and ends
+		// with the decision's id, so that copies of a decision (Kafka
+		// redelivered it, or the scheduler decided it again after a
+		// restart) collapse when parts merge. The version is the Kafka
+		// offset: the copy produced last is kept, and queries take
+		// argMax(…, kafka_offset) per id to see the same row before the
+		// merge. send_at is 1970-01-01 when the decision has none; day is
+		// the UTC day of time. inserted_at is when the sink wrote the row.
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.decisions (
+			app {{.LC}},
+			campaign {{.LC}},
+			device_id String,
+			id String,
+			version Int64,
+			occurrence String,
+			outcome {{.LC}},
+			reason String,
+			day Date,
+			time {{.Time}},
+			send_at {{.Time}},
+			variant {{.LC}},
+			kafka_partition UInt32,
+			kafka_offset UInt64,
+			inserted_at DateTime DEFAULT now()
+		) ENGINE = ReplacingMergeTree(kafka_offset)
+		PARTITION BY toYYYYMM(day)
+		ORDER BY (app, campaign, device_id, id)`,
+	}},
 }
 
 // RollupViews are the materialized views that every insert into tags feeds.
