@@ -6,7 +6,9 @@
 // written goes to a dead-letter topic with the reason and never blocks its
 // partition.
 //
-// The loop is generic: the tags stream is one Writer (TagWriter); later
-// streams (segment changes, deliveries, push feedback) are others. The
-// ClickHouse adapter lives in sinks/clickhouse.
+// The loop is generic: the tags stream is one Writer (TagWriter), the
+// scheduler's decisions another (DecisionWriter: scheduler.DecisionMessage
+// as JSON, into the decisions table); later streams (segment changes,
+// deliveries, push feedback) are others. Each stream runs its own Sink with
+// its own consumer group. The ClickHouse adapter lives in sinks/clickhouse.
 package sinks

@@ -57,7 +57,7 @@ func (w TagWriter) Write(ctx context.Context, msgs []bus.Message) ([]Dead, error
 		kept = append(kept, m)
 	}
 	sc.rows = rows
-	refused, err := w.write(ctx, rows, kept)
+	refused, err := isolate(ctx, rows, kept, w.Rows.Write, w.Permanent)
 	return append(dead, refused...), err
 }
 
@@ -69,22 +69,27 @@ type decodeScratch struct {
 
 var decodePool sync.Pool // *decodeScratch
 
-// write writes rows; if the store refuses them as data, it halves the batch
-// to find the refused rows and writes the others.
-func (w TagWriter) write(ctx context.Context, rows []clickhouse.Row, msgs []bus.Message) ([]Dead, error) {
-	err := w.Rows.Write(ctx, rows)
-	if err == nil || w.Permanent == nil || !w.Permanent(err) {
+// isolate writes rows (rows[i] decoded from msgs[i]) with write; if the
+// store refuses them as data (permanent), it halves the batch until the
+// refused rows are alone, writes the others, and returns the refused ones
+// as dead. Any other error is returned for the sink to retry the batch.
+func isolate[R any](ctx context.Context, rows []R, msgs []bus.Message, write func(context.Context, []R) error, permanent func(error) bool) ([]Dead, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	err := write(ctx, rows)
+	if err == nil || permanent == nil || !permanent(err) {
 		return nil, err
 	}
 	if len(rows) == 1 {
 		return []Dead{{Msg: msgs[0], Reason: "refused by the store: " + err.Error()}}, nil
 	}
 	half := len(rows) / 2
-	d1, err := w.write(ctx, rows[:half], msgs[:half])
+	d1, err := isolate(ctx, rows[:half], msgs[:half], write, permanent)
 	if err != nil {
 		return nil, err
 	}
-	d2, err := w.write(ctx, rows[half:], msgs[half:])
+	d2, err := isolate(ctx, rows[half:], msgs[half:], write, permanent)
 	if err != nil {
 		return nil, err
 	}
