@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -72,10 +73,15 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	var cf clickhouseFlags
 	cf.register(fs)
 	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (required)")
-	group := fs.String("sink.group", "engage-sink", "consumer group")
+	group := fs.String("sink.group", "engage-sink", "consumer group of the tags stream")
 	topic := fs.String("sink.topic", kafkabus.TopicTags, "topic of tag records to write")
+	decisions := fs.Bool("sink.decisions", true, "also write the scheduler's decisions (-sink.decisions-topic) into the decisions table: a second stream in this process "+
+		"with its own consumer group, batches and metrics (stream=\"decisions\"), written through the native protocol; it waits for the topic while it does not exist "+
+		"(engage topics creates it); false: tags only")
+	decisionsTopic := fs.String("sink.decisions-topic", kafkabus.TopicDecisions, "topic of the scheduler's decisions")
+	decisionsGroup := fs.String("sink.decisions-group", "engage-sink-decisions", "consumer group of the decisions stream")
 	scfg := sinks.DefaultConfig(kafkabus.TopicTagsDead)
-	fs.StringVar(&scfg.DeadTopic, "sink.dead-topic", scfg.DeadTopic, "dead-letter topic")
+	fs.StringVar(&scfg.DeadTopic, "sink.dead-topic", scfg.DeadTopic, "dead-letter topic of both streams (the source_topic header names the stream's topic)")
 	fs.IntVar(&scfg.BatchRows, "sink.batch-rows", scfg.BatchRows, "flush a batch at this many records")
 	fs.IntVar(&scfg.BatchBytes, "sink.batch-bytes", scfg.BatchBytes, "or at this many bytes")
 	fs.DurationVar(&scfg.FlushInterval, "sink.flush-interval", scfg.FlushInterval, "or this long after its first record")
@@ -115,16 +121,7 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	defer dead.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "engage_sink_lag_messages", Help: "Messages of the topic the sink's group has not committed.",
-		ConstLabels: prometheus.Labels{"stream": "tags"}}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		lag, err := kafkabus.GroupLag(ctx, bl, *group, *topic)
-		if err != nil {
-			return -1
-		}
-		return float64(lag)
-	}))
+	reg.MustRegister(lagGauge("tags", bl, *group, *topic))
 	var rows clickhouse.RowWriter = clickhouse.NewWriter(conn, cfg.Database)
 	via := "native protocol"
 	if cf.httpAddr != "" {
@@ -137,15 +134,81 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("sink starting", "clickhouse", f.String(), "database", cfg.Database, "writes", via, "group", *group)
+	log.Info("sink starting", "clickhouse", f.String(), "database", cfg.Database, "writes", via, "group", *group, "decisions", *decisions)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Run(gctx) })
+	if *decisions {
+		dc, err := kafkabus.NewConsumer(kafkabus.ConsumerConfig{Brokers: bl, Group: *decisionsGroup, Topic: *decisionsTopic}, log)
+		if err != nil {
+			return err
+		}
+		defer dc.Close()
+		w := sinks.DecisionWriter{Store: clickhouse.NewWriter(conn, cfg.Database), Permanent: clickhouse.IsPermanent}
+		ds, err := sinks.New(scfg, dc, w, dead, "decisions", reg, log)
+		if err != nil {
+			return err
+		}
+		reg.MustRegister(lagGauge("decisions", bl, *decisionsGroup, *decisionsTopic))
+		g.Go(func() error {
+			if err := waitForTopic(gctx, bl, *decisionsTopic, 10*time.Second, log); err != nil {
+				return nil // stopped while waiting
+			}
+			log.Info("decisions sink starting", "topic", *decisionsTopic, "group", *decisionsGroup)
+			return ds.Run(gctx)
+		})
+	}
 	if *metricsAddr != "" {
 		if err := serveHTTP(g, gctx, *metricsAddr, metricsMux(reg)); err != nil {
 			return err
 		}
 	}
 	return g.Wait()
+}
+
+// lagGauge reports the messages of topic that group has not committed (-1
+// when Kafka does not answer within 5 s, or the topic does not exist).
+func lagGauge(stream string, brokers []string, group, topic string) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "engage_sink_lag_messages", Help: "Messages of the topic the sink's group has not committed.",
+		ConstLabels: prometheus.Labels{"stream": stream}}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		lag, err := kafkabus.GroupLag(ctx, brokers, group, topic)
+		if err != nil {
+			return -1
+		}
+		return float64(lag)
+	})
+}
+
+// waitForTopic returns once topic exists, looking every interval, and says
+// in the log that it waits (once, and again only if why changes). It must
+// not join a group on a missing topic: the broker would create it
+// (auto.create.topics.enable) with its default partition count, not
+// co-partitioned with engage.tags.
+func waitForTopic(ctx context.Context, brokers []string, topic string, every time.Duration, log *slog.Logger) error {
+	said := ""
+	for {
+		parts, err := kafkabus.Partitions(ctx, brokers)
+		if err == nil && parts[topic] > 0 {
+			if said != "" {
+				log.Info("topic exists now", "topic", topic)
+			}
+			return nil
+		}
+		msg, args := "topic does not exist: run engage topics (or set -sink.decisions=false); its sink starts when it exists", []any{"topic", topic}
+		if err != nil {
+			msg, args = "cannot read the topics; retrying", append(args, "err", err)
+		}
+		if msg != said {
+			log.Warn(msg, args...)
+			said = msg
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
 }
 
 // metricsMux serves /metrics from reg and /healthz.
