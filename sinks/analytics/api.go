@@ -79,6 +79,9 @@ func New(conn driver.Conn, db string, cfg Config, log *slog.Logger, plans PlanSo
 		"jobs":        {[]string{"from", "to", "name"}, a.jobs},
 		"app-info":    {[]string{"key", "limit"}, a.appInfo},
 		"coverage":    {[]string{"from", "to"}, a.coverage},
+
+		campaignDecisions: {[]string{"from", "to"}, a.campaignDecisions},
+		deviceDecisions:   {nil, a.deviceDecisions},
 	}
 	return a, nil
 }
@@ -86,32 +89,57 @@ func New(conn driver.Conn, db string, cfg Config, log *slog.Logger, plans PlanSo
 // Handler returns the HTTP handler of every route under /v1/apps/.
 func (a *API) Handler() http.Handler { return http.HandlerFunc(a.serve) }
 
-// route splits /v1/apps/{app}/{endpoint}. It reads the escaped path, so
-// that an app id may hold any character, '/' and ".." included, when
-// percent-encoded; http.ServeMux would clean such paths and redirect.
-func route(r *http.Request) (app, endpoint string, ok bool) {
+// Names of the campaign routes in API.routes. They hold a '/', which the
+// one-segment form /v1/apps/{app}/{endpoint} cannot (it is matched on the
+// escaped path), so that only their own paths reach them.
+const (
+	campaignDecisions = "campaigns/{campaign}/decisions"
+	deviceDecisions   = "campaigns/{campaign}/devices/{device}/decisions"
+)
+
+// route splits the path into the app, the endpoint's name and the path's
+// arguments: /v1/apps/{app}/{endpoint},
+// /v1/apps/{app}/campaigns/{campaign}/decisions and
+// /v1/apps/{app}/campaigns/{campaign}/devices/{device}/decisions. It reads
+// the escaped path, so that an app id (or a device id) may hold any
+// character, '/' and ".." included, when percent-encoded; http.ServeMux
+// would clean such paths and redirect.
+func route(r *http.Request) (app, endpoint string, args map[string]string, ok bool) {
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/apps/")
 	if !ok {
-		return "", "", false
+		return "", "", nil, false
 	}
-	esc, endpoint, ok := strings.Cut(rest, "/")
-	if !ok || strings.Contains(endpoint, "/") {
-		return "", "", false
+	seg := strings.Split(rest, "/")
+	unescape := func(i int) string {
+		v, err := url.PathUnescape(seg[i])
+		if err != nil {
+			ok = false
+		}
+		return v
 	}
-	app, err := url.PathUnescape(esc)
-	return app, endpoint, err == nil
+	switch {
+	case len(seg) == 2:
+		app, endpoint = unescape(0), seg[1]
+	case len(seg) == 4 && seg[1] == "campaigns" && seg[3] == "decisions":
+		app, endpoint, args = unescape(0), campaignDecisions, map[string]string{"campaign": unescape(2)}
+	case len(seg) == 6 && seg[1] == "campaigns" && seg[3] == "devices" && seg[5] == "decisions":
+		app, endpoint, args = unescape(0), deviceDecisions, map[string]string{"campaign": unescape(2), "device": unescape(4)}
+	default:
+		return "", "", nil, false
+	}
+	return app, endpoint, args, ok
 }
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	app, name, ok := route(r)
+	app, name, args, ok := route(r)
 	if !ok {
-		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such route: use /v1/apps/{app}/{endpoint}; see docs/analytics.md", ""})
+		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such route: use /v1/apps/{app}/{endpoint} or /v1/apps/{app}/" + deviceDecisions + "; see docs/analytics.md", ""})
 		return
 	}
 	ep, ok := a.routes[name]
 	if !ok {
-		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %q: use one of active, new-devices, sessions, retention, funnel, top, jobs, app-info, coverage", clip(name)), ""})
+		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %q: use one of active, new-devices, sessions, retention, funnel, top, jobs, app-info, coverage, or the routes "+campaignDecisions+" and "+deviceDecisions, clip(name)), ""})
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -133,11 +161,16 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("this token may not read app %q", app), "app"})
 		return
 	}
+	if aerr := checkPathArgs(args); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
 	q, aerr := parseQuery(r.URL.RawQuery, ep.params)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
+	q.path = args
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.QueryTimeout)
 	defer cancel()
 	res, err := ep.serve(ctx, app, q)

@@ -14,6 +14,11 @@
 //	app-info     ?key&limit                      distribution of the latest value of a key
 //	coverage     ?from&to                        tag-plan coverage per app version
 //
+// and the campaign routes, from the scheduler's decisions:
+//
+//	campaigns/{campaign}/devices/{device}/decisions  why the device did or did not get the campaign
+//	campaigns/{campaign}/decisions?from&to           decisions per day and outcome
+//
 // docs/analytics.md is the reference: parameters, answers, errors and the
 // exact definitions.
 //
@@ -24,8 +29,9 @@
 // (device_id, message_id) pairs — the table's own deduplication key — or
 // distinct devices; every per-record value (a job's duration) is taken once
 // per record (GROUP BY device_id, message_id); sessions and rollups are
-// merged with their -Merge functions; app_info is read with argMax. So an
-// answer does not change when parts merge.
+// merged with their -Merge functions; app_info is read with argMax; a
+// decision is read once, as its copy of the highest Kafka offset (argMax per
+// id). So an answer does not change when parts merge.
 //
 // # Safety
 //

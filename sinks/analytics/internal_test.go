@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -42,21 +43,89 @@ func TestQueriesAreReadOnly(t *testing.T) {
 
 func TestRoute(t *testing.T) {
 	for _, tc := range []struct {
-		path, app, endpoint string
-		ok                  bool
+		path, app, endpoint, args string
+		ok                        bool
 	}{
-		{"/v1/apps/news/active", "news", "active", true},
-		{"/v1/apps/a%2Fb/top", "a/b", "top", true},
-		{"/v1/apps/../top", "..", "top", true},
-		{"/v1/apps/o%27r%20x/jobs", "o'r x", "jobs", true},
-		{"/v1/apps/news/active/x", "", "", false},
-		{"/v1/apps/news", "", "", false},
-		{"/v2/apps/news/active", "", "", false},
+		{"/v1/apps/news/active", "news", "active", "map[]", true},
+		{"/v1/apps/a%2Fb/top", "a/b", "top", "map[]", true},
+		{"/v1/apps/../top", "..", "top", "map[]", true},
+		{"/v1/apps/o%27r%20x/jobs", "o'r x", "jobs", "map[]", true},
+		{"/v1/apps/news/active/x", "", "", "", false},
+		{"/v1/apps/news", "", "", "", false},
+		{"/v2/apps/news/active", "", "", "", false},
+		{"/v1/apps/news/campaigns/welcome/decisions", "news", campaignDecisions, "map[campaign:welcome]", true},
+		{"/v1/apps/news/campaigns/welcome/devices/d%2F1/decisions", "news", deviceDecisions, "map[campaign:welcome device:d/1]", true},
+		{"/v1/apps/news/campaigns/welcome/devices/d1", "", "", "", false},
+		{"/v1/apps/news/campaigns/welcome/devices/d1/decisions/x", "", "", "", false},
+		{"/v1/apps/news/campaigns/welcome/deliveries", "", "", "", false},
+		// The campaign routes' names are not endpoints of the short form.
+		{"/v1/apps/news/campaigns%2F%7Bcampaign%7D%2Fdecisions", "news", "campaigns%2F%7Bcampaign%7D%2Fdecisions", "map[]", true},
 	} {
-		app, ep, ok := route(httptest.NewRequest("GET", tc.path, nil))
-		if ok != tc.ok || ok && (app != tc.app || ep != tc.endpoint) {
-			t.Errorf("%s: %q %q %v, want %q %q %v", tc.path, app, ep, ok, tc.app, tc.endpoint, tc.ok)
+		app, ep, args, ok := route(httptest.NewRequest("GET", tc.path, nil))
+		if ok != tc.ok || ok && (app != tc.app || ep != tc.endpoint || fmt.Sprint(args) != tc.args) {
+			t.Errorf("%s: %q %q %v %v, want %q %q %s %v", tc.path, app, ep, args, ok, tc.app, tc.endpoint, tc.args, tc.ok)
 		}
+	}
+}
+
+// TestSummarize holds the one-line answer to its wording, case by case:
+// occurrences end with their last decision, a rate deferral belongs to its
+// send's occurrence.
+func TestSummarize(t *testing.T) {
+	at := func(hhmm string) time.Time {
+		t, _ := time.Parse(time.RFC3339, "2026-03-01T"+hhmm+":00Z")
+		return t
+	}
+	due := at("12:30")
+	for _, tc := range []struct {
+		name  string
+		decs  []Decision
+		sent  int
+		occs  string
+		wants string
+	}{
+		{"none", nil, 0, "", "no decisions for this device in this campaign"},
+		{"deferred then sent", []Decision{
+			{Time: at("09:30"), Occurrence: "entry:1", Outcome: "deferred", Reason: "waits until 2026-03-01T12:30:00Z (quiet hours)", SendAt: &due},
+			{Time: at("12:30"), Occurrence: "entry:1", Outcome: "sent", Reason: "sent", Variant: "bonus"},
+		}, 1, "entry:1=sent/2", "sent at 2026-03-01T12:30:00Z"},
+		{"rate deferral then sent", []Decision{
+			{Time: at("09:30"), Occurrence: "entry:1/rate@1772357460", Outcome: "deferred", Reason: "the campaign's rate of 100/s: waits until …"},
+			{Time: at("09:31"), Occurrence: "entry:1", Outcome: "sent", Reason: "sent"},
+		}, 1, "entry:1=sent/2", "sent at 2026-03-01T09:31:00Z"},
+		{"still deferred", []Decision{
+			{Time: at("09:30"), Occurrence: "entry:1", Outcome: "deferred", Reason: "waits until 2026-03-01T12:30:00Z", SendAt: &due},
+		}, 0, "entry:1=deferred/1", "not sent yet: deferred at 2026-03-01T09:30:00Z: waits until 2026-03-01T12:30:00Z"},
+		{"capped", []Decision{
+			{Time: at("09:30"), Occurrence: "day:2026-03-01", Outcome: "capped", Reason: "cap of 2 push per day reached"},
+		}, 0, "day:2026-03-01=capped/1", "not sent: capped at 2026-03-01T09:30:00Z: cap of 2 push per day reached"},
+		{"never sent, two occurrences", []Decision{
+			{Time: at("09:00"), Occurrence: "entry:1", Outcome: "control", Reason: "held out as control group"},
+			{Time: at("10:00"), Occurrence: "entry:2", Outcome: "deferred", Reason: "waits"},
+			{Time: at("11:00"), Occurrence: "entry:2", Outcome: "left", Reason: "left the audience before the send"},
+		}, 0, "entry:1=control/1 entry:2=left/2",
+			"not sent: left at 2026-03-01T11:00:00Z: left the audience before the send (none of 2 occurrences was sent)"},
+		{"sent twice", []Decision{
+			{Time: at("09:00"), Occurrence: "day:1", Outcome: "sent", Reason: "sent"},
+			{Time: at("10:00"), Occurrence: "day:2", Outcome: "sent", Reason: "sent"},
+		}, 2, "day:1=sent/1 day:2=sent/1", "sent 2 times, last at 2026-03-01T10:00:00Z"},
+		{"sent once of three", []Decision{
+			{Time: at("09:00"), Occurrence: "day:1", Outcome: "sent", Reason: "sent"},
+			{Time: at("10:00"), Occurrence: "day:2", Outcome: "quiet", Reason: "fell in quiet hours"},
+			{Time: at("11:00"), Occurrence: "day:3", Outcome: "outranked", Reason: "a higher-priority campaign took the last slot"},
+		}, 1, "day:1=sent/1 day:2=quiet/1 day:3=outranked/1",
+			"sent 1 of 3 times, last at 2026-03-01T09:00:00Z; latest not sent: outranked at 2026-03-01T11:00:00Z: a higher-priority campaign took the last slot"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			occs, sent, summary := summarize(tc.decs)
+			var got []string
+			for _, o := range occs {
+				got = append(got, fmt.Sprintf("%s=%s/%d", o.Occurrence, o.Outcome, o.Decisions))
+			}
+			if sent != tc.sent || strings.Join(got, " ") != tc.occs || summary != tc.wants {
+				t.Errorf("sent %d, occurrences %q,\nsummary %q;\nwant %d, %q,\n        %q", sent, got, summary, tc.sent, tc.occs, tc.wants)
+			}
+		})
 	}
 }
 

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/openengage/engage/pipeline/tag"
+	"github.com/openengage/engage/triggers"
 )
 
 // Limits on parameters.
@@ -27,8 +29,12 @@ var (
 	maxDate = time.Date(2105, 12, 31, 0, 0, 0, 0, time.UTC)
 )
 
-// query holds a request's parameters, each given at most once.
-type query struct{ vals map[string]string }
+// query holds a request's parameters, each given at most once, and the
+// arguments of its path (campaign, device), checked by checkPathArgs.
+type query struct {
+	vals map[string]string
+	path map[string]string
+}
 
 func parseQuery(raw string, allowed []string) (*query, *apiError) {
 	v, err := url.ParseQuery(raw)
@@ -38,7 +44,11 @@ func parseQuery(raw string, allowed []string) (*query, *apiError) {
 	q := &query{vals: map[string]string{}}
 	for k, vs := range v {
 		if !slices.Contains(allowed, k) {
-			return nil, &apiError{http.StatusBadRequest, "unknown_param", fmt.Sprintf("unknown parameter %q: this endpoint takes %s", clip(k), strings.Join(allowed, ", ")), clip(k)}
+			takes := "takes " + strings.Join(allowed, ", ")
+			if len(allowed) == 0 {
+				takes = "takes no parameters"
+			}
+			return nil, &apiError{http.StatusBadRequest, "unknown_param", fmt.Sprintf("unknown parameter %q: this endpoint %s", clip(k), takes), clip(k)}
 		}
 		if len(vs) > 1 {
 			return nil, badParam(k, "given %d times; give it once", len(vs))
@@ -180,4 +190,26 @@ func (q *query) steps() ([]Step, *apiError) {
 		steps = append(steps, st)
 	}
 	return steps, nil
+}
+
+// campaignNameRE is the rule triggers.Check holds campaign names to.
+var campaignNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// checkPathArgs checks the arguments of a campaign route: a campaign name
+// as campaign files name campaigns, a device id as records carry it.
+func checkPathArgs(args map[string]string) *apiError {
+	if c, ok := args["campaign"]; ok {
+		if msg := checkText(c, triggers.MaxCampaignName); msg != "" {
+			return badParam("campaign", "campaign name %s", msg)
+		}
+		if !campaignNameRE.MatchString(c) {
+			return badParam("campaign", "%q is not a campaign name: use letters, digits, _, - and . (starting with a letter or digit)", clip(c))
+		}
+	}
+	if d, ok := args["device"]; ok {
+		if msg := checkText(d, maxAppLen); msg != "" {
+			return badParam("device", "device id %s", msg)
+		}
+	}
+	return nil
 }
