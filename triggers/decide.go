@@ -89,6 +89,11 @@ type Profile struct {
 	Locale   string // BCP 47
 }
 
+// RateSlotSep joins a send's occurrence and the slot its campaign's send
+// rate gave it, in the occurrence of the "deferred" decision that waits
+// for the slot: "entry:…/rate@1773248844".
+const RateSlotSep = "/rate@"
+
 // Outcome is what a decision decided.
 type Outcome string
 
@@ -832,7 +837,7 @@ func (s *Scheduler) decideSend(d *devState, p *pendingSend, at int64, decs []Dec
 			d.pending = append(d.pending, p)
 			s.stats.Pending++
 			s.timers.push(timerEntry{due: p.due, d: d, p: p})
-			return append(decs, s.decision(d, c, p.occurrence+"/rate@"+strconv.FormatInt(slot, 10), OutcomeDeferred,
+			return append(decs, s.decision(d, c, p.occurrence+RateSlotSep+strconv.FormatInt(slot, 10), OutcomeDeferred,
 				"the campaign's rate of "+strconv.FormatFloat(c.Limit.Rate, 'g', -1, 64)+"/s: waits until "+time.Unix(slot, 0).UTC().Format(time.RFC3339), at, slot, variant)), dels
 		}
 	}

@@ -25,7 +25,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"collect", "serve the collector: tag data over HTTP into Kafka", runCollect},
-		{"sink", "write the tags topic into ClickHouse, exactly once in every query", runSink},
+		{"sink", "write the tags and the scheduler's decisions into ClickHouse, exactly once in every query", runSink},
 		{"process", "keep every device's segment memberships current (stateful, Kafka changelog)", runProcess},
 		{"segments", "manage segment definitions: engage segments put|delete|list|check", runSegments},
 		{"schedule", "decide who gets which campaign when: segment changes and time into deliveries and decisions (stateful, Kafka changelog)", runSchedule},

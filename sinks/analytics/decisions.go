@@ -83,9 +83,9 @@ func (a *API) deviceDecisions(ctx context.Context, app string, q *query) (any, e
 }
 
 // rateSlot marks the occurrence of a decision that defers a send for the
-// campaign's send rate: the send's occurrence, then "/rate@" and the slot
-// (triggers' decideSend), so that each deferral has an id of its own.
-const rateSlot = "/rate@"
+// campaign's send rate: the send's occurrence, then "/rate@" and the slot,
+// so that each deferral has an id of its own.
+const rateSlot = triggers.RateSlotSep
 
 // sendOccurrence is the occurrence of the send a decision is about.
 func sendOccurrence(occ string) string {
