@@ -106,9 +106,10 @@ type Processor struct {
 	mu    sync.Mutex
 	parts map[int]*partition // owned now
 	m     *metrics
-	read  atomic.Int64 // input records read
-	id    string       // instance id, as announced
-	nIn   atomic.Int32 // partitions of the input topic, once known
+	read  atomic.Int64   // input records read
+	id    string         // instance id, as announced
+	nIn   atomic.Int32   // partitions of the input topic, once known
+	ends  *kafkabus.Ends // where the changes end, asked at flushes
 
 	announceMu sync.Mutex
 }
@@ -143,7 +144,7 @@ func New(cfg Config, store *Store, prod bus.Producer, m *metrics, log *slog.Logg
 	_, _ = rand.Read(rnd[:])
 	host, _ := os.Hostname()
 	id := fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(rnd[:]))
-	return &Processor{cfg: cfg, store: store, prod: prod, log: log, parts: map[int]*partition{}, m: m, id: id}, nil
+	return &Processor{cfg: cfg, store: store, prod: prod, log: log, parts: map[int]*partition{}, m: m, id: id, ends: kafkabus.NewEnds(cfg.Brokers)}, nil
 }
 
 // Run follows the configuration, then consumes the input as a member of
@@ -163,6 +164,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.nIn.Store(int32(in))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer p.ends.Close()
 	if p.cfg.Advertise != "" {
 		defer p.withdraw()
 	}
@@ -653,11 +655,11 @@ func (o *owner) flush(ctx context.Context) error {
 	o.endStale = o.endStale || produced
 	if len(o.unsent) > 0 || o.pending > 0 || o.endStale {
 		if o.endStale || o.changesEnd < 0 {
-			end, err := kafkabus.PartitionEnd(ctx, p.cfg.Brokers, p.cfg.ChangesTopic, o.claim.Partition)
+			end, err := p.ends.Of(ctx, o.claim.Partition, p.cfg.ChangesTopic)
 			if err != nil {
 				return err
 			}
-			o.changesEnd, o.endStale = end, false
+			o.changesEnd, o.endStale = end[0], false
 		}
 		var clock int64
 		if p.cfg.SimulatedClock && !o.clock.IsZero() {

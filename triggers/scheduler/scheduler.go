@@ -90,6 +90,7 @@ type Service struct {
 	log   *slog.Logger
 	m     *metrics
 	read  atomic.Int64
+	ends  *kafkabus.Ends // where the outputs end, asked at each flush
 
 	mu    sync.Mutex
 	parts map[int]*partition
@@ -115,7 +116,7 @@ func New(cfg Config, store *Store, prod bus.Producer, m *metrics, log *slog.Logg
 	if m == nil {
 		m = newMetrics(nil)
 	}
-	return &Service{cfg: cfg, store: store, prod: prod, log: log, m: m, parts: map[int]*partition{}}, nil
+	return &Service{cfg: cfg, store: store, prod: prod, log: log, m: m, parts: map[int]*partition{}, ends: kafkabus.NewEnds(cfg.Brokers)}, nil
 }
 
 // Records returns how many input messages this instance has read.
@@ -139,6 +140,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer s.ends.Close()
 	ready := make(chan struct{})
 	follow := make(chan error, 1)
 	go func() {
@@ -561,14 +563,11 @@ func (o *owner) flush(ctx context.Context) error {
 	})
 	if len(o.unsent) > 0 || o.pending > 0 || o.endStale || o.own.deliveriesEnd < 0 {
 		if o.endStale || o.own.deliveriesEnd < 0 || o.own.decisionsEnd < 0 {
-			var err error
-			if o.own.deliveriesEnd, err = kafkabus.PartitionEnd(ctx, s.cfg.Brokers, s.cfg.DeliveriesTopic, o.claim.Partition); err != nil {
+			ends, err := s.ends.Of(ctx, o.claim.Partition, s.cfg.DeliveriesTopic, s.cfg.DecisionsTopic)
+			if err != nil {
 				return err
 			}
-			if o.own.decisionsEnd, err = kafkabus.PartitionEnd(ctx, s.cfg.Brokers, s.cfg.DecisionsTopic, o.claim.Partition); err != nil {
-				return err
-			}
-			o.endStale = false
+			o.own.deliveriesEnd, o.own.decisionsEnd, o.endStale = ends[0], ends[1], false
 		}
 		o.own.clock = 0
 		if t := o.sched.Clock(); s.cfg.SimulatedClock && !o.clock.IsZero() {
