@@ -51,3 +51,36 @@ type Producer interface {
 // ErrUnavailable is wrapped by producer errors that mean "the log cannot take
 // writes now; try again later" as opposed to a bad message.
 var ErrUnavailable = errors.New("log unavailable")
+
+// ProduceRetrying produces msgs through p, trying again while the log is
+// unavailable (ErrUnavailable), waiting from 100 ms to 5 s between tries,
+// until ctx ends. retry, if not nil, is told of each failed try. Any other
+// error, or the end of ctx, is returned: msgs may then be partly written,
+// and the caller must not go on as if they were.
+func ProduceRetrying(ctx context.Context, p Producer, msgs []Message, retry func(err error, wait time.Duration)) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	wait := 100 * time.Millisecond
+	for {
+		err := p.Produce(ctx, msgs)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		if retry != nil {
+			retry(err, wait)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}

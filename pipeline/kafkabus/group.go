@@ -277,3 +277,30 @@ func partitionReader(brokers []string, topic string, partition int, offset int64
 func toBus(m kafka.Message) bus.Message {
 	return bus.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: m.Time, Partition: m.Partition, Offset: m.Offset}
 }
+
+// Feed fetches the claim's messages on a goroutine of its own into a
+// channel of size buffer, so that the partition's owner can also wake for
+// flushes, timers and requests. The channel closes when ctx ends or a
+// fetch fails; the failure (not the end of ctx) is sent on errc.
+func (c *Claim) Feed(ctx context.Context, buffer int) (msgs <-chan bus.Message, errc <-chan error) {
+	out := make(chan bus.Message, buffer)
+	errs := make(chan error, 1)
+	go func() {
+		defer close(out)
+		for {
+			m, err := c.Fetch(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					errs <- err
+				}
+				return
+			}
+			select {
+			case out <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, errs
+}

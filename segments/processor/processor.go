@@ -340,27 +340,9 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 
 	// A fetcher feeds the owner, so that it can also wake for flushes,
 	// timers, configuration changes and API requests.
-	msgs := make(chan bus.Message, 4096)
-	fetchErr := make(chan error, 1)
 	fctx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
-	go func() {
-		defer close(msgs)
-		for {
-			m, err := c.Fetch(fctx)
-			if err != nil {
-				if fctx.Err() == nil {
-					fetchErr <- err
-				}
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-fctx.Done():
-				return
-			}
-		}
-	}()
+	msgs, fetchErr := c.Feed(fctx, 4096)
 	tick := time.NewTicker(p.cfg.FlushInterval)
 	defer tick.Stop()
 	var rec tag.Record
@@ -689,29 +671,9 @@ func (o *owner) flush(ctx context.Context) error {
 
 // produce writes msgs, retrying while Kafka is unavailable, until ctx ends.
 func (p *Processor) produce(ctx context.Context, msgs []bus.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	wait := 100 * time.Millisecond
-	for {
-		err := p.prod.Produce(ctx, msgs)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err() // not written: the caller must not commit
-		}
-		if !errors.Is(err, bus.ErrUnavailable) {
-			return err
-		}
-		p.log.Warn("produce failed; retrying", "error", err, "in", wait)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
+	return bus.ProduceRetrying(ctx, p.prod, msgs, func(err error, wait time.Duration) {
+		p.log.Warn("produce failed; retrying", "err", err, "in", wait)
+	})
 }
 
 // Each runs fn on every owned partition's goroutine in turn, and returns

@@ -343,27 +343,9 @@ func (s *Service) runPartition(ctx context.Context, c *kafkabus.Claim, partition
 		s.mu.Unlock()
 	}()
 
-	msgs := make(chan bus.Message, 4096)
-	fetchErr := make(chan error, 1)
 	fctx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
-	go func() {
-		defer close(msgs)
-		for {
-			m, err := c.Fetch(fctx)
-			if err != nil {
-				if fctx.Err() == nil {
-					fetchErr <- err
-				}
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-fctx.Done():
-				return
-			}
-		}
-	}()
+	msgs, fetchErr := c.Feed(fctx, 4096)
 	tick := time.NewTicker(s.cfg.FlushInterval)
 	defer tick.Stop()
 	for {
@@ -609,27 +591,7 @@ const commitEvery = time.Second
 
 // produce writes msgs, retrying while Kafka is unavailable, until ctx ends.
 func (s *Service) produce(ctx context.Context, msgs []bus.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	wait := 100 * time.Millisecond
-	for {
-		err := s.prod.Produce(ctx, msgs)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !errors.Is(err, bus.ErrUnavailable) {
-			return err
-		}
+	return bus.ProduceRetrying(ctx, s.prod, msgs, func(err error, wait time.Duration) {
 		s.log.Warn("produce failed; retrying", "err", err, "in", wait)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
+	})
 }
