@@ -8,7 +8,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
+	"github.com/openengage/engage/pipeline/tagplan"
+	"github.com/openengage/engage/segments/processor"
 	"github.com/openengage/engage/triggers/scheduler"
 )
 
@@ -26,7 +29,9 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	fs.IntVar(&cfg.FlushRecords, "schedule.flush-records", cfg.FlushRecords, "or after this many input messages")
 	fs.BoolVar(&cfg.SimulatedClock, "schedule.simulated-clock", false, "now is the newest time of each partition's input (the processor's clock), not the wall clock: run the processor with -process.simulated-clock too")
 	fs.DurationVar(&cfg.SessionTimeout, "schedule.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
-	addr := fs.String("addr", "127.0.0.1:8083", "listen address of /metrics and /healthz; empty: none")
+	addr := fs.String("addr", "127.0.0.1:8083", "listen address of the campaigns API, /metrics and /healthz; empty: none")
+	tokens := fs.String("api.tokens", "", "bearer tokens of the campaigns API and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment); empty: no API")
+	appsFile := fs.String("apps", "", "apps file, for the tag plans campaigns are checked against; empty: the embedded demo app")
 	logLevel := fs.String("log.level", "info", "log level")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -39,6 +44,14 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	toks, err := parseTokens(*tokens)
+	if err != nil {
+		return err
+	}
+	apps, err := loadApps(*appsFile)
+	if err != nil {
+		return err
+	}
 	prod, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(cfg.Brokers, cfg.DeliveriesTopic), log)
 	if err != nil {
 		return err
@@ -46,17 +59,38 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	defer prod.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc, err := scheduler.New(cfg, scheduler.NewStore(), prod, scheduler.NewMetrics(reg), log)
+	store := scheduler.NewStore()
+	svc, err := scheduler.New(cfg, store, prod, scheduler.NewMetrics(reg), log)
 	if err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.Run(gctx) })
 	if *addr != "" {
-		if err := serveHTTP(g, gctx, *addr, metricsMux(reg)); err != nil {
+		mux := metricsMux(reg)
+		if len(toks) > 0 {
+			// The API checks campaigns against the stored segments.
+			segs := processor.NewStore()
+			ready := make(chan struct{})
+			g.Go(func() error {
+				return segs.Follow(gctx, func(ctx context.Context, fn func(bus.Message, bool) error) error {
+					return kafkabus.FollowPartition(ctx, cfg.Brokers, cfg.ConfigTopic, 0, fn)
+				}, ready, func(err error) { log.Warn("segment configuration", "err", err) })
+			})
+			api := &scheduler.CampaignAPI{Campaigns: store, Segments: segs, Config: prod, Topic: cfg.ConfigTopic, Tokens: toks,
+				Plans: func(id string) (*tagplan.Plan, bool) {
+					app, ok := apps.ByID(id)
+					if !ok {
+						return nil, false
+					}
+					return app.Plan, true
+				}}
+			mux.Handle("/v1/", api.Handler())
+		}
+		if err := serveHTTP(g, gctx, *addr, mux); err != nil {
 			return err
 		}
-		log.Info("schedule: metrics listening", "addr", *addr)
+		log.Info("schedule: listening", "addr", *addr, "campaigns_api", len(toks) > 0)
 	}
 	return g.Wait()
 }
