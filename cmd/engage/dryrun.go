@@ -471,4 +471,3 @@ func runEstimate(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintln(stdout, "Frequency caps, quiet hours, repeat rules and timing are applied at send time: `engage campaigns dry-run` shows their effect on past data.")
 	return nil
 }
-
