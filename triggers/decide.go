@@ -144,6 +144,11 @@ type Delivery struct {
 	Locale     string
 	Time       time.Time // when it was decided to send
 	Expires    time.Time // zero: no expiry
+	// PushToken and PushProvider are the newest push token the device
+	// sent (push and data channels), empty when it sent none: the
+	// dispatcher decides such a delivery unreachable.
+	PushToken    string
+	PushProvider tag.PushProvider
 	// Message is the content for the device: its locale's (or the
 	// default's), its variant's, with the templates rendered.
 	Message Message
@@ -173,9 +178,13 @@ type devState struct {
 	info    []tag.Extra
 	infoAt  []int64
 	devInfo *tag.DeviceInfo
-	sent    map[string]sentAt // campaign name → its last send to the device
-	recent  []sendMark        // recent sends, for the caps, oldest first
-	pending []*pendingSend
+	// The newest push token the device sent, and its provider: a push or
+	// data delivery carries them to the dispatcher.
+	token    string
+	provider tag.PushProvider
+	sent     map[string]sentAt // campaign name → its last send to the device
+	recent   []sendMark        // recent sends, for the caps, oldest first
+	pending  []*pendingSend
 }
 
 // sentAt is a campaign's last send to a device: when, and for a recurring
@@ -498,6 +507,10 @@ func (s *Scheduler) ApplyRecord(r *tag.Record, seq int64) {
 		}
 		changed := p != d.profile
 		d.profile = p
+		if t := r.Device.PushToken; t != "" && (t != d.token || r.Device.PushProvider != d.provider) {
+			d.token, d.provider = strings.Clone(t), r.Device.PushProvider
+			changed = true
+		}
 		if a != nil && a.deviceRead {
 			dev := *r.Device
 			dev.PushToken, dev.PushProvider = "", ""
@@ -860,6 +873,9 @@ func (s *Scheduler) decideSend(d *devState, p *pendingSend, at int64, decs []Dec
 	s.stats.Sends++
 	del := Delivery{ID: deliveryID(c, d.id, p.occurrence), App: d.app, Campaign: c.Name, Version: c.Version, DeviceID: d.id,
 		Occurrence: p.occurrence, Variant: variant, Channel: c.What.Channel, Locale: locale, Time: time.Unix(at, 0).UTC(), Message: msg}
+	if c.What.Channel != ChannelInApp {
+		del.PushToken, del.PushProvider = d.token, d.provider
+	}
 	if c.When.Expiry > 0 {
 		del.Expires = time.Unix(p.trigger, 0).Add(c.When.Expiry).UTC()
 	}

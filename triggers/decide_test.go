@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/openengage/engage/pipeline/tag"
 )
 
 // run feeds changes to a scheduler on a simulated clock and collects what
@@ -367,5 +369,38 @@ func TestCampaignChangedWhileWaiting(t *testing.T) {
 	}
 	if strings.Join(why, "|") != "the campaign changed (a new version) before the send|the campaign was deleted" {
 		t.Errorf("reasons: %q", why)
+	}
+}
+
+// A push or data delivery carries the newest push token the device sent
+// (a device record without one keeps the last); an in-app one none; a
+// device that sent none gets a delivery without a token (the dispatcher
+// decides it unreachable).
+func TestDeliveriesCarryTheNewestToken(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	inapp := push("app", "tip", "stuck")
+	inapp.What.Channel = ChannelInApp
+	r := newRun(t, []*Campaign{push("app", "hello", "new"), inapp}, nil, t0)
+	dev := func(token string, p tag.PushProvider, at time.Time) {
+		r.s.ApplyRecord(&tag.Record{Kind: tag.KindDevice, AppID: "app", DeviceID: "d1", Time: at, Device: &tag.DeviceInfo{Platform: "ios", PushToken: token, PushProvider: p}}, 0)
+	}
+	dev("old-token", tag.ProviderAPNsSandbox, t0)
+	dev("new-token", tag.ProviderAPNs, t0.Add(time.Minute))
+	dev("", "", t0.Add(2*time.Minute)) // a device record without a token
+	r.change("app", "new", "d1", true, t0.Add(3*time.Minute))
+	r.change("app", "stuck", "d1", true, t0.Add(3*time.Minute))
+	r.change("app", "new", "d2", true, t0.Add(3*time.Minute))
+	if len(r.dels) != 3 {
+		t.Fatalf("%d deliveries: %v", len(r.dels), r.sends())
+	}
+	for _, d := range r.dels {
+		var want string
+		var wantP tag.PushProvider
+		if d.DeviceID == "d1" && d.Channel == ChannelPush {
+			want, wantP = "new-token", tag.ProviderAPNs
+		}
+		if d.PushToken != want || d.PushProvider != wantP {
+			t.Errorf("%s %s %s: token %q %q, want %q %q", d.Campaign, d.DeviceID, d.Channel, d.PushToken, d.PushProvider, want, wantP)
+		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 //	byte    1 + the device fields the templates read (8 strings: platform,
 //	        app version and build, OS version, model, manufacturer,
 //	        country, and the time zone and locale are the profile's), or 0
+//	uvarint len, the newest push token; uvarint len, its provider
 //	uvarint memberships, each uvarint len + segment name
 //	uvarint campaigns sent, each 4 bytes campaign name hash, varint time,
 //	        uvarint the local day it was for (recurring: days since 1970; 0)
@@ -133,6 +134,8 @@ func (s *Scheduler) appendState(b []byte, d *devState) []byte {
 			b = appendString(b, f)
 		}
 	}
+	b = appendString(b, d.token)
+	b = appendString(b, string(d.provider))
 	segs := make([]string, 0, len(d.members))
 	for seg := range d.members {
 		segs = append(segs, seg)
@@ -379,6 +382,8 @@ func (s *Scheduler) decodeState(app, id string, data []byte) (*devState, error) 
 	case f[0] != 0:
 		r.fail("device fields")
 	}
+	d.token = r.string("push token")
+	d.provider = tag.PushProvider(r.string("push provider"))
 	for range r.count("memberships", 1) {
 		d.members[r.string("segment")] = true
 	}

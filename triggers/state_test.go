@@ -83,6 +83,9 @@ func TestRestoreMidwayDecidesAlike(t *testing.T) {
 					if r.IntN(2) == 0 {
 						rec = &tag.Record{Kind: tag.KindDevice, AppID: "app", DeviceID: dev, Time: clock.Add(-time.Duration(r.IntN(7200)) * time.Second),
 							Device: &tag.DeviceInfo{Platform: []string{"ios", "android"}[r.IntN(2)], TimeZone: zones[r.IntN(len(zones))], Locale: []string{"fr-FR", "en"}[r.IntN(2)]}}
+						if r.IntN(3) > 0 { // a token, sometimes a new one
+							rec.Device.PushToken, rec.Device.PushProvider = fmt.Sprintf("tok-%s-%d", dev, r.IntN(3)), []tag.PushProvider{tag.ProviderAPNs, tag.ProviderFCM}[r.IntN(2)]
+						}
 					} else {
 						rec = &tag.Record{Kind: tag.KindAppInfo, AppID: "app", DeviceID: dev, Time: clock.Add(-time.Duration(r.IntN(7200)) * time.Second),
 							AppInfo: []tag.Extra{{Key: "name", Value: tag.String([]string{"Ana", "Bo", "Kim"}[r.IntN(3)])}, {Key: "score", Value: tag.Number(3)}}}
@@ -177,7 +180,7 @@ func TestStateGolden(t *testing.T) {
 	s.SetCampaigns(camps, caps, t0, nil)
 	s.SetProfile("app", "ana", Profile{TimeZone: "Europe/Paris", Locale: "fr-FR"})
 	s.ApplyRecord(&tag.Record{Kind: tag.KindAppInfo, AppID: "app", DeviceID: "ana", Time: t0, AppInfo: []tag.Extra{{Key: "name", Value: tag.String("Ana")}}}, 7)
-	s.ApplyRecord(&tag.Record{Kind: tag.KindDevice, AppID: "app", DeviceID: "ana", Time: t0, Device: &tag.DeviceInfo{Platform: "ios", TimeZone: "Europe/Paris", Locale: "fr-FR"}}, 8)
+	s.ApplyRecord(&tag.Record{Kind: tag.KindDevice, AppID: "app", DeviceID: "ana", Time: t0, Device: &tag.DeviceInfo{Platform: "ios", TimeZone: "Europe/Paris", Locale: "fr-FR", PushToken: "a3f1c2d4e5b6", PushProvider: tag.ProviderAPNs}}, 8)
 	for i, seg := range []string{"readers", "new", "stuck"} {
 		s.Apply(SegmentChange{App: "app", Segment: seg, DeviceID: "ana", Enter: true, Time: t0.Add(time.Duration(i) * time.Hour),
 			ID: fmt.Sprintf("%032x", i+1), Extras: []tag.Extra{{Key: "level", Value: tag.Number(7)}}, Seq: int64(300 + i)}, t0.Add(time.Duration(i)*time.Hour), nil, nil)

@@ -22,7 +22,11 @@ type DeliveryMessage struct {
 	Locale     string           `json:"locale,omitempty"`
 	Time       time.Time        `json:"time"`              // when it was decided to send
 	Expires    *time.Time       `json:"expires,omitempty"` // absent: no expiry
-	Message    MessageJSON      `json:"message"`
+	// The device's newest push token and its provider (apns,
+	// apns-sandbox, fcm), for push and data; absent when it sent none.
+	PushToken    string      `json:"push_token,omitempty"`
+	PushProvider string      `json:"push_provider,omitempty"`
+	Message      MessageJSON `json:"message"`
 }
 
 // MessageJSON is a message's content for one device, rendered.
@@ -69,7 +73,7 @@ type DecisionMessage struct {
 func FromDelivery(d *triggers.Delivery) DeliveryMessage {
 	m := d.Message
 	out := DeliveryMessage{ID: d.ID, App: d.App, Campaign: d.Campaign, Version: d.Version, DeviceID: d.DeviceID, Occurrence: d.Occurrence,
-		Variant: d.Variant, Channel: d.Channel, Locale: d.Locale, Time: d.Time.UTC(),
+		Variant: d.Variant, Channel: d.Channel, Locale: d.Locale, Time: d.Time.UTC(), PushToken: d.PushToken, PushProvider: string(d.PushProvider),
 		Message: MessageJSON{Title: m.Title, Body: m.Body, Sound: m.Sound, Badge: m.Badge, Image: m.Image, DeepLink: m.DeepLink, Data: m.Data,
 			CollapseID: m.CollapseID, Priority: string(m.Priority), TTLSeconds: int64(m.TTL / time.Second), Layout: string(m.Layout), Activities: m.Activities}}
 	if !d.Expires.IsZero() {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openengage/engage/pipeline/tag"
 	"github.com/openengage/engage/triggers"
 )
 
@@ -22,7 +23,7 @@ func TestMessagesGolden(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 9, 30, 0, 0, time.UTC)
 	badge := 3
 	del := triggers.Delivery{ID: "1f0e", App: "game", Campaign: "stalled", Version: 42, DeviceID: "kim", Occurrence: "entry:0123456789abcdef0123456789abcdef",
-		Variant: "bonus", Channel: triggers.ChannelPush, Locale: "ja", Time: t0, Expires: t0.Add(24 * time.Hour),
+		Variant: "bonus", Channel: triggers.ChannelPush, Locale: "ja", Time: t0, Expires: t0.Add(24 * time.Hour), PushToken: "a3f1c2d4e5b6", PushProvider: tag.ProviderAPNs,
 		Message: triggers.Message{Title: "Kim, level 12?", Body: "Here is a bonus", Sound: "default", Badge: &badge, Image: "https://x/i.png",
 			DeepLink: "game://level/12", Data: map[string]string{"bonus": "50"}, CollapseID: "stalled", Priority: triggers.PriorityHigh, TTL: time.Hour}}
 	inapp := triggers.Delivery{ID: "2a", App: "news", Campaign: "tutorial", Version: 3, DeviceID: "ana", Occurrence: "once", Channel: triggers.ChannelInApp, Time: t0,
