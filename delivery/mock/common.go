@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -243,7 +245,10 @@ func listen(addr string) (net.Listener, error) {
 
 // newServer wraps a listener and handler in an unstarted httptest.Server.
 func newServer(l net.Listener, h http.Handler) *httptest.Server {
-	return &httptest.Server{Listener: l, Config: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	return &httptest.Server{Listener: l, Config: &http.Server{
+		Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: log.New(io.Discard, "", 0), // TLS handshakes refused on purpose in tests
+	}}
 }
 
 // newUUID returns a random (version 4) UUID in canonical upper-case form, as

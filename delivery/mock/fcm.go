@@ -144,6 +144,12 @@ func (m *FCM) CertPool() *x509.CertPool {
 	return p
 }
 
+// TLSConfig is a client configuration that trusts the mock when it serves
+// TLS.
+func (m *FCM) TLSConfig() *tls.Config {
+	return &tls.Config{RootCAs: m.CertPool(), MinVersion: tls.VersionTLS12}
+}
+
 // NewServiceAccount generates a service account of project, registers it and
 // returns its key file (JSON), its token_uri pointing at the mock, for
 // option.WithCredentialsJSON.
