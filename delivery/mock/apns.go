@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -263,7 +262,7 @@ func (m *APNs) decide(r *http.Request, rec *APNsRecord) (APNsAnswer, bool) {
 	if strings.Contains(rec.Token, "/") {
 		return APNsReject(ReasonBadPath), false
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	body, err := readBody(r, 64<<10)
 	if err != nil {
 		return APNsReject(ReasonIdleTimeout), false
 	}

@@ -32,7 +32,7 @@ const (
 
 var uuidRE = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
 
-func startAPNs(t *testing.T, cfg mock.APNsConfig) *mock.APNs {
+func startAPNs(t testing.TB, cfg mock.APNsConfig) *mock.APNs {
 	t.Helper()
 	m, err := mock.StartAPNs(cfg)
 	if err != nil {
@@ -44,7 +44,7 @@ func startAPNs(t *testing.T, cfg mock.APNsConfig) *mock.APNs {
 
 // pointAt points an apns2 client at the mock: its host, and its HTTP/2
 // transport's roots (keeping the client certificate it may have).
-func pointAt(t *testing.T, c *apns2.Client, m *mock.APNs) *apns2.Client {
+func pointAt(t testing.TB, c *apns2.Client, m *mock.APNs) *apns2.Client {
 	t.Helper()
 	c.Host = m.URL()
 	tr := c.HTTPClient.Transport.(*http2.Transport)
@@ -58,7 +58,7 @@ func pointAt(t *testing.T, c *apns2.Client, m *mock.APNs) *apns2.Client {
 }
 
 // tokenClient is an apns2 client with token authentication by a .p8 key.
-func tokenClient(t *testing.T, m *mock.APNs, p8 []byte, teamID, kid string) (*apns2.Client, *token.Token) {
+func tokenClient(t testing.TB, m *mock.APNs, p8 []byte, teamID, kid string) (*apns2.Client, *token.Token) {
 	t.Helper()
 	key, err := token.AuthKeyFromBytes(p8)
 	if err != nil {

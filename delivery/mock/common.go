@@ -235,6 +235,17 @@ func (l *latency) wait(ctx context.Context) bool {
 	}
 }
 
+// readBody reads a request body of at most limit bytes (more is cut), in one
+// allocation when the length is known.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		b := make([]byte, n)
+		_, err := io.ReadFull(r.Body, b)
+		return b, err
+	}
+	return io.ReadAll(io.LimitReader(r.Body, limit))
+}
+
 // listen opens the mock's listener: addr, or a free port on 127.0.0.1.
 func listen(addr string) (net.Listener, error) {
 	if addr == "" {

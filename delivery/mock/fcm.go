@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -242,7 +241,7 @@ func (m *FCM) decide(r *http.Request, rec *FCMRecord) (*googleError, bool, time.
 		return &googleError{code: http.StatusNotFound, status: "NOT_FOUND", message: "The requested URL " + p + " was not found on this server."}, false, 0
 	}
 	rec.Project = p[len(prefix) : len(p)-len(suffix)]
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	body, err := readBody(r, 1<<20)
 	if err != nil {
 		return &googleError{code: http.StatusBadRequest, status: "INVALID_ARGUMENT", message: "Invalid JSON payload received."}, false, 0
 	}
