@@ -22,8 +22,9 @@ const (
 	apnsMaxVoIPPayload = 5120
 	apnsMaxCollapseID  = 64
 	// DefaultMaxConcurrentStreams is the HTTP/2 stream limit the APNs mock
-	// advertises per connection (Apple varies it; 1000 is what it is
-	// commonly seen to advertise once a connection is authenticated).
+	// advertises per connection. Apple documents no number ("don't assume a
+	// specific number of streams"); 1000 lets one connection carry 25k
+	// requests a second at a 40 ms round trip.
 	DefaultMaxConcurrentStreams = 1000
 )
 

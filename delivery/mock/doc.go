@@ -92,7 +92,11 @@
 // (".../fake_message_id" for validate_only).
 //
 // Clients: the Admin SDK with option.WithCredentialsJSON(NewServiceAccount
-// (project)) and option.WithEndpoint(Endpoint()).
+// (project)) and option.WithEndpoint(Endpoint()) (plain HTTP: the SDK's
+// transport trusts only the system's roots). Over TLS, give it
+// option.WithHTTPClient with an oauth2.Transport whose base trusts
+// TLSConfig(), the token source from google.CredentialsFromJSON with that
+// client in the context (TestFCMOverTLS).
 //
 // # Recording
 //
