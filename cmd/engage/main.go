@@ -29,6 +29,7 @@ func commands() []command {
 		{"process", "keep every device's segment memberships current (stateful, Kafka changelog)", runProcess},
 		{"segments", "manage segment definitions: engage segments put|delete|list|check", runSegments},
 		{"schedule", "decide who gets which campaign when: segment changes and time into deliveries and decisions (stateful, Kafka changelog)", runSchedule},
+		{"deliver", "send the scheduler's deliveries to APNs and FCM, at most once each, and report what happened", runDeliver},
 		{"campaigns", "manage campaigns: engage campaigns check|put|list|delete|caps|dry-run|estimate", runCampaigns},
 		{"api", "serve the analytics API (JSON over HTTP, bearer tokens scoped to apps)", runAPI},
 		{"migrate", "create or upgrade the ClickHouse schema", runMigrate},

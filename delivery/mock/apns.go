@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -168,6 +169,12 @@ func (m *APNs) CertPool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(m.srv.Certificate())
 	return p
+}
+
+// CertificatePEM is the mock server's certificate in PEM, for a client in
+// another process to trust (a CA file).
+func (m *APNs) CertificatePEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: m.srv.Certificate().Raw})
 }
 
 // TLSConfig is a client configuration that trusts the mock (and offers no

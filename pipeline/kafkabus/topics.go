@@ -23,15 +23,16 @@ type TopicSpec struct {
 
 // Topic names.
 const (
-	TopicTags           = "engage.tags"
-	TopicTagsDead       = "engage.tags.dead"
-	TopicSegmentChanges = "engage.segment-changes"
-	TopicDecisions      = "engage.decisions"
-	TopicDeliveries     = "engage.deliveries"
-	TopicFeedback       = "engage.feedback"
-	TopicConfig         = "engage.config"
-	TopicStateChangelog = "engage.processor-state"
-	TopicSchedulerState = "engage.scheduler-state"
+	TopicTags            = "engage.tags"
+	TopicTagsDead        = "engage.tags.dead"
+	TopicSegmentChanges  = "engage.segment-changes"
+	TopicDecisions       = "engage.decisions"
+	TopicDeliveries      = "engage.deliveries"
+	TopicFeedback        = "engage.feedback"
+	TopicConfig          = "engage.config"
+	TopicStateChangelog  = "engage.processor-state"
+	TopicSchedulerState  = "engage.scheduler-state"
+	TopicDispatcherState = "engage.dispatcher-state"
 )
 
 // PlatformTopics returns every topic the platform uses. Partitioned topics
@@ -49,6 +50,7 @@ func PlatformTopics(partitions, replication int) []TopicSpec {
 		{Name: TopicFeedback, Partitions: partitions, ReplicationFactor: replication, Configs: map[string]string{"retention.ms": week}, Purpose: "delivery results and push feedback"},
 		{Name: TopicStateChangelog, Partitions: partitions, ReplicationFactor: replication, Compacted: true, Configs: map[string]string{"min.compaction.lag.ms": day}, Purpose: "per-device processor state"},
 		{Name: TopicSchedulerState, Partitions: partitions, ReplicationFactor: replication, Compacted: true, Configs: map[string]string{"min.compaction.lag.ms": day}, Purpose: "per-device scheduler state: memberships, caps, waiting sends"},
+		{Name: TopicDispatcherState, Partitions: partitions, ReplicationFactor: replication, Compacted: true, Configs: map[string]string{"min.compaction.lag.ms": day}, Purpose: "the dispatcher's attempts (at most once) and dead push tokens"},
 		{Name: TopicConfig, Partitions: 1, ReplicationFactor: replication, Compacted: true, Purpose: "versioned configuration: apps, keys, tag plans, segments, campaigns"},
 	}
 }

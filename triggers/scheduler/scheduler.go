@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/openengage/engage/pipeline/bus"
+	"github.com/openengage/engage/pipeline/fault"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tag"
 	"github.com/openengage/engage/segments/processor"
@@ -531,7 +532,7 @@ func (o *owner) flush(ctx context.Context, final bool) error {
 		if err := s.produce(ctx, msgs); err != nil {
 			return err
 		}
-		reach("after-outputs")
+		fault.Reach("after-outputs")
 		o.endStale = o.endStale || len(msgs) > 0
 		clear(o.decs)
 		clear(o.dels)
@@ -567,7 +568,7 @@ func (o *owner) flush(ctx context.Context, final bool) error {
 		s.m.states.Add(float64(len(msgs)))
 		clear(o.unsent)
 		o.unsent = o.unsent[:0]
-		reach("after-states")
+		fault.Reach("after-states")
 	}
 	o.sinceFlush = 0
 	s.m.pending.WithLabelValues(strconv.Itoa(o.claim.Partition)).Set(float64(o.sched.Stats().Pending))

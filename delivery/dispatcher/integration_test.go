@@ -1,0 +1,331 @@
+package dispatcher_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openengage/engage/delivery/dispatcher"
+	"github.com/openengage/engage/delivery/mock"
+	"github.com/openengage/engage/pipeline/bus"
+	"github.com/openengage/engage/pipeline/kafkabus"
+	"github.com/openengage/engage/pipeline/kafkabus/kafkatest"
+	"github.com/openengage/engage/triggers"
+	"github.com/openengage/engage/triggers/scheduler"
+)
+
+const (
+	team  = "TEAM123456"
+	kid   = "KEY1234567"
+	topic = "com.example.game"
+)
+
+func token(i int) string { return fmt.Sprintf("%064x", i) }
+
+func uuidOf(id string) string {
+	return id[:8] + "-" + id[8:12] + "-" + id[12:16] + "-" + id[16:20] + "-" + id[20:]
+}
+
+// population is the deliveries of a run and what each must end as.
+type population struct {
+	first, second []bus.Message     // the second are sent after the first are done
+	want          map[string]string // delivery id → the outcome it must end with ("" : accepted or unknown)
+	twin          map[string]string // a second delivery to a dead token → the first
+}
+
+// deliveries: most go through; some to tokens Apple declares dead (and,
+// later, a second delivery to each: unreachable without a send), some
+// refused once with 503 and Retry-After (tried again), some expired, some
+// without a token, some for a provider the app has no credentials for.
+func deliveries(n int, m *mock.APNs) population {
+	t0 := time.Now().UTC()
+	far, past := t0.Add(24*time.Hour), t0.Add(-time.Hour)
+	p := population{want: map[string]string{}, twin: map[string]string{}}
+	add := func(to *[]bus.Message, i int, dev, tok, provider string, exp *time.Time, want string) {
+		d := scheduler.DeliveryMessage{ID: fmt.Sprintf("%032x", i), App: "game", Campaign: "stalled", Version: 1, DeviceID: dev, Occurrence: "once",
+			Channel: triggers.ChannelPush, Time: t0, Expires: exp, PushToken: tok, PushProvider: provider,
+			Message: scheduler.MessageJSON{Title: "Stuck?", Body: "Boosters for you.", CollapseID: "stalled"}}
+		v, _ := json.Marshal(d)
+		*to = append(*to, bus.Message{Key: []byte("game/" + dev), Value: v})
+		p.want[d.ID] = want
+	}
+	for i := 1; i <= n; i++ {
+		dev := fmt.Sprintf("d%05d", i)
+		switch {
+		case i%50 == 0:
+			m.AddRule(mock.APNsRule{Token: token(i), Answer: mock.APNsReject("BadDeviceToken")})
+			add(&p.first, i, dev, token(i), "apns", &far, "failed")
+			add(&p.second, n+i, dev, token(i), "apns", &far, "unreachable")
+			p.twin[fmt.Sprintf("%032x", n+i)] = fmt.Sprintf("%032x", i)
+		case i%37 == 0:
+			m.AddRule(mock.APNsRule{Token: token(i), Answer: mock.APNsAnswer{Status: 503, Reason: "ServiceUnavailable", RetryAfter: time.Second}, Times: 1})
+			add(&p.first, i, dev, token(i), "apns", &far, "")
+		case i%41 == 0:
+			add(&p.first, i, dev, token(i), "apns", &past, "expired")
+		case i%43 == 0:
+			add(&p.first, i, dev, "", "", &far, "unreachable")
+		case i%47 == 0:
+			add(&p.first, i, dev, token(i), "fcm", &far, "unreachable")
+		default:
+			add(&p.first, i, dev, token(i), "apns", &far, "")
+		}
+	}
+	return p
+}
+
+type run struct {
+	t     *testing.T
+	bin   string
+	cfg   dispatcher.Config
+	creds string
+}
+
+func setup(t *testing.T, m *mock.APNs) *run {
+	t.Helper()
+	brokers := kafkatest.RealBrokers(t)
+	id := fmt.Sprintf("dd%d", time.Now().UnixNano()%1e9)
+	cfg := dispatcher.DefaultConfig(brokers)
+	cfg.Group, cfg.Topic, cfg.ChangelogTopic, cfg.DecisionsTopic, cfg.FeedbackTopic = "g-"+id, id+".deliveries", id+".state", id+".decisions", id+".feedback"
+	specs := []kafkabus.TopicSpec{{Name: cfg.ChangelogTopic, Partitions: 4, ReplicationFactor: 1, Compacted: true}}
+	for _, n := range []string{cfg.Topic, cfg.DecisionsTopic, cfg.FeedbackTopic} {
+		specs = append(specs, kafkabus.TopicSpec{Name: n, Partitions: 4, ReplicationFactor: 1})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := kafkabus.EnsureTopics(ctx, brokers, specs); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p8, err := m.NewKey(team, kid, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"key.p8": p8, "ca.pem": m.CertificatePEM()} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	creds := filepath.Join(dir, "credentials.yaml")
+	yaml := fmt.Sprintf("apps:\n  game:\n    apns:\n      team_id: %s\n      key_id: %s\n      key_file: %s\n      topic: %s\n      host: %s\n      ca_file: %s\n",
+		team, kid, filepath.Join(dir, "key.p8"), topic, m.URL(), filepath.Join(dir, "ca.pem"))
+	if err := os.WriteFile(creds, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "engage")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/engage").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return &run{t: t, bin: bin, cfg: cfg, creds: creds}
+}
+
+func (r *run) start(env ...string) *exec.Cmd {
+	r.t.Helper()
+	c := r.cfg
+	cmd := exec.Command(r.bin, "deliver", "-kafka.brokers", strings.Join(c.Brokers, ","), "-credentials", r.creds, "-deliver.group", c.Group,
+		"-deliver.topic", c.Topic, "-deliver.changelog-topic", c.ChangelogTopic, "-deliver.decisions-topic", c.DecisionsTopic,
+		"-deliver.feedback-topic", c.FeedbackTopic, "-deliver.session-timeout", "6s", "-deliver.retry-base", "200ms", "-deliver.batch", "200",
+		"-addr", "", "-log.level", "warn")
+	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd
+}
+
+func (r *run) produce(msgs []bus.Message) {
+	r.t.Helper()
+	p, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(r.cfg.Brokers, r.cfg.Topic), nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer p.Close()
+	for i := 0; i < len(msgs); i += 2000 {
+		if err := p.Produce(context.Background(), msgs[i:min(i+2000, len(msgs))]); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+}
+
+// outcomes reads the decisions: each delivery's distinct outcomes.
+func (r *run) outcomes() map[string]map[string]bool {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := kafkabus.CountMessages(ctx, r.cfg.Brokers, r.cfg.DecisionsTopic)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	msgs, err := kafkabus.ReadTopic(ctx, r.cfg.Brokers, r.cfg.DecisionsTopic, int(n))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	// Each result has its decision: the same outcome, for the same device.
+	decided := map[string]bool{}
+	for _, m := range msgs {
+		var d scheduler.DecisionMessage
+		if err := json.Unmarshal(m.Value, &d); err != nil {
+			r.t.Fatal(err)
+		}
+		decided[d.DeviceID+"/"+string(d.Outcome)] = true
+	}
+	byDelivery := map[string]map[string]bool{}
+	fn, err := kafkabus.CountMessages(ctx, r.cfg.Brokers, r.cfg.FeedbackTopic)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	fb, err := kafkabus.ReadTopic(ctx, r.cfg.Brokers, r.cfg.FeedbackTopic, int(fn))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, m := range fb {
+		var f dispatcher.Feedback
+		if err := json.Unmarshal(m.Value, &f); err != nil {
+			r.t.Fatal(err)
+		}
+		if byDelivery[f.DeliveryID] == nil {
+			byDelivery[f.DeliveryID] = map[string]bool{}
+		}
+		byDelivery[f.DeliveryID][string(f.Outcome)] = true
+		if !decided[f.DeviceID+"/"+string(f.Outcome)] {
+			r.t.Errorf("delivery %s ended %s without a decision", f.DeliveryID, f.Outcome)
+		}
+	}
+	return byDelivery
+}
+
+func (r *run) waitDone(n int) {
+	r.t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		lag, err := kafkabus.GroupLag(ctx, r.cfg.Brokers, r.cfg.Group, r.cfg.Topic)
+		fn, err2 := kafkabus.CountMessages(ctx, r.cfg.Brokers, r.cfg.FeedbackTopic)
+		cancel()
+		if err == nil && err2 == nil && lag == 0 && fn >= int64(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("not done after 3 minutes: lag %d (%v), %d results of %d", lag, err, fn, n)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// judge checks every delivery against the mock's log: none accepted twice,
+// none lost (each has exactly one outcome), each as it must end.
+func judge(t *testing.T, m *mock.APNs, p population, got map[string]map[string]bool) {
+	t.Helper()
+	accepted := map[string]int{} // apns-id → 200 answers
+	for _, rec := range m.Records() {
+		if rec.Status == 200 {
+			accepted[rec.ApnsID]++
+		}
+	}
+	counts := map[string]int{}
+	bad := 0
+	only := func(id string) string {
+		for o := range got[id] {
+			return o
+		}
+		return ""
+	}
+	for id, want := range p.want {
+		outs := got[id]
+		out := only(id)
+		switch {
+		case want == "failed" && out == "unknown":
+			// In flight when the instance died: the token's death was
+			// never heard.
+			want = out
+		case p.twin[id] != "" && only(p.twin[id]) == "unknown":
+			want = "failed" // the token was not known dead: sent, and refused
+		}
+		counts[out]++
+		n := accepted[uuidOf(id)]
+		switch {
+		case len(outs) != 1:
+			bad++
+			if bad <= 5 {
+				t.Errorf("delivery %s: outcomes %v, want exactly one", id, outs)
+			}
+		case n > 1:
+			t.Errorf("delivery %s accepted by the provider %d times", id, n)
+		case want != "" && out != want:
+			bad++
+			if bad <= 5 {
+				t.Errorf("delivery %s: %s, want %s", id, out, want)
+			}
+		case want == "" && out != "accepted" && out != "unknown":
+			t.Errorf("delivery %s: %s, want accepted (or unknown after a crash)", id, out)
+		case out == "accepted" && n != 1:
+			t.Errorf("delivery %s accepted, the provider has %d", id, n)
+		case out != "accepted" && out != "unknown" && n != 0:
+			t.Errorf("delivery %s %s, the provider accepted it %d times", id, out, n)
+		}
+	}
+	t.Logf("%d deliveries: %v; the provider accepted %d distinct", len(p.want), counts, len(accepted))
+}
+
+// Killed with SIGKILL mid-stream, and dying exactly after the attempts are
+// written and exactly after the sends, `engage deliver` sends no delivery
+// twice and loses none: the mock's log is the judge.
+func TestDeliverAtMostOnceAcrossCrashes(t *testing.T) {
+	for _, mode := range []string{"sigkill", "after-attempts", "after-sends"} {
+		t.Run(mode, func(t *testing.T) {
+			m, err := mock.StartAPNs(mock.APNsConfig{Latency: 5 * time.Millisecond, KeepRecords: 100000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			r := setup(t, m)
+			p := deliveries(6000, m)
+			var env []string
+			if mode != "sigkill" {
+				env = []string{"ENGAGE_FAULT=" + mode + ":12"}
+			}
+			a := r.start(env...)
+			exited := make(chan struct{})
+			go func() { _ = a.Wait(); close(exited) }()
+			const chunks = 10
+			size := (len(p.first) + chunks - 1) / chunks
+			for i := range chunks {
+				r.produce(p.first[i*size : min((i+1)*size, len(p.first))])
+				if i == chunks*2/5 && mode == "sigkill" {
+					time.Sleep(200 * time.Millisecond)
+					if err := a.Process.Signal(syscall.SIGKILL); err != nil {
+						t.Fatal(err)
+					}
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			select {
+			case <-exited:
+			case <-time.After(time.Minute):
+				t.Fatal("the first instance did not die")
+			}
+			before := len(m.Records())
+			if before == 0 || before >= len(p.first) {
+				t.Fatalf("%d sends when the first instance died: not mid-stream", before)
+			}
+			r.start()
+			r.waitDone(len(p.first))
+			r.produce(p.second)
+			r.waitDone(len(p.want))
+			judge(t, m, p, r.outcomes())
+		})
+	}
+}
