@@ -255,7 +255,11 @@ func decodeAttempt(b []byte) (attempt, error) {
 		return bad("attempts")
 	}
 	a.outcome, a.reason, a.provID, a.attempts = triggers.Outcome(ss[0]), ss[1], ss[2], int(at)
-	return a, nil
+	switch a.outcome {
+	case OutcomeAccepted, OutcomeFailed, OutcomeUnreachable, OutcomeUnknown, triggers.OutcomeExpired:
+		return a, nil
+	}
+	return bad(fmt.Sprintf("unknown outcome %q", a.outcome))
 }
 
 // deadToken is a token a provider declared dead: "provider\x00token\x00reason\x00unix".
