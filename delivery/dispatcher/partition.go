@@ -117,10 +117,13 @@ func (d *Dispatcher) runPartition(ctx context.Context, c *kafkabus.Claim, parts 
 		case <-tick.C:
 		}
 		batch = o.due(batch, time.Now())
-		if err := o.process(ctx, batch); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		// A batch under way finishes even when the partition is stopping
+		// or moving: cancelling its sends would leave their outcome
+		// unknown, and the next owner could not send them again.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		err := o.process(pctx, batch)
+		cancel()
+		if err != nil {
 			return err
 		}
 		clear(batch)
