@@ -109,8 +109,16 @@ func dryRunRecords(devices int) []bus.Message {
 	for d := range devices {
 		dev := fmt.Sprintf("p%04d", d)
 		start := t0.Add(time.Duration(rng.IntN(6*24*3600)) * time.Second)
-		recs = append(recs, tag.Record{Kind: tag.KindDevice, AppID: "game", DeviceID: dev, Time: start,
-			Device: &tag.DeviceInfo{Platform: "android", TimeZone: zones[rng.IntN(len(zones))], Locale: "en-GB"}})
+		di := &tag.DeviceInfo{Platform: "android", TimeZone: zones[rng.IntN(len(zones))], Locale: "en-GB"}
+		switch rng.IntN(5) { // push tokens: iOS (production, sandbox), Android, none
+		case 0, 1:
+			di.Platform, di.PushToken, di.PushProvider = "ios", fmt.Sprintf("%064x", d+1), tag.ProviderAPNs
+		case 2:
+			di.Platform, di.PushToken, di.PushProvider = "ios", fmt.Sprintf("%064x", d+1), tag.ProviderAPNsSandbox
+		case 3:
+			di.PushToken, di.PushProvider = fmt.Sprintf("fcm-token-%04d", d), tag.ProviderFCM
+		}
+		recs = append(recs, tag.Record{Kind: tag.KindDevice, AppID: "game", DeviceID: dev, Time: start, Device: di})
 		if rng.IntN(2) == 0 {
 			recs = append(recs, tag.Record{Kind: tag.KindAppInfo, AppID: "game", DeviceID: dev, Time: start, AppInfo: []tag.Extra{{Key: "first_name", Value: tag.String("Kim")}}})
 		}
@@ -335,6 +343,11 @@ when:
 	if figures["would get a"]+figures["would get b"]+control != sample || figures["would get a"] == 0 || figures["would get b"] == 0 {
 		t.Errorf("estimate: variants and control do not add up to the sample: %v", figures)
 	}
+
+	// The deliveries reach the providers: engage deliver sends each push
+	// with a token once, to the mock of its provider; the others are
+	// decided without a send.
+	t.Run("deliver", func(t *testing.T) { deliverToMocks(t, e, brokers, id, dels, liveDel) })
 
 	// The report a marketer reads.
 	cmd = exec.Command(e.bin, "campaigns", "dry-run", "-app", "game", "-kafka.brokers", b, "-config.topic", config, "-tags.topic", tags,
