@@ -73,6 +73,20 @@ type APNsConfig struct {
 	RequireRegisteredDevices bool
 	// Now is the clock for provider tokens; nil is time.Now.
 	Now func() time.Time
+	// Connect makes the mock reachable as Apple's hosts by a client that
+	// cannot be given another host but can be given a proxy (gorush's
+	// core.http_proxy): the mock makes its own CA (CAPEM) and serves, on its
+	// TLS port and through tunnels, a certificate from it naming
+	// api.push.apple.com, api.sandbox.push.apple.com, localhost, 127.0.0.1
+	// and ::1; and it listens on ConnectAddr for plain-HTTP CONNECT requests
+	// to those two hosts (port 443 or 2197), answers 200, and terminates TLS
+	// on the tunnelled connection in process, serving it as its TLS port
+	// (same checks, rules, latency, records and stats). Other targets are
+	// answered 403, other methods 405.
+	Connect bool
+	// ConnectAddr is the address of the CONNECT listener; "" is a free port
+	// on 127.0.0.1.
+	ConnectAddr string
 }
 
 // APNsRecord is one request the APNs mock answered.
@@ -84,19 +98,25 @@ type APNsRecord struct {
 	Payload []byte
 	// Auth is how the request authenticated: "token" (TeamID, KeyID),
 	// "certificate" (CertSerial) or "" when it did not.
-	Auth               string
-	TeamID, KeyID      string
-	CertSerial         string
-	Status             int
-	Reason             string // "" when accepted
-	ApnsID             string // the apns-id answered
-	ByRule             bool   // the answer came from a rule
-	RemoteAddr         string
-	Proto              string // HTTP/2.0
-	Topic, PushType    string
-	Priority           int // the effective priority (10 when the header is absent)
-	CollapseID         string
-	Expiration         int64 // apns-expiration, -1 when absent
+	Auth            string
+	TeamID, KeyID   string
+	CertSerial      string
+	Status          int
+	Reason          string // "" when accepted
+	ApnsID          string // the apns-id answered
+	ByRule          bool   // the answer came from a rule
+	RemoteAddr      string
+	Proto           string // HTTP/2.0
+	Topic, PushType string
+	Priority        int // the effective priority (10 when the header is absent)
+	CollapseID      string
+	Expiration      int64 // apns-expiration, -1 when absent
+	// Host is the request's authority (:authority): 127.0.0.1:port on the
+	// TLS port, api.sandbox.push.apple.com (say) through a tunnel.
+	Host string
+	// Tunnel is the CONNECT target of the request's connection
+	// (api.sandbox.push.apple.com:443, say), "" when it came to the TLS port.
+	Tunnel             string
 	ContentAvailable   bool
 	MutableContent     bool
 	HasAlert, HasSound bool
@@ -125,6 +145,10 @@ type APNs struct {
 
 	devMu   sync.RWMutex
 	devices map[string]string // device token → topic
+
+	pki          *serverPKI    // with Connect
+	proxy        *connectProxy // with Connect
+	tunnelServed chan struct{} // closed when the server stops serving tunnels
 }
 
 // StartAPNs starts an APNs mock listening with TLS and HTTP/2.
@@ -153,21 +177,52 @@ func StartAPNs(cfg APNsConfig) (*APNs, error) {
 	m.srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxConcurrentStreams}
 	m.srv.Config.ConnContext = withConnState
 	m.srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
+	if cfg.Connect {
+		if m.pki, err = newServerPKI(cfg.Now()); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("start APNs mock: %w", err)
+		}
+		m.srv.TLS.Certificates = []tls.Certificate{m.pki.cert}
+		if m.proxy, err = startConnectProxy(cfg.ConnectAddr); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("start APNs mock: CONNECT listener: %w", err)
+		}
+	}
 	m.srv.StartTLS()
+	if m.proxy != nil {
+		m.tunnelServed = make(chan struct{})
+		tl := tls.NewListener(m.proxy.tunnels, m.srv.TLS)
+		go func() {
+			defer close(m.tunnelServed)
+			_ = m.srv.Config.Serve(tl)
+		}()
+	}
 	return m, nil
 }
 
 // Close stops the mock, waiting for requests in flight.
-func (m *APNs) Close() { m.srv.Close() }
+func (m *APNs) Close() {
+	if m.proxy != nil {
+		m.proxy.close()
+		<-m.tunnelServed
+	}
+	m.srv.Close()
+}
 
 // URL is the mock's base URL (https://127.0.0.1:port), to use as an apns2
 // client's Host.
 func (m *APNs) URL() string { return m.srv.URL }
 
-// CertPool holds the certificate of the mock's server, for clients' RootCAs.
+// CertPool holds the certificate of the mock's server (and, with
+// APNsConfig.Connect, the CA that signed it), for clients' RootCAs.
 func (m *APNs) CertPool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(m.srv.Certificate())
+	if m.pki != nil {
+		if ca, err := x509.ParseCertificate(m.pki.caDER); err == nil {
+			p.AddCert(ca)
+		}
+	}
 	return p
 }
 
@@ -248,7 +303,10 @@ func (m *APNs) Stats() Stats { return m.count.stats() }
 func (m *APNs) serve(w http.ResponseWriter, r *http.Request) {
 	m.count.enter()
 	defer m.count.leave()
-	rec := APNsRecord{Time: time.Now(), RemoteAddr: r.RemoteAddr, Proto: r.Proto, Expiration: -1, Header: apnsHeaders(r.Header)}
+	rec := APNsRecord{Time: time.Now(), RemoteAddr: r.RemoteAddr, Proto: r.Proto, Expiration: -1, Header: apnsHeaders(r.Header), Host: r.Host}
+	if cs, _ := r.Context().Value(connKey{}).(*connState); cs != nil {
+		rec.Tunnel = cs.tunnel
+	}
 	if !m.latency.wait(r.Context()) {
 		return
 	}

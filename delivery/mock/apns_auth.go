@@ -292,6 +292,8 @@ func (a *apnsAuth) certificate(chain []*x509.Certificate) (principal, string) {
 // connState is what the mock remembers of one connection: the provider
 // token in use and since when.
 type connState struct {
+	tunnel string // the CONNECT target it came through, "" for the TLS port
+
 	mu     sync.Mutex
 	bearer string
 	since  time.Time
@@ -299,8 +301,8 @@ type connState struct {
 
 type connKey struct{}
 
-func withConnState(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, &connState{})
+func withConnState(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, &connState{tunnel: tunnelTarget(c)})
 }
 
 // use records that tok is used on the connection; false if it replaces

@@ -55,6 +55,19 @@
 // Clients: for apns2, set Client.Host to URL() and the root CAs of its
 // *http2.Transport (Client.HTTPClient.Transport) to CertPool().
 //
+// A client that cannot be given another host (gorush: apns2's fixed
+// api.push.apple.com / api.sandbox.push.apple.com) but can be given a proxy
+// reaches the mock with APNsConfig.Connect: the mock then makes its own CA
+// (CAPEM, for SSL_CERT_FILE) and a server certificate from it naming Apple's
+// two hosts, localhost and 127.0.0.1, and listens on a plain-HTTP loopback
+// port (ConnectURL) for "CONNECT api.sandbox.push.apple.com:443" (or
+// api.push.apple.com, port 443 or 2197; other targets 403, other methods
+// 405). It answers 200 and terminates TLS on the tunnelled connection in
+// process, serving it with the same HTTP/2 server as its TLS port: same
+// checks, rules, latency, records and stats. Records say where a request
+// came: Host (its authority) and Tunnel (the CONNECT target, "" for the TLS
+// port). Package gorush runs the real gorush binary against it.
+//
 // # FCM
 //
 // StartFCM serves plain HTTP (or HTTPS with HTTP/2 when FCMConfig.TLS) with
