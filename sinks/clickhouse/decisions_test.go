@@ -38,8 +38,8 @@ func TestMigrationAddsDecisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	applied, err = clickhouse.Migrate(ctx, conn, cfg, f)
-	if err != nil || len(applied) != 1 || applied[0] != 5 {
-		t.Fatalf("applied %v (%v), want [5]", applied, err)
+	if newest := clickhouse.Migrations[len(clickhouse.Migrations)-1].Version; err != nil || len(applied) != int(newest)-4 || applied[0] != 5 {
+		t.Fatalf("applied %v (%v), want 5..%d", applied, err, newest)
 	}
 	if again, err := clickhouse.Migrate(ctx, conn, cfg, f); err != nil || len(again) != 0 {
 		t.Fatalf("second migrate applied %v (%v)", again, err)

@@ -242,6 +242,41 @@ var Migrations = []Migration{
 		PARTITION BY toYYYYMM(day)
 		ORDER BY (app, campaign, device_id, id)`,
 	}},
+	{6, "delivery results (engage.feedback), for the campaign statistics", []string{
+		// One row per result message of the dispatcher
+		// (dispatcher.Feedback): what happened to a delivery at the
+		// provider. Sorted by (app, campaign, device_id), so that a
+		// campaign's results are one range of the key, then delivery_id
+		// and the result's id, so that copies of a result (Kafka
+		// redelivered it, or the dispatcher wrote it again after a
+		// restart) collapse when parts merge. The version is the Kafka
+		// offset, as in decisions: queries take argMax(…, kafka_offset)
+		// per delivery to see before the merge what the merge keeps. day
+		// is the UTC day of time; inserted_at is when the sink wrote the
+		// row.
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.delivery_results (
+			app {{.LC}},
+			campaign {{.LC}},
+			device_id String,
+			delivery_id String,
+			id String,
+			version Int64,
+			variant {{.LC}},
+			channel {{.LC}},
+			provider {{.LC}},
+			outcome {{.LC}},
+			reason String,
+			provider_id String,
+			attempts UInt32,
+			day Date,
+			time {{.Time}},
+			kafka_partition UInt32,
+			kafka_offset UInt64,
+			inserted_at DateTime DEFAULT now()
+		) ENGINE = ReplacingMergeTree(kafka_offset)
+		PARTITION BY toYYYYMM(day)
+		ORDER BY (app, campaign, device_id, delivery_id, id)`,
+	}},
 }
 
 // RollupViews are the materialized views that every insert into tags feeds.

@@ -27,7 +27,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	if err != nil || len(again) != 0 {
 		t.Fatalf("second migrate applied %v (%v)", again, err)
 	}
-	for _, table := range []string{"tags", "devices", "app_info", "sessions", "active_hourly", "active_daily", "counts_daily", "job_durations_daily", "funnel_events", "decisions"} {
+	for _, table := range []string{"tags", "devices", "app_info", "sessions", "active_hourly", "active_daily", "counts_daily", "job_durations_daily", "funnel_events", "decisions", "delivery_results"} {
 		var n uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", cfg.Database, table).Scan(&n); err != nil || n != 1 {
 			t.Errorf("table %s: %d (%v)", table, n, err)
