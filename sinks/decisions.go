@@ -78,13 +78,13 @@ func decodeDecision(m bus.Message) (clickhouse.DecisionRow, string) {
 	if d.Time.IsZero() {
 		return clickhouse.DecisionRow{}, "invalid decision: no time"
 	}
-	if msg := checkTime("time", d.Time); msg != "" {
+	if msg := checkTime("decision", "time", d.Time); msg != "" {
 		return clickhouse.DecisionRow{}, msg
 	}
 	row := clickhouse.DecisionRow{ID: d.ID, App: d.App, Campaign: d.Campaign, Version: d.Version, DeviceID: d.DeviceID, Occurrence: d.Occurrence,
 		Outcome: d.Outcome, Reason: d.Reason, Time: d.Time.UTC(), Variant: d.Variant, Partition: int32(m.Partition), Offset: m.Offset}
 	if d.SendAt != nil {
-		if msg := checkTime("send_at", *d.SendAt); msg != "" {
+		if msg := checkTime("decision", "send_at", *d.SendAt); msg != "" {
 			return clickhouse.DecisionRow{}, msg
 		}
 		row.SendAt = d.SendAt.UTC()
@@ -92,9 +92,10 @@ func decodeDecision(m bus.Message) (clickhouse.DecisionRow, string) {
 	return row, ""
 }
 
-func checkTime(field string, t time.Time) string {
+// checkTime says why a time of a message (what) cannot be stored, or "".
+func checkTime(what, field string, t time.Time) string {
 	if t.Before(clickhouse.MinTime) || t.After(clickhouse.MaxTime) {
-		return fmt.Sprintf("invalid decision: %s %s is outside %s..%s", field, t.UTC().Format(time.RFC3339), clickhouse.MinTime.Format(time.RFC3339), clickhouse.MaxTime.Format(time.RFC3339))
+		return fmt.Sprintf("invalid %s: %s %s is outside %s..%s", what, field, t.UTC().Format(time.RFC3339), clickhouse.MinTime.Format(time.RFC3339), clickhouse.MaxTime.Format(time.RFC3339))
 	}
 	return ""
 }

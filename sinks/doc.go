@@ -8,7 +8,8 @@
 //
 // The loop is generic: the tags stream is one Writer (TagWriter), the
 // scheduler's decisions another (DecisionWriter: scheduler.DecisionMessage
-// as JSON, into the decisions table); later streams (segment changes,
-// deliveries, push feedback) are others. Each stream runs its own Sink with
+// as JSON, into the decisions table), the dispatcher's delivery results a
+// third (FeedbackWriter: dispatcher.Feedback as JSON, into
+// delivery_results); later streams (segment changes) are others. Each stream runs its own Sink with
 // its own consumer group. The ClickHouse adapter lives in sinks/clickhouse.
 package sinks
