@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/openengage/engage/delivery/inbox"
+	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/collector"
 	"github.com/openengage/engage/pipeline/kafkabus"
 )
@@ -95,6 +97,8 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 	fs.DurationVar(&cfg.ProduceTimeout, "collector.produce-timeout", cfg.ProduceTimeout, "how long a request waits for Kafka's acknowledgement before 503")
 	fs.DurationVar(&cfg.RetryAfter, "collector.retry-after", cfg.RetryAfter, "Retry-After advised with 503")
 	fs.StringVar(&cfg.PublicURL, "collector.public-url", "", "URL at which SDKs reach the collector (for the Segment settings endpoint); empty: the request's Host")
+	serveInbox := fs.Bool("collector.inbox", true, "serve the devices' in-app messages (GET /v1/inapp), following the inbox topic in memory")
+	inboxTopic := fs.String("collector.inbox-topic", kafkabus.TopicInbox, "the compacted topic of the devices' in-app messages (engage deliver writes it)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -124,9 +128,52 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *serveInbox {
+		store := inbox.NewStore()
+		srv.SetInbox(store)
+		go followInbox(ctx, brokers, *inboxTopic, store, log)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	return srv.Run(ctx, ln)
+}
+
+// followInbox follows every partition of engage.inbox into store until ctx
+// ends, waiting for the topic while it does not exist.
+func followInbox(ctx context.Context, brokers []string, topic string, store *inbox.Store, log *slog.Logger) {
+	for warned := false; ; warned = true {
+		parts, err := kafkabus.Partitions(ctx, brokers)
+		if n := parts[topic]; err == nil && n > 0 {
+			for p := range n {
+				go func() {
+					for ctx.Err() == nil {
+						err := kafkabus.FollowPartition(ctx, brokers, topic, p, func(m bus.Message, _ bool) error {
+							if m.Key == nil {
+								return nil
+							}
+							if err := store.Apply(m.Key, m.Value); err != nil {
+								log.Warn("inbox record skipped", "err", err)
+							}
+							return nil
+						})
+						if ctx.Err() == nil {
+							log.Warn("following the inbox; again in 5 s", "partition", p, "err", err)
+							time.Sleep(5 * time.Second)
+						}
+					}
+				}()
+			}
+			return
+		}
+		if !warned {
+			log.Warn("in-app messages: waiting for the topic (engage topics creates it)", "topic", topic, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
 }

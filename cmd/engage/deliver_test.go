@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openengage/engage/delivery/inbox"
 	"github.com/openengage/engage/delivery/mock"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/triggers"
@@ -52,15 +53,16 @@ func deliverToMocks(t *testing.T, e *engage, brokers []string, id, deliveries st
 `, filepath.Join(dir, "key.p8"), apns.URL(), filepath.Join(dir, "ca.pem"), filepath.Join(dir, "sa.json"), fcm.Endpoint())), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	state, decs, feedback := id+".dstate", id+".ddecisions", id+".feedback"
+	state, decs, feedback, inboxTopic := id+".dstate", id+".ddecisions", id+".feedback", id+".inbox"
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if _, err := kafkabus.EnsureTopics(ctx, brokers, []kafkabus.TopicSpec{{Name: state, Partitions: 4, ReplicationFactor: 1, Compacted: true},
+		{Name: inboxTopic, Partitions: 4, ReplicationFactor: 1, Compacted: true},
 		{Name: decs, Partitions: 4, ReplicationFactor: 1}, {Name: feedback, Partitions: 4, ReplicationFactor: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	e.start("deliver", "/healthz", "-kafka.brokers", strings.Join(brokers, ","), "-credentials", creds, "-deliver.group", "gd-"+id,
-		"-deliver.topic", deliveries, "-deliver.changelog-topic", state, "-deliver.decisions-topic", decs, "-deliver.feedback-topic", feedback)
+		"-deliver.topic", deliveries, "-deliver.changelog-topic", state, "-deliver.decisions-topic", decs, "-deliver.feedback-topic", feedback, "-deliver.inbox-topic", inboxTopic)
 	waitFor(t, 2*time.Minute, "engage deliver to finish every delivery", func() bool {
 		lag, err := kafkabus.GroupLag(ctx, brokers, "gd-"+id, deliveries)
 		n, err2 := kafkabus.CountMessages(ctx, brokers, feedback)
@@ -92,6 +94,27 @@ func deliverToMocks(t *testing.T, e *engage, brokers []string, id, deliveries st
 			fcmGot[b.Message.Data["engage_delivery_id"]+" "+b.Message.Token]++
 		}
 	}
+	// The newest inbox record of each device (the topic is compacted).
+	inboxes := map[string]map[string]bool{}
+	n, err := kafkabus.CountMessages(ctx, brokers, inboxTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := kafkabus.ReadTopic(ctx, brokers, inboxTopic, int(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range recs { // one device's records are in order on its partition
+		msgs, err := inbox.Decode(m.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]bool{}
+		for _, x := range msgs {
+			ids[x.DeliveryID] = true
+		}
+		inboxes[string(m.Key)] = ids
+	}
 	now := time.Now()
 	counts := map[string]int{}
 	for _, d := range want {
@@ -100,8 +123,10 @@ func deliverToMocks(t *testing.T, e *engage, brokers []string, id, deliveries st
 		switch {
 		case d.Expires != nil && !now.Before(*d.Expires):
 			exp = "expired"
+		case d.Channel == triggers.ChannelInApp && d.Expires == nil && !now.Before(d.Time.Add(inbox.DefaultTTL)):
+			exp = "expired" // an in-app message without an expiry stays a week
 		case d.Channel == triggers.ChannelInApp:
-			exp = "failed" // no inbox yet
+			exp = "accepted" // in the device's inbox
 		case d.PushToken == "":
 			exp = "unreachable"
 		default:
@@ -113,6 +138,12 @@ func deliverToMocks(t *testing.T, e *engage, brokers []string, id, deliveries st
 			continue
 		}
 		if exp != "accepted" {
+			continue
+		}
+		if d.Channel == triggers.ChannelInApp {
+			if !inboxes[d.App+"/"+d.DeviceID][d.ID] {
+				t.Errorf("in-app delivery %s is not in the inbox of %s", d.ID, d.DeviceID)
+			}
 			continue
 		}
 		key := d.ID[:8] + "-" + d.ID[8:12] + "-" + d.ID[12:16] + "-" + d.ID[16:20] + "-" + d.ID[20:] + " " + d.PushToken

@@ -18,7 +18,8 @@
 // exponential backoff and jitter, honouring Retry-After; the app paused
 // when its credentials are refused, without stalling the other apps;
 // refused. Expired deliveries and deliveries without a live token are
-// decided without a send.
+// decided without a send. In-app deliveries go to the device's inbox
+// (engage.inbox, package inbox), which the collector serves to the app.
 package dispatcher
 
 import (
@@ -69,6 +70,7 @@ type Config struct {
 	ChangelogTopic string // compacted, co-partitioned with Topic
 	DecisionsTopic string
 	FeedbackTopic  string
+	InboxTopic     string        // compacted, co-partitioned: each device's in-app messages
 	FlushInterval  time.Duration // longest wait of a batch
 	Batch          int           // deliveries sent together at most
 	InFlight       int           // sends in flight per partition
@@ -82,7 +84,7 @@ type Config struct {
 // DefaultConfig returns the defaults for the given brokers.
 func DefaultConfig(brokers []string) Config {
 	return Config{Brokers: brokers, Group: "engage-deliver", Topic: kafkabus.TopicDeliveries, ChangelogTopic: kafkabus.TopicDispatcherState,
-		DecisionsTopic: kafkabus.TopicDecisions, FeedbackTopic: kafkabus.TopicFeedback, FlushInterval: 20 * time.Millisecond, Batch: 2000,
+		DecisionsTopic: kafkabus.TopicDecisions, FeedbackTopic: kafkabus.TopicFeedback, InboxTopic: kafkabus.TopicInbox, FlushInterval: 20 * time.Millisecond, Batch: 2000,
 		InFlight: 1000, MaxAttempts: 8, RetryBase: time.Second, RetryMax: 5 * time.Minute, AuthPause: time.Minute, SessionTimeout: 10 * time.Second}
 }
 
@@ -91,7 +93,7 @@ func (c Config) Validate() error {
 	switch {
 	case len(c.Brokers) == 0:
 		return errors.New("deliver: no Kafka brokers: set -kafka.brokers or ENGAGE_KAFKA_BROKERS")
-	case c.Group == "" || c.Topic == "" || c.ChangelogTopic == "" || c.DecisionsTopic == "" || c.FeedbackTopic == "":
+	case c.Group == "" || c.Topic == "" || c.ChangelogTopic == "" || c.DecisionsTopic == "" || c.FeedbackTopic == "" || c.InboxTopic == "":
 		return errors.New("deliver: group and topics must be set")
 	case c.FlushInterval <= 0 || c.Batch <= 0 || c.InFlight <= 0 || c.MaxAttempts <= 0 || c.RetryBase <= 0 || c.RetryMax < c.RetryBase || c.AuthPause <= 0:
 		return fmt.Errorf("deliver: flush interval, batch, in flight, attempts, retry and pause durations must be positive (retry max ≥ base)")
@@ -154,8 +156,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("deliver: input topic %s does not exist (engage topics creates it)", d.cfg.Topic)
 	}
-	if n, ok := parts[d.cfg.ChangelogTopic]; !ok || n != in {
-		return fmt.Errorf("deliver: changelog topic %s has %d partitions, the input %s has %d: they must be co-partitioned (engage topics)", d.cfg.ChangelogTopic, n, d.cfg.Topic, in)
+	for _, t := range []string{d.cfg.ChangelogTopic, d.cfg.InboxTopic} {
+		if n, ok := parts[t]; !ok || n != in {
+			return fmt.Errorf("deliver: topic %s has %d partitions, the input %s has %d: they must be co-partitioned (engage topics)", t, n, d.cfg.Topic, in)
+		}
 	}
 	return kafkabus.RunGroup(ctx, kafkabus.GroupConfig{Brokers: d.cfg.Brokers, Group: d.cfg.Group, Topic: d.cfg.Topic, SessionTimeout: d.cfg.SessionTimeout},
 		d.log, func(ctx context.Context, c *kafkabus.Claim) error { return d.runPartition(ctx, c, in) })

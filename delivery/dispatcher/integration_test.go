@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/openengage/engage/delivery/dispatcher"
 	"github.com/openengage/engage/delivery/mock"
+	"github.com/openengage/engage/deploy/servicetest"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/kafkabus/kafkatest"
@@ -38,6 +40,7 @@ type population struct {
 	first, second []bus.Message     // the second are sent after the first are done
 	want          map[string]string // delivery id → the outcome it must end with ("" : accepted or unknown)
 	twin          map[string]string // a second delivery to a dead token → the first
+	inapp         map[string]string // in-app delivery id → device
 }
 
 // deliveries: most go through; some to tokens Apple declares dead (and,
@@ -47,11 +50,16 @@ type population struct {
 func deliveries(n int, m *mock.APNs) population {
 	t0 := time.Now().UTC()
 	far, past := t0.Add(24*time.Hour), t0.Add(-time.Hour)
-	p := population{want: map[string]string{}, twin: map[string]string{}}
+	p := population{want: map[string]string{}, twin: map[string]string{}, inapp: map[string]string{}}
 	add := func(to *[]bus.Message, i int, dev, tok, provider string, exp *time.Time, want string) {
 		d := scheduler.DeliveryMessage{ID: fmt.Sprintf("%032x", i), App: "game", Campaign: "stalled", Version: 1, DeviceID: dev, Occurrence: "once",
 			Channel: triggers.ChannelPush, Time: t0, Expires: exp, PushToken: tok, PushProvider: provider,
 			Message: scheduler.MessageJSON{Title: "Stuck?", Body: "Boosters for you.", CollapseID: "stalled"}}
+		if provider == "inbox" { // an in-app message of the demo app, for the home screen
+			d.App, d.Campaign, d.Channel, d.PushToken, d.PushProvider = "demo", "tutorial", triggers.ChannelInApp, "", ""
+			d.Message = scheduler.MessageJSON{Title: "Swipe left", Body: "to see more", Layout: "modal", Activities: []string{"home"}}
+			p.inapp[d.ID] = dev
+		}
 		v, _ := json.Marshal(d)
 		*to = append(*to, bus.Message{Key: []byte("game/" + dev), Value: v})
 		p.want[d.ID] = want
@@ -73,6 +81,8 @@ func deliveries(n int, m *mock.APNs) population {
 			add(&p.first, i, dev, "", "", &far, "unreachable")
 		case i%47 == 0:
 			add(&p.first, i, dev, token(i), "fcm", &far, "unreachable")
+		case i%53 == 0:
+			add(&p.first, i, dev, "", "inbox", &far, "accepted")
 		default:
 			add(&p.first, i, dev, token(i), "apns", &far, "")
 		}
@@ -92,8 +102,8 @@ func setup(t *testing.T, m *mock.APNs) *run {
 	brokers := kafkatest.RealBrokers(t)
 	id := fmt.Sprintf("dd%d", time.Now().UnixNano()%1e9)
 	cfg := dispatcher.DefaultConfig(brokers)
-	cfg.Group, cfg.Topic, cfg.ChangelogTopic, cfg.DecisionsTopic, cfg.FeedbackTopic = "g-"+id, id+".deliveries", id+".state", id+".decisions", id+".feedback"
-	specs := []kafkabus.TopicSpec{{Name: cfg.ChangelogTopic, Partitions: 4, ReplicationFactor: 1, Compacted: true}}
+	cfg.Group, cfg.Topic, cfg.ChangelogTopic, cfg.DecisionsTopic, cfg.FeedbackTopic, cfg.InboxTopic = "g-"+id, id+".deliveries", id+".state", id+".decisions", id+".feedback", id+".inbox"
+	specs := []kafkabus.TopicSpec{{Name: cfg.ChangelogTopic, Partitions: 4, ReplicationFactor: 1, Compacted: true}, {Name: cfg.InboxTopic, Partitions: 4, ReplicationFactor: 1, Compacted: true}}
 	for _, n := range []string{cfg.Topic, cfg.DecisionsTopic, cfg.FeedbackTopic} {
 		specs = append(specs, kafkabus.TopicSpec{Name: n, Partitions: 4, ReplicationFactor: 1})
 	}
@@ -130,7 +140,7 @@ func (r *run) start(env ...string) *exec.Cmd {
 	c := r.cfg
 	cmd := exec.Command(r.bin, "deliver", "-kafka.brokers", strings.Join(c.Brokers, ","), "-credentials", r.creds, "-deliver.group", c.Group,
 		"-deliver.topic", c.Topic, "-deliver.changelog-topic", c.ChangelogTopic, "-deliver.decisions-topic", c.DecisionsTopic,
-		"-deliver.feedback-topic", c.FeedbackTopic, "-deliver.session-timeout", "6s", "-deliver.retry-base", "200ms", "-deliver.batch", "200",
+		"-deliver.feedback-topic", c.FeedbackTopic, "-deliver.inbox-topic", c.InboxTopic, "-deliver.session-timeout", "6s", "-deliver.retry-base", "200ms", "-deliver.batch", "200",
 		"-addr", "", "-log.level", "warn")
 	cmd.Stderr = os.Stderr
 	cmd.Env = append(os.Environ(), env...)
@@ -269,9 +279,11 @@ func judge(t *testing.T, m *mock.APNs, p population, got map[string]map[string]b
 			if bad <= 5 {
 				t.Errorf("delivery %s: %s, want %s", id, out, want)
 			}
+		case p.inapp[id] != "" && out != "accepted":
+			t.Errorf("in-app delivery %s: %s, want accepted (in the inbox)", id, out)
 		case want == "" && out != "accepted" && out != "unknown":
 			t.Errorf("delivery %s: %s, want accepted (or unknown after a crash)", id, out)
-		case out == "accepted" && n != 1:
+		case out == "accepted" && n != 1 && p.inapp[id] == "":
 			t.Errorf("delivery %s accepted, the provider has %d", id, n)
 		case out != "accepted" && out != "unknown" && n != 0:
 			t.Errorf("delivery %s %s, the provider accepted it %d times", id, out, n)
@@ -326,6 +338,65 @@ func TestDeliverAtMostOnceAcrossCrashes(t *testing.T) {
 			r.produce(p.second)
 			r.waitDone(len(p.want))
 			judge(t, m, p, r.outcomes())
+			r.inApp(p)
 		})
 	}
+}
+
+// inApp starts the collector on the run's inbox topic and checks that each
+// in-app delivery is served to its device, for the screen it names only.
+func (r *run) inApp(p population) {
+	t := r.t
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", servicetest.FreePort(t))
+	cmd := exec.Command(r.bin, "collect", "-addr", addr, "-kafka.brokers", strings.Join(r.cfg.Brokers, ","), "-collector.inbox-topic", r.cfg.InboxTopic, "-log.level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	get := func(dev, activity string) ([]string, error) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/inapp?device="+dev+"&activity="+activity, nil)
+		req.SetBasicAuth("demo-write-key", "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		var v struct {
+			Messages []struct {
+				DeliveryID string `json:"delivery_id"`
+			} `json:"messages"`
+		}
+		if resp.StatusCode != 200 {
+			return nil, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			return nil, err
+		}
+		var ids []string
+		for _, m := range v.Messages {
+			ids = append(ids, m.DeliveryID)
+		}
+		return ids, nil
+	}
+	served := 0
+	for id, dev := range p.inapp {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ids, err := get(dev, "home")
+			if err == nil && len(ids) == 1 && ids[0] == id {
+				served++
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("in-app delivery %s not served to %s: %v %v", id, dev, ids, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if ids, err := get(dev, "article"); err != nil || len(ids) != 0 {
+			t.Errorf("in-app delivery for the home screen served on another: %v %v", ids, err)
+		}
+	}
+	t.Logf("%d in-app messages served by the collector", served)
 }

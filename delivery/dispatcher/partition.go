@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/openengage/engage/delivery"
+	"github.com/openengage/engage/delivery/inbox"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/fault"
 	"github.com/openengage/engage/pipeline/kafkabus"
@@ -31,14 +32,15 @@ type item struct {
 type owner struct {
 	d        *Dispatcher
 	claim    *kafkabus.Claim
-	attempts map[string]attempt   // delivery id → state, until the commit passes it
-	dead     map[string]deadToken // app/device → the token a provider declared dead
-	waiting  []*item              // to try again, by next
-	states   []bus.Message        // changelog writes not yet made
-	outs     []bus.Message        // decisions and feedback not yet written
-	next     int64                // offset after the last delivery read
-	commit   int64                // last offset committed
-	parts    int                  // partitions of the input
+	attempts map[string]attempt         // delivery id → state, until the commit passes it
+	dead     map[string]deadToken       // app/device → the token a provider declared dead
+	waiting  []*item                    // to try again, by next
+	states   []bus.Message              // changelog writes not yet made
+	outs     []bus.Message              // decisions and feedback not yet written
+	next     int64                      // offset after the last delivery read
+	commit   int64                      // last offset committed
+	parts    int                        // partitions of the input
+	inbox    map[string][]inbox.Message // app/device → its in-app messages
 }
 
 // key is the changelog key of a record of this partition: prefix, then a
@@ -62,7 +64,8 @@ func unkey(k, prefix string) (string, bool) {
 }
 
 func (d *Dispatcher) runPartition(ctx context.Context, c *kafkabus.Claim, parts int) error {
-	o := &owner{d: d, claim: c, attempts: map[string]attempt{}, dead: map[string]deadToken{}, next: -1, commit: -1, parts: parts}
+	o := &owner{d: d, claim: c, attempts: map[string]attempt{}, dead: map[string]deadToken{}, next: -1, commit: -1, parts: parts,
+		inbox: map[string][]inbox.Message{}}
 	n, err := kafkabus.ReadPartition(ctx, d.cfg.Brokers, d.cfg.ChangelogTopic, c.Partition, func(m bus.Message) error {
 		k := string(m.Key)
 		if id, ok := unkey(k, attemptPrefix); ok {
@@ -91,7 +94,22 @@ func (d *Dispatcher) runPartition(ctx context.Context, c *kafkabus.Claim, parts 
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	d.log.Info("partition restored", "partition", c.Partition, "records", n, "attempts", len(o.attempts), "dead tokens", len(o.dead), "from offset", c.Offset)
+	if _, err := kafkabus.ReadPartition(ctx, d.cfg.Brokers, d.cfg.InboxTopic, c.Partition, func(m bus.Message) error {
+		msgs, err := inbox.Decode(m.Value)
+		if err != nil {
+			d.log.Warn("inbox record skipped", "key", string(m.Key), "err", err)
+			return nil
+		}
+		if len(msgs) == 0 {
+			delete(o.inbox, string(m.Key))
+		} else {
+			o.inbox[string(m.Key)] = msgs
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("restore the inboxes: %w", err)
+	}
+	d.log.Info("partition restored", "partition", c.Partition, "records", n, "attempts", len(o.attempts), "dead tokens", len(o.dead), "inboxes", len(o.inbox), "from offset", c.Offset)
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	msgs, fetchErr := c.Feed(fctx, 4*d.cfg.Batch)
@@ -202,7 +220,7 @@ func (o *owner) process(ctx context.Context, batch []*item) error {
 			continue
 		}
 		if it.d.Channel == triggers.ChannelInApp {
-			o.finish(it, OutcomeFailed, "in-app messages are not delivered yet: no inbox", "", now)
+			o.toInbox(it, now)
 			continue
 		}
 		if it.d.PushToken == "" {
@@ -242,6 +260,31 @@ func (o *owner) process(ctx context.Context, batch []*item) error {
 		}
 	}
 	return o.write(ctx, nil)
+}
+
+// toInbox puts an in-app delivery in its device's inbox: written with the
+// states, before the decision.
+func (o *owner) toInbox(it *item, now time.Time) {
+	d := &it.d
+	m := inbox.Message{DeliveryID: d.ID, Campaign: d.Campaign, Variant: d.Variant, Title: d.Message.Title, Body: d.Message.Body, Image: d.Message.Image,
+		DeepLink: d.Message.DeepLink, Layout: d.Message.Layout, Activities: d.Message.Activities, Time: d.Time, Expires: d.Time.Add(inbox.DefaultTTL)}
+	if d.Expires != nil {
+		m.Expires = *d.Expires
+	}
+	for _, b := range d.Message.Buttons {
+		m.Buttons = append(m.Buttons, inbox.Button{Label: b.Label, DeepLink: b.DeepLink})
+	}
+	key := d.App + "/" + d.DeviceID
+	if !m.Expires.After(now) {
+		o.finish(it, triggers.OutcomeExpired, "expired at "+m.Expires.UTC().Format(time.RFC3339)+" before it could be put in the inbox", "", now)
+		return
+	}
+	o.inbox[key] = inbox.Add(o.inbox[key], m, now)
+	if len(o.inbox[key]) == 0 {
+		delete(o.inbox, key)
+	}
+	o.states = append(o.states, bus.Message{Topic: o.d.cfg.InboxTopic, Key: []byte(key), Value: inbox.Encode(o.inbox[key])})
+	o.finish(it, OutcomeAccepted, "in the app's inbox until "+m.Expires.UTC().Format(time.RFC3339), "", now)
 }
 
 // sendAll sends concurrently, at most InFlight at once.

@@ -39,6 +39,7 @@ type Server struct {
 	reg    *prometheus.Registry
 	now    func() time.Time
 	failed atomic.Int64 // unix nanos of the last produce failure not followed by a success
+	inbox  Inbox        // in-app messages; nil: not served
 }
 
 // New returns a collector writing to prod. reg receives the metrics and is
@@ -71,6 +72,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("POST /v1/"+call, s.endpoint(call, s.segmentHandler(call)))
 	}
 	mux.Handle("GET /v1/projects/{writeKey}/settings", s.endpoint("settings", s.handleSettings))
+	mux.Handle("GET /v1/inapp", s.endpoint("inapp", s.handleInApp))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.handleReady)

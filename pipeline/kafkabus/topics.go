@@ -33,6 +33,7 @@ const (
 	TopicStateChangelog  = "engage.processor-state"
 	TopicSchedulerState  = "engage.scheduler-state"
 	TopicDispatcherState = "engage.dispatcher-state"
+	TopicInbox           = "engage.inbox"
 )
 
 // PlatformTopics returns every topic the platform uses. Partitioned topics
@@ -51,6 +52,7 @@ func PlatformTopics(partitions, replication int) []TopicSpec {
 		{Name: TopicStateChangelog, Partitions: partitions, ReplicationFactor: replication, Compacted: true, Configs: map[string]string{"min.compaction.lag.ms": day}, Purpose: "per-device processor state"},
 		{Name: TopicSchedulerState, Partitions: partitions, ReplicationFactor: replication, Compacted: true, Configs: map[string]string{"min.compaction.lag.ms": day}, Purpose: "per-device scheduler state: memberships, caps, waiting sends"},
 		{Name: TopicDispatcherState, Partitions: partitions, ReplicationFactor: replication, Compacted: true, Configs: map[string]string{"min.compaction.lag.ms": day}, Purpose: "the dispatcher's attempts (at most once) and dead push tokens"},
+		{Name: TopicInbox, Partitions: partitions, ReplicationFactor: replication, Compacted: true, Configs: map[string]string{"min.compaction.lag.ms": day}, Purpose: "each device's in-app messages waiting, for the collector to serve"},
 		{Name: TopicConfig, Partitions: 1, ReplicationFactor: replication, Compacted: true, Purpose: "versioned configuration: apps, keys, tag plans, segments, campaigns"},
 	}
 }
