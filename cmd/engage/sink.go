@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/sinks"
 	"github.com/openengage/engage/sinks/clickhouse"
@@ -80,8 +81,13 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 		"(engage topics creates it); false: tags only")
 	decisionsTopic := fs.String("sink.decisions-topic", kafkabus.TopicDecisions, "topic of the scheduler's decisions")
 	decisionsGroup := fs.String("sink.decisions-group", "engage-sink-decisions", "consumer group of the decisions stream")
+	feedback := fs.Bool("sink.feedback", true, "also write the dispatcher's delivery results (-sink.feedback-topic) into the delivery_results table: a third stream in this process "+
+		"with its own consumer group, batches and metrics (stream=\"feedback\"), written through the native protocol; it waits for the topic while it does not exist "+
+		"(engage topics creates it); false: not written")
+	feedbackTopic := fs.String("sink.feedback-topic", kafkabus.TopicFeedback, "topic of the dispatcher's delivery results")
+	feedbackGroup := fs.String("sink.feedback-group", "engage-sink-feedback", "consumer group of the feedback stream")
 	scfg := sinks.DefaultConfig(kafkabus.TopicTagsDead)
-	fs.StringVar(&scfg.DeadTopic, "sink.dead-topic", scfg.DeadTopic, "dead-letter topic of both streams (the source_topic header names the stream's topic)")
+	fs.StringVar(&scfg.DeadTopic, "sink.dead-topic", scfg.DeadTopic, "dead-letter topic of every stream (the source_topic header names the stream's topic)")
 	fs.IntVar(&scfg.BatchRows, "sink.batch-rows", scfg.BatchRows, "flush a batch at this many records")
 	fs.IntVar(&scfg.BatchBytes, "sink.batch-bytes", scfg.BatchBytes, "or at this many bytes")
 	fs.DurationVar(&scfg.FlushInterval, "sink.flush-interval", scfg.FlushInterval, "or this long after its first record")
@@ -134,28 +140,22 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("sink starting", "clickhouse", f.String(), "database", cfg.Database, "writes", via, "group", *group, "decisions", *decisions)
+	log.Info("sink starting", "clickhouse", f.String(), "database", cfg.Database, "writes", via, "group", *group, "decisions", *decisions, "feedback", *feedback)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Run(gctx) })
-	if *decisions {
-		dc, err := kafkabus.NewConsumer(kafkabus.ConsumerConfig{Brokers: bl, Group: *decisionsGroup, Topic: *decisionsTopic}, log)
+	chw := clickhouse.NewWriter(conn, cfg.Database)
+	for _, st := range []jsonStream{
+		{*decisions, "decisions", "-sink.decisions", *decisionsTopic, *decisionsGroup, sinks.DecisionWriter{Store: chw, Permanent: clickhouse.IsPermanent}},
+		{*feedback, "feedback", "-sink.feedback", *feedbackTopic, *feedbackGroup, sinks.FeedbackWriter{Store: chw, Permanent: clickhouse.IsPermanent}},
+	} {
+		if !st.on {
+			continue
+		}
+		closeFn, err := st.start(g, gctx, scfg, bl, dead, reg, log)
 		if err != nil {
 			return err
 		}
-		defer dc.Close()
-		w := sinks.DecisionWriter{Store: clickhouse.NewWriter(conn, cfg.Database), Permanent: clickhouse.IsPermanent}
-		ds, err := sinks.New(scfg, dc, w, dead, "decisions", reg, log)
-		if err != nil {
-			return err
-		}
-		reg.MustRegister(lagGauge("decisions", bl, *decisionsGroup, *decisionsTopic))
-		g.Go(func() error {
-			if err := waitForTopic(gctx, bl, *decisionsTopic, 10*time.Second, log); err != nil {
-				return nil // stopped while waiting
-			}
-			log.Info("decisions sink starting", "topic", *decisionsTopic, "group", *decisionsGroup)
-			return ds.Run(gctx)
-		})
+		defer closeFn()
 	}
 	if *metricsAddr != "" {
 		if err := serveHTTP(g, gctx, *metricsAddr, metricsMux(reg)); err != nil {
@@ -163,6 +163,39 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 		}
 	}
 	return g.Wait()
+}
+
+// jsonStream is a stream that the sink writes next to the tags: the
+// scheduler's decisions, the dispatcher's delivery results.
+type jsonStream struct {
+	on           bool
+	name, flag   string // the metrics' stream label; the flag that turns it off
+	topic, group string
+	w            sinks.Writer
+}
+
+// start runs the stream in g, once its topic exists, and returns what
+// closes its consumer.
+func (st jsonStream) start(g *errgroup.Group, gctx context.Context, scfg sinks.Config, brokers []string, dead bus.Producer,
+	reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+	c, err := kafkabus.NewConsumer(kafkabus.ConsumerConfig{Brokers: brokers, Group: st.group, Topic: st.topic}, log)
+	if err != nil {
+		return nil, err
+	}
+	s, err := sinks.New(scfg, c, st.w, dead, st.name, reg, log)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	reg.MustRegister(lagGauge(st.name, brokers, st.group, st.topic))
+	g.Go(func() error {
+		if err := waitForTopic(gctx, brokers, st.topic, st.flag, 10*time.Second, log); err != nil {
+			return nil // stopped while waiting
+		}
+		log.Info(st.name+" sink starting", "topic", st.topic, "group", st.group)
+		return s.Run(gctx)
+	})
+	return func() { _ = c.Close() }, nil
 }
 
 // lagGauge reports the messages of topic that group has not committed (-1
@@ -181,11 +214,12 @@ func lagGauge(stream string, brokers []string, group, topic string) prometheus.C
 }
 
 // waitForTopic returns once topic exists, looking every interval, and says
-// in the log that it waits (once, and again only if why changes). It must
+// in the log that it waits (once, and again only if why changes), naming
+// the flag that turns its stream off. It must
 // not join a group on a missing topic: the broker would create it
 // (auto.create.topics.enable) with its default partition count, not
 // co-partitioned with engage.tags.
-func waitForTopic(ctx context.Context, brokers []string, topic string, every time.Duration, log *slog.Logger) error {
+func waitForTopic(ctx context.Context, brokers []string, topic, flag string, every time.Duration, log *slog.Logger) error {
 	said := ""
 	for {
 		parts, err := kafkabus.Partitions(ctx, brokers)
@@ -195,7 +229,7 @@ func waitForTopic(ctx context.Context, brokers []string, topic string, every tim
 			}
 			return nil
 		}
-		msg, args := "topic does not exist: run engage topics (or set -sink.decisions=false); its sink starts when it exists", []any{"topic", topic}
+		msg, args := "topic does not exist: run engage topics (or set "+flag+"=false); its sink starts when it exists", []any{"topic", topic}
 		if err != nil {
 			msg, args = "cannot read the topics; retrying", append(args, "err", err)
 		}

@@ -23,7 +23,7 @@ func TestWaitForTopic(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := waitForTopic(ctx, brokers, topic, 100*time.Millisecond, log); err == nil {
+	if err := waitForTopic(ctx, brokers, topic, "-sink.feedback", 100*time.Millisecond, log); err == nil {
 		t.Fatal("returned for a topic that does not exist")
 	}
 	parts, err := kafkabus.Partitions(context.Background(), brokers)
@@ -33,7 +33,7 @@ func TestWaitForTopic(t *testing.T) {
 	if parts[topic] != 0 {
 		t.Fatalf("waiting created %s with %d partitions", topic, parts[topic])
 	}
-	if n := strings.Count(logs.String(), "topic does not exist"); n != 1 {
+	if n := strings.Count(logs.String(), "topic does not exist: run engage topics (or set -sink.feedback=false)"); n != 1 {
 		t.Errorf("said %d times that it waits:\n%s", n, logs.String())
 	}
 	if _, err := kafkabus.EnsureTopics(context.Background(), brokers, []kafkabus.TopicSpec{{Name: topic, Partitions: 2, ReplicationFactor: 1}}); err != nil {
@@ -41,7 +41,7 @@ func TestWaitForTopic(t *testing.T) {
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := waitForTopic(ctx, brokers, topic, 100*time.Millisecond, log); err != nil {
+	if err := waitForTopic(ctx, brokers, topic, "-sink.feedback", 100*time.Millisecond, log); err != nil {
 		t.Fatalf("topic exists: %v", err)
 	}
 }
