@@ -82,6 +82,7 @@ func New(conn driver.Conn, db string, cfg Config, log *slog.Logger, plans PlanSo
 
 		campaignDecisions: {[]string{"from", "to"}, a.campaignDecisions},
 		deviceDecisions:   {nil, a.deviceDecisions},
+		campaignStats:     {[]string{"from", "to", "goal", "within"}, a.campaignStats},
 	}
 	return a, nil
 }
@@ -95,11 +96,13 @@ func (a *API) Handler() http.Handler { return http.HandlerFunc(a.serve) }
 const (
 	campaignDecisions = "campaigns/{campaign}/decisions"
 	deviceDecisions   = "campaigns/{campaign}/devices/{device}/decisions"
+	campaignStats     = "campaigns/{campaign}/stats"
 )
 
 // route splits the path into the app, the endpoint's name and the path's
 // arguments: /v1/apps/{app}/{endpoint},
-// /v1/apps/{app}/campaigns/{campaign}/decisions and
+// /v1/apps/{app}/campaigns/{campaign}/decisions,
+// /v1/apps/{app}/campaigns/{campaign}/stats and
 // /v1/apps/{app}/campaigns/{campaign}/devices/{device}/decisions. It reads
 // the escaped path, so that an app id (or a device id) may hold any
 // character, '/' and ".." included, when percent-encoded; http.ServeMux
@@ -122,6 +125,8 @@ func route(r *http.Request) (app, endpoint string, args map[string]string, ok bo
 		app, endpoint = unescape(0), seg[1]
 	case len(seg) == 4 && seg[1] == "campaigns" && seg[3] == "decisions":
 		app, endpoint, args = unescape(0), campaignDecisions, map[string]string{"campaign": unescape(2)}
+	case len(seg) == 4 && seg[1] == "campaigns" && seg[3] == "stats":
+		app, endpoint, args = unescape(0), campaignStats, map[string]string{"campaign": unescape(2)}
 	case len(seg) == 6 && seg[1] == "campaigns" && seg[3] == "devices" && seg[5] == "decisions":
 		app, endpoint, args = unescape(0), deviceDecisions, map[string]string{"campaign": unescape(2), "device": unescape(4)}
 	default:
@@ -139,7 +144,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	ep, ok := a.routes[name]
 	if !ok {
-		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %q: use one of active, new-devices, sessions, retention, funnel, top, jobs, app-info, coverage, or the routes "+campaignDecisions+" and "+deviceDecisions, clip(name)), ""})
+		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %q: use one of active, new-devices, sessions, retention, funnel, top, jobs, app-info, coverage, or the routes "+campaignDecisions+", "+campaignStats+" and "+deviceDecisions, clip(name)), ""})
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

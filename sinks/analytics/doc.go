@@ -14,10 +14,13 @@
 //	app-info     ?key&limit                      distribution of the latest value of a key
 //	coverage     ?from&to                        tag-plan coverage per app version
 //
-// and the campaign routes, from the scheduler's decisions:
+// and the campaign routes, from the scheduler's decisions, the
+// dispatcher's delivery results and the raw tags:
 //
 //	campaigns/{campaign}/devices/{device}/decisions  why the device did or did not get the campaign
 //	campaigns/{campaign}/decisions?from&to           decisions per day and outcome
+//	campaigns/{campaign}/stats?from&to&goal&within   audience, sends, results, opens, conversions
+//	                                                 and lift against the control group, per day and variant
 //
 // docs/analytics.md is the reference: parameters, answers, errors and the
 // exact definitions.
@@ -31,7 +34,8 @@
 // per record (GROUP BY device_id, message_id); sessions and rollups are
 // merged with their -Merge functions; app_info is read with argMax; a
 // decision is read once, as its copy of the highest Kafka offset (argMax per
-// id). So an answer does not change when parts merge.
+// id), and so is a delivery's result (argMax per delivery). So an answer
+// does not change when parts merge.
 //
 // # Safety
 //

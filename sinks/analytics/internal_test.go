@@ -54,6 +54,8 @@ func TestRoute(t *testing.T) {
 		{"/v1/apps/news", "", "", "", false},
 		{"/v2/apps/news/active", "", "", "", false},
 		{"/v1/apps/news/campaigns/welcome/decisions", "news", campaignDecisions, "map[campaign:welcome]", true},
+		{"/v1/apps/a%2Fb/campaigns/welcome/stats", "a/b", campaignStats, "map[campaign:welcome]", true},
+		{"/v1/apps/news/campaigns/welcome/stats/x", "", "", "", false},
 		{"/v1/apps/news/campaigns/welcome/devices/d%2F1/decisions", "news", deviceDecisions, "map[campaign:welcome device:d/1]", true},
 		{"/v1/apps/news/campaigns/welcome/devices/d1", "", "", "", false},
 		{"/v1/apps/news/campaigns/welcome/devices/d1/decisions/x", "", "", "", false},

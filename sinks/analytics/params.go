@@ -213,3 +213,41 @@ func checkPathArgs(args map[string]string) *apiError {
 	}
 	return nil
 }
+
+// duration returns the parameter as a duration of whole seconds in
+// [1 s, max], or def if absent: Go's form (90m, 24h, 1h30m, 3600s) or
+// whole days (7d).
+func (q *query) duration(name string, def, max time.Duration) (time.Duration, *apiError) {
+	s, ok := q.vals[name]
+	if !ok {
+		return def, nil
+	}
+	var d time.Duration
+	if n, found := strings.CutSuffix(s, "d"); found {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 || days > int(max/day)+1 {
+			return 0, badParam(name, "%q is not a duration: use 90m, 24h, 1h30m or 7d", clip(s))
+		}
+		d = time.Duration(days) * day
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, badParam(name, "%q is not a duration: use 90m, 24h, 1h30m or 7d", clip(s))
+		}
+	}
+	if d%time.Second != 0 {
+		return 0, badParam(name, "%s is not a whole number of seconds", d)
+	}
+	if d < time.Second || d > max {
+		return 0, badParam(name, "%s is not in 1s..%s", s, fmtDays(max))
+	}
+	return d, nil
+}
+
+// fmtDays writes a duration of whole days as 90d, others as Go does.
+func fmtDays(d time.Duration) string {
+	if d%day == 0 {
+		return strconv.Itoa(int(d/day)) + "d"
+	}
+	return d.String()
+}
