@@ -2,9 +2,13 @@ package inbox
 
 import (
 	"flag"
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -74,5 +78,69 @@ func TestInboxGolden(t *testing.T) {
 	}
 	if _, err := Decode([]byte(`{"messages": 3}`)); err == nil {
 		t.Error("a bad record decodes")
+	}
+}
+
+// The store answers as a plain map of the latest records would, through
+// updates, deletions, compactions and keys whose hash another key has.
+func TestStoreAgainstMap(t *testing.T) {
+	defer func(v int) { compactAbove = v }(compactAbove)
+	compactAbove = 64 << 10
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	s := NewStore()
+	ref := map[string]string{}
+	r := rand.New(rand.NewPCG(1, 2))
+	compactions := 0
+	for i := range 20000 {
+		key := fmt.Sprintf("app/d%03d", r.IntN(500))
+		var msgs []Message
+		for j := range r.IntN(3) {
+			msgs = append(msgs, Message{DeliveryID: fmt.Sprintf("%d-%d", i, j), Campaign: "c", Title: strings.Repeat("x", r.IntN(200)), Time: now, Expires: now.Add(time.Hour)})
+		}
+		before := s.total
+		if err := s.Apply([]byte(key), Encode(msgs)); err != nil {
+			t.Fatal(err)
+		}
+		if s.total < before {
+			compactions++
+		}
+		if len(msgs) == 0 {
+			delete(ref, key)
+		} else {
+			ref[key] = msgs[len(msgs)-1].DeliveryID
+		}
+	}
+	if compactions == 0 {
+		t.Fatal("no compaction happened: the test does not cover it")
+	}
+	if s.Devices() != len(ref) {
+		t.Errorf("%d devices, want %d", s.Devices(), len(ref))
+	}
+	for i := range 500 {
+		dev := fmt.Sprintf("d%03d", i)
+		got := s.Get("app", dev, "", now)
+		want, ok := ref["app/"+dev]
+		if !ok && len(got) != 0 || ok && (len(got) == 0 || got[len(got)-1].DeliveryID != want) {
+			t.Fatalf("%s: %v, want last %q (%v)", dev, got, want, ok)
+		}
+	}
+	// A key whose hash another key has: kept apart, found, deleted.
+	other := []byte("app/collides")
+	s.index[maphash.Bytes(s.seed, other)] = s.index[maphash.String(s.seed, "app/d001")]
+	if ref["app/d001"] == "" {
+		t.Skip("d001 has no inbox in this run")
+	}
+	m := []Message{{DeliveryID: "mine", Time: now, Expires: now.Add(time.Hour)}}
+	if err := s.Apply(other, Encode(m)); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Get("app", "collides", "", now); len(got) != 1 || got[0].DeliveryID != "mine" {
+		t.Errorf("the colliding key: %v", got)
+	}
+	if got := s.Get("app", "d001", "", now); len(got) == 0 || got[len(got)-1].DeliveryID != ref["app/d001"] {
+		t.Errorf("the key it collides with: %v", got)
+	}
+	if err := s.Apply(other, nil); err != nil || len(s.Get("app", "collides", "", now)) != 0 {
+		t.Errorf("the colliding key deleted: %v", err)
 	}
 }
