@@ -137,10 +137,11 @@ func FuzzParams(f *testing.F) {
 	for _, s := range []string{
 		"from=2026-01-01&to=2026-01-31", "steps=event:a,activity:b", "steps=job:x:y,error:z&window=60",
 		"steps=event:a,event:a", "days=30", "from=2026-02-30", "steps=%00", "steps=event:,event:b", "from=9999-12-31",
+		"within=24h", "within=7d", "within=1.5s", "within=-1h", "within=9223372036854775807d", "within=90d", "within=2160h0m1s",
 	} {
 		f.Add(s)
 	}
-	all := []string{"from", "to", "steps", "days", "window", "kind", "name", "key", "limit", "period"}
+	all := []string{"from", "to", "steps", "days", "window", "kind", "name", "key", "limit", "period", "within"}
 	f.Fuzz(func(t *testing.T, raw string) {
 		q, e := parseQuery(raw, all)
 		if e != nil {
@@ -168,6 +169,11 @@ func FuzzParams(f *testing.F) {
 			if from.Location() != time.UTC || from.Hour() != 0 {
 				t.Fatalf("from %s is not a UTC day", from)
 			}
+		}
+		if d, e := q.duration("within", 24*time.Hour, maxWithin); e == nil && (d < time.Second || d > maxWithin || d%time.Second != 0) {
+			t.Fatalf("within %s accepted", d)
+		} else if e != nil && e.param != "within" {
+			t.Fatalf("within refused as %+v", e)
 		}
 		if n, e := q.integer("days", 30, 1, 90); e == nil && (n < 1 || n > 90) {
 			t.Fatalf("days %d accepted", n)
