@@ -347,7 +347,7 @@ when:
 	// The deliveries reach the providers: engage deliver sends each push
 	// with a token once, to the mock of its provider; the others are
 	// decided without a send.
-	t.Run("deliver", func(t *testing.T) { deliverToMocks(t, e, brokers, id, dels, liveDel) })
+	t.Run("deliver", func(t *testing.T) { deliverToMocks(t, e, brokers, id, dels, decs, tags, liveDel) })
 
 	// The report a marketer reads.
 	cmd = exec.Command(e.bin, "campaigns", "dry-run", "-app", "game", "-kafka.brokers", b, "-config.topic", config, "-tags.topic", tags,
