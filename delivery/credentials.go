@@ -26,6 +26,8 @@ import (
 //	      key_id: KEY1234567
 //	      key_file: /etc/engage/AuthKey_KEY1234567.p8   # or key_env: ENGAGE_APNS_KEY_GAME
 //	      topic: com.example.game                       # the bundle id
+//	      rate: 2000                                    # sends a second at most (optional)
+//	      max_in_flight: 500                            # waiting for Apple at once (optional)
 //	    fcm:
 //	      project_id: game-prod
 //	      service_account_file: /etc/engage/game-sa.json # or service_account_env
@@ -50,6 +52,7 @@ type APNsCredentials struct {
 	// test server) and trust its certificate.
 	Host   string `yaml:"host"`
 	CAFile string `yaml:"ca_file"`
+	Limits `yaml:",inline"`
 }
 
 // FCMCredentials are an app's Firebase service account.
@@ -58,12 +61,14 @@ type FCMCredentials struct {
 	ServiceAccountFile string `yaml:"service_account_file"`
 	ServiceAccountEnv  string `yaml:"service_account_env"`
 	Endpoint           string `yaml:"endpoint"` // another endpoint than Google's
+	Limits             `yaml:",inline"`
 }
 
 // Providers are the senders of every app.
 type Providers struct {
-	apns map[string]*APNs
-	fcm  map[string]*FCM
+	apns    map[string]*APNs
+	fcm     map[string]*FCM
+	senders map[string]PushSender // app/apns, app/fcm: with the app's limits
 }
 
 // LoadCredentials reads the file and prepares each app's senders; every
@@ -79,7 +84,7 @@ func LoadCredentials(ctx context.Context, path string) (*Providers, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	p := &Providers{apns: map[string]*APNs{}, fcm: map[string]*FCM{}}
+	p := &Providers{apns: map[string]*APNs{}, fcm: map[string]*FCM{}, senders: map[string]PushSender{}}
 	var errs []error
 	apps := make([]string, 0, len(f.Apps))
 	for a := range f.Apps {
@@ -115,7 +120,12 @@ func LoadCredentials(ctx context.Context, path string) (*Providers, error) {
 				errs = append(errs, fmt.Errorf("%s: app %q: %w", path, app, err))
 				continue
 			}
+			if err := a.Limits.check(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: app %q: apns: %w", path, app, err))
+				continue
+			}
 			p.apns[app] = s
+			p.senders[app+"/apns"] = Limited(s, a.Limits)
 		}
 		if fc := c.FCM; fc != nil {
 			sa, err := secret(fc.ServiceAccountFile, fc.ServiceAccountEnv)
@@ -128,7 +138,12 @@ func LoadCredentials(ctx context.Context, path string) (*Providers, error) {
 				errs = append(errs, fmt.Errorf("%s: app %q: %w", path, app, err))
 				continue
 			}
+			if err := fc.Limits.check(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: app %q: fcm: %w", path, app, err))
+				continue
+			}
 			p.fcm[app] = s
+			p.senders[app+"/fcm"] = Limited(s, fc.Limits)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -162,17 +177,14 @@ type PushSender interface {
 // Sender returns an app's sender for a provider (false: the app has no
 // credentials for it).
 func (p *Providers) Sender(app string, provider tag.PushProvider) (PushSender, bool) {
+	var s PushSender
 	switch provider {
 	case tag.ProviderAPNs, tag.ProviderAPNsSandbox:
-		if s, ok := p.apns[app]; ok {
-			return s, true
-		}
+		s = p.senders[app+"/apns"]
 	case tag.ProviderFCM:
-		if s, ok := p.fcm[app]; ok {
-			return s, true
-		}
+		s = p.senders[app+"/fcm"]
 	}
-	return nil, false
+	return s, s != nil
 }
 
 // Apps lists the apps with credentials, and their providers.
