@@ -135,13 +135,17 @@ func setup(t *testing.T, m *mock.APNs) *run {
 	return &run{t: t, bin: bin, cfg: cfg, creds: creds}
 }
 
-func (r *run) start(env ...string) *exec.Cmd {
+func (r *run) start(args ...string) *exec.Cmd {
 	r.t.Helper()
 	c := r.cfg
-	cmd := exec.Command(r.bin, "deliver", "-kafka.brokers", strings.Join(c.Brokers, ","), "-credentials", r.creds, "-deliver.group", c.Group,
+	var env []string
+	for len(args) > 0 && strings.HasPrefix(args[0], "ENGAGE_") {
+		env, args = append(env, args[0]), args[1:]
+	}
+	cmd := exec.Command(r.bin, append([]string{"deliver", "-kafka.brokers", strings.Join(c.Brokers, ","), "-credentials", r.creds, "-deliver.group", c.Group,
 		"-deliver.topic", c.Topic, "-deliver.changelog-topic", c.ChangelogTopic, "-deliver.decisions-topic", c.DecisionsTopic,
 		"-deliver.feedback-topic", c.FeedbackTopic, "-deliver.inbox-topic", c.InboxTopic, "-deliver.session-timeout", "6s", "-deliver.retry-base", "200ms", "-deliver.batch", "200",
-		"-addr", "", "-log.level", "warn")
+		"-addr", "", "-log.level", "error"}, args...)...)
 	cmd.Stderr = os.Stderr
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
@@ -399,4 +403,109 @@ func (r *run) inApp(p population) {
 		}
 	}
 	t.Logf("%d in-app messages served by the collector", served)
+}
+
+// An app whose key Apple refuses pauses alone: the other app's deliveries
+// go on; the paused app's wait, and go once the operator gives it a good
+// key (a restart with new credentials), each accepted once.
+func TestAppPausedAlone(t *testing.T) {
+	m, err := mock.StartAPNs(mock.APNsConfig{KeepRecords: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	r := setup(t, m) // the key of team TEAM123456, used by app game
+	if !m.RevokeKey(team, kid) {
+		t.Fatal("revoke")
+	}
+	dir := filepath.Dir(r.creds)
+	p8news, err := m.NewKey("NEWS123456", "NEWSKEY123", topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeCreds := func(gameKey []byte, gameKid string) {
+		if err := os.WriteFile(filepath.Join(dir, "game.p8"), gameKey, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "news.p8"), p8news, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		apns := func(team, kid, file string) string {
+			return fmt.Sprintf("    apns: {team_id: %s, key_id: %s, key_file: %s, topic: %s, host: %s, ca_file: %s}\n", team, kid, filepath.Join(dir, file), topic, m.URL(), filepath.Join(dir, "ca.pem"))
+		}
+		yaml := "apps:\n  game:\n" + apns(team, gameKid, "game.p8") + "  news:\n" + apns("NEWS123456", "NEWSKEY123", "news.p8")
+		if err := os.WriteFile(r.creds, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, err := os.ReadFile(filepath.Join(dir, "key.p8"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeCreds(old, kid)
+	t0 := time.Now().UTC()
+	far := t0.Add(time.Hour)
+	var msgs []bus.Message
+	ids := map[string]string{} // delivery id → app
+	for i := range 400 {
+		app := []string{"game", "news"}[i%2]
+		d := scheduler.DeliveryMessage{ID: fmt.Sprintf("%032x", i+1), App: app, Campaign: "c", Version: 1, DeviceID: fmt.Sprintf("d%04d", i), Occurrence: "once",
+			Channel: triggers.ChannelPush, Time: t0, Expires: &far, PushToken: token(i + 1), PushProvider: "apns", Message: scheduler.MessageJSON{Title: "Hi", Body: "x"}}
+		v, _ := json.Marshal(d)
+		msgs = append(msgs, bus.Message{Key: []byte(app + "/" + d.DeviceID), Value: v})
+		ids[d.ID] = app
+	}
+	accepted := func() map[string]int {
+		out := map[string]int{}
+		for _, rec := range m.Records() {
+			if rec.Status == 200 {
+				out[ids[strings.ReplaceAll(rec.ApnsID, "-", "")]]++
+			}
+		}
+		return out
+	}
+	a := r.start("-deliver.auth-pause", "1s")
+	r.produce(msgs)
+	deadline := time.Now().Add(time.Minute)
+	for accepted()["news"] < 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("news not delivered while game is paused: %v", accepted())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // game tries again after its pause, and is refused again
+	if got := accepted(); got["game"] != 0 || m.Stats().ByReason["InvalidProviderToken"] < 2 {
+		t.Fatalf("game with a revoked key: %v accepted, %d refusals", got, m.Stats().ByReason["InvalidProviderToken"])
+	}
+	_ = a.Process.Signal(syscall.SIGTERM)
+	_ = a.Wait()
+	// The operator gives game a new key.
+	p8game, err := m.NewKey(team, "GAMEKEY999", topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeCreds(p8game, "GAMEKEY999")
+	r.start()
+	deadline = time.Now().Add(time.Minute)
+	for accepted()["game"] < 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("game not delivered after its new key: %v", accepted())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	per := map[string]int{}
+	for _, rec := range m.Records() {
+		if rec.Status == 200 {
+			per[rec.ApnsID]++
+		}
+	}
+	for id, n := range per {
+		if n != 1 {
+			t.Errorf("%s accepted %d times", id, n)
+		}
+	}
+	if got := accepted(); got["game"] != 200 || got["news"] != 200 {
+		t.Errorf("accepted %v, want 200 each", got)
+	}
 }
