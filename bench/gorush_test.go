@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,6 +51,8 @@ const gorushMaxQueued = 4000
 func BenchmarkDeliverVsGorush(b *testing.B) {
 	bin, err := gorush.Binary()
 	if err != nil {
+		// go test shows a benchmark's skip message only with -v: say it anyway.
+		fmt.Fprintf(os.Stderr, "BenchmarkDeliverVsGorush skipped: %v\n", err)
 		b.Skipf("gorush side: %v", err)
 	}
 	brokers := kafkatest.RealBrokers(b)
@@ -74,6 +78,7 @@ func BenchmarkDeliverVsGorush(b *testing.B) {
 
 	// (a) engage deliver.
 	run := prepareDeliver(b, brokers, m, engageApp, b.N)
+	cpu0 := selfCPU(b)
 	stop := run()
 	wait := time.Minute + time.Duration(b.N)*time.Millisecond // at least 1000/s
 	deadline := time.Now().Add(wait)
@@ -85,6 +90,7 @@ func BenchmarkDeliverVsGorush(b *testing.B) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	stop()
+	engageCPU := selfCPU(b) - cpu0
 
 	// (b) gorush.
 	p8, err := m.NewKey(gorushApp.team, gorushApp.key, gorushApp.topic)
@@ -109,6 +115,7 @@ func BenchmarkDeliverVsGorush(b *testing.B) {
 	}
 	tmpl := gorush.Notification{Topic: gorushApp.topic, Title: "20% off this week", Message: "The styles you looked at are on sale until Sunday.", Sound: "default"}
 	sent := make(chan error, 1)
+	cpu0 = selfCPU(b)
 	go func() { sent <- g.SendTokens(ctx, tmpl, tokens, gorushTokensPerNotification, gorushMaxQueued) }()
 	for gorushSide.answered() < int64(b.N) {
 		select {
@@ -128,6 +135,7 @@ func BenchmarkDeliverVsGorush(b *testing.B) {
 			b.Fatalf("gorush: feeding /api/push: %v", err)
 		}
 	}
+	mockCPU := selfCPU(b) - cpu0
 	b.StopTimer()
 	// gorush counts a push when it has read the answer, just after the mock
 	// recorded it.
@@ -160,6 +168,9 @@ func BenchmarkDeliverVsGorush(b *testing.B) {
 	if gst.IOS.PushSuccess != int64(b.N) || gst.IOS.PushError != 0 {
 		b.Errorf("gorush counts %d successes and %d errors, want %d successes", gst.IOS.PushSuccess, gst.IOS.PushError, b.N)
 	}
+	if err := g.Stop(); err != nil {
+		b.Error(err)
+	}
 	er, gr := engageSide.rate(), gorushSide.rate()
 	b.ReportMetric(er, "engage-notifications/s")
 	b.ReportMetric(gr, "gorush-notifications/s")
@@ -167,7 +178,24 @@ func BenchmarkDeliverVsGorush(b *testing.B) {
 	// Little's law: the requests each side kept in flight on average.
 	b.ReportMetric(er*lat.Seconds(), "engage-in-flight")
 	b.ReportMetric(gr*lat.Seconds(), "gorush-in-flight")
+	// Processor time per 1000 notifications: this process (dispatcher,
+	// Kafka client and mock) while engage sent; this process (the mock
+	// alone) while gorush sent; gorush's own, start to stop. The broker's is
+	// not counted.
+	perK := func(d time.Duration) float64 { return d.Seconds() * 1e6 / float64(b.N) }
+	b.ReportMetric(perK(engageCPU), "engage+mock-cpu-ms/1k")
+	b.ReportMetric(perK(mockCPU), "mock-cpu-ms/1k")
+	b.ReportMetric(perK(g.CPUTime()), "gorush-cpu-ms/1k")
 	b.ReportMetric(0, "ns/op")
+}
+
+// selfCPU is the processor time this process has used.
+func selfCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // sideCount is what the mock answered one side; safe for concurrent use.

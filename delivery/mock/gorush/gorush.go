@@ -258,6 +258,20 @@ func (g *Gorush) Stop() error {
 	return fmt.Errorf("gorush did not exit within 10 s of SIGTERM; killed")
 }
 
+// CPUTime is the processor time gorush used (user and system), once it
+// has exited (after Stop); 0 before.
+func (g *Gorush) CPUTime() time.Duration {
+	select {
+	case <-g.exited:
+	default:
+		return 0
+	}
+	if g.cmd.ProcessState == nil {
+		return 0
+	}
+	return g.cmd.ProcessState.UserTime() + g.cmd.ProcessState.SystemTime()
+}
+
 // LogTail is the end of its output (at most n lines), for error messages.
 func (g *Gorush) LogTail(n int) string {
 	b, err := os.ReadFile(g.logPath)
