@@ -47,6 +47,10 @@ bench: deps
 	  $(GO) test -run "^$$" -bench PendingState -benchtime 2x ./triggers && \
 	  $(GO) test -run "^$$" -bench "Assign|EntrySend|NextLocal|TemplateRender" ./triggers && \
 	  $(GO) test -run "^$$" -bench "ProcessEndToEnd|ChangelogRestore" -benchtime 500000x -timeout 30m ./bench/ && \
+	  $(GO) test -run "^$$" -bench "ScheduleEndToEnd" -benchtime 500000x -timeout 30m ./bench/ && \
+	  $(GO) test -run "^$$" -bench "DeliverToAPNs" -benchtime 200000x -timeout 30m ./bench/ && \
+	  $(GO) test -run "^$$" -bench "DeliverVsGorush" -benchtime 100000x -timeout 30m ./bench/ && \
+	  $(GO) test -run "^$$" -bench "InAppFetch" -benchtime 100000x ./bench/ && \
 	  ENGAGE_ANALYTICS_BENCH_RECORDS=$${ENGAGE_ANALYTICS_BENCH_RECORDS:-2000000} $(GO) test -run "^$$" -bench Queries -benchtime 20x -timeout 30m ./sinks/analytics'
 
 
