@@ -81,9 +81,10 @@ func prepareDeliver(b *testing.B, brokers []string, m *mock.APNs, app apnsApp, n
 	b.Cleanup(apns.Close)
 	id := fmt.Sprintf("bd%d-%d", time.Now().UnixNano()%1e9, processSeq.Add(1))
 	cfg := dispatcher.DefaultConfig(brokers)
-	cfg.Group, cfg.Topic, cfg.ChangelogTopic, cfg.DecisionsTopic, cfg.FeedbackTopic = "g-"+id, id+".deliveries", id+".state", id+".decisions", id+".feedback"
-	specs := []kafkabus.TopicSpec{{Name: cfg.ChangelogTopic, Partitions: 8, ReplicationFactor: 1, Compacted: true}}
-	for _, n := range []string{cfg.Topic, cfg.DecisionsTopic, cfg.FeedbackTopic} {
+	cfg.Group, cfg.Topic, cfg.ChangelogTopic, cfg.DecisionsTopic, cfg.FeedbackTopic, cfg.InboxTopic, cfg.TagsTopic =
+		"g-"+id, id+".deliveries", id+".state", id+".decisions", id+".feedback", id+".inbox", id+".tags"
+	specs := []kafkabus.TopicSpec{{Name: cfg.ChangelogTopic, Partitions: 8, ReplicationFactor: 1, Compacted: true}, {Name: cfg.InboxTopic, Partitions: 8, ReplicationFactor: 1, Compacted: true}}
+	for _, n := range []string{cfg.Topic, cfg.DecisionsTopic, cfg.FeedbackTopic, cfg.TagsTopic} {
 		specs = append(specs, kafkabus.TopicSpec{Name: n, Partitions: 8, ReplicationFactor: 1})
 	}
 	if _, err := kafkabus.EnsureTopics(context.Background(), brokers, specs); err != nil {

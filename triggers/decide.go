@@ -182,6 +182,7 @@ type devState struct {
 	// data delivery carries them to the dispatcher.
 	token    string
 	provider tag.PushProvider
+	tokenAt  int64             // event time (Unix s) of the device record that brought it
 	sent     map[string]sentAt // campaign name → its last send to the device
 	recent   []sendMark        // recent sends, for the caps, oldest first
 	pending  []*pendingSend
@@ -508,7 +509,7 @@ func (s *Scheduler) ApplyRecord(r *tag.Record, seq int64) {
 		changed := p != d.profile
 		d.profile = p
 		if t := r.Device.PushToken; t != "" && (t != d.token || r.Device.PushProvider != d.provider) {
-			d.token, d.provider = strings.Clone(t), r.Device.PushProvider
+			d.token, d.provider, d.tokenAt = strings.Clone(t), r.Device.PushProvider, r.Time.Unix()
 			changed = true
 		}
 		if a != nil && a.deviceRead {
@@ -519,6 +520,14 @@ func (s *Scheduler) ApplyRecord(r *tag.Record, seq int64) {
 			}
 		}
 		if changed {
+			s.markDirty(d)
+		}
+	case r.Kind == tag.KindPush && r.Push != nil && r.Push.Action == tag.PushTokenDead:
+		// The token the device had when the delivery was decided is dead:
+		// forget it, unless the device sent another since.
+		key := r.AppID + "/" + r.DeviceID
+		if d := s.devs[key]; d != nil && d.token != "" && d.tokenAt <= r.Time.Unix() && !s.replayed(d, seq) {
+			d.token, d.provider = "", ""
 			s.markDirty(d)
 		}
 	case r.Kind == tag.KindAppInfo && a != nil && len(a.infoKeys) > 0:

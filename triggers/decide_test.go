@@ -404,3 +404,32 @@ func TestDeliveriesCarryTheNewestToken(t *testing.T) {
 		}
 	}
 }
+
+// A token the dispatcher reports dead is forgotten (later deliveries carry
+// none: unreachable), unless the device sent another since the delivery
+// was decided.
+func TestDeadTokenForgotten(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	r := newRun(t, []*Campaign{push("app", "hello", "new")}, nil, t0)
+	dev := func(id, token string, at time.Time) {
+		r.s.ApplyRecord(&tag.Record{Kind: tag.KindDevice, AppID: "app", DeviceID: id, Time: at, Device: &tag.DeviceInfo{Platform: "ios", PushToken: token, PushProvider: tag.ProviderAPNs}}, 0)
+	}
+	dead := func(id string, decidedAt time.Time) {
+		r.s.ApplyRecord(&tag.Record{Kind: tag.KindPush, AppID: "app", DeviceID: id, Time: decidedAt, Push: &tag.Push{Action: tag.PushTokenDead, DeliveryID: "x"}}, 0)
+	}
+	dev("d1", "t1", t0)
+	dev("d2", "t2", t0)
+	dead("d1", t0.Add(time.Hour)) // d1's token died
+	dev("d2", "t2-new", t0.Add(2*time.Hour))
+	dead("d2", t0.Add(time.Hour))     // about t2: d2 has sent t2-new since
+	dead("nobody", t0.Add(time.Hour)) // a device the scheduler does not know
+	r.change("app", "new", "d1", true, t0.Add(3*time.Hour))
+	r.change("app", "new", "d2", true, t0.Add(3*time.Hour))
+	got := map[string]string{}
+	for _, d := range r.dels {
+		got[d.DeviceID] = d.PushToken
+	}
+	if got["d1"] != "" || got["d2"] != "t2-new" || len(r.dels) != 2 {
+		t.Errorf("tokens of the deliveries: %v", got)
+	}
+}

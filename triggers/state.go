@@ -29,7 +29,8 @@ import (
 //	byte    1 + the device fields the templates read (8 strings: platform,
 //	        app version and build, OS version, model, manufacturer,
 //	        country, and the time zone and locale are the profile's), or 0
-//	uvarint len, the newest push token; uvarint len, its provider
+//	uvarint len, the newest push token; uvarint len, its provider; varint
+//	        the event time (Unix s) of the device record that brought it
 //	uvarint memberships, each uvarint len + segment name
 //	uvarint campaigns sent, each 4 bytes campaign name hash, varint time,
 //	        uvarint the local day it was for (recurring: days since 1970; 0)
@@ -136,6 +137,7 @@ func (s *Scheduler) appendState(b []byte, d *devState) []byte {
 	}
 	b = appendString(b, d.token)
 	b = appendString(b, string(d.provider))
+	b = binary.AppendVarint(b, d.tokenAt)
 	segs := make([]string, 0, len(d.members))
 	for seg := range d.members {
 		segs = append(segs, seg)
@@ -384,6 +386,7 @@ func (s *Scheduler) decodeState(app, id string, data []byte) (*devState, error) 
 	}
 	d.token = r.string("push token")
 	d.provider = tag.PushProvider(r.string("push provider"))
+	d.tokenAt = r.varint("push token time")
 	for range r.count("memberships", 1) {
 		d.members[r.string("segment")] = true
 	}

@@ -25,6 +25,7 @@ func runDeliver(ctx context.Context, args []string, _ io.Writer) error {
 	fs.StringVar(&cfg.ChangelogTopic, "deliver.changelog-topic", cfg.ChangelogTopic, "compacted state (attempts, dead tokens), co-partitioned with the input")
 	fs.StringVar(&cfg.DecisionsTopic, "deliver.decisions-topic", cfg.DecisionsTopic, "topic of the decisions (accepted, failed, unreachable, expired, unknown)")
 	fs.StringVar(&cfg.FeedbackTopic, "deliver.feedback-topic", cfg.FeedbackTopic, "topic of each delivery's result, for the statistics")
+	fs.StringVar(&cfg.TagsTopic, "deliver.tags-topic", cfg.TagsTopic, "tags topic, where a token a provider declared dead is reported (a push record token_dead of the device)")
 	fs.StringVar(&cfg.InboxTopic, "deliver.inbox-topic", cfg.InboxTopic, "compacted topic of each device's in-app messages, co-partitioned with the input (the collector serves it)")
 	fs.DurationVar(&cfg.FlushInterval, "deliver.flush-interval", cfg.FlushInterval, "longest wait of a batch of deliveries")
 	fs.IntVar(&cfg.Batch, "deliver.batch", cfg.Batch, "deliveries sent together at most, per partition")

@@ -20,6 +20,7 @@ import (
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tag"
+	"github.com/openengage/engage/segments/processor"
 	"github.com/openengage/engage/sinks/clickhouse/chtest"
 	"github.com/openengage/engage/triggers"
 	"github.com/openengage/engage/triggers/scheduler"
@@ -69,7 +70,18 @@ func deliverToMocks(t *testing.T, e *engage, brokers []string, id, deliveries, d
 		{Name: feedback, Partitions: 4, ReplicationFactor: 1}, {Name: id + ".dead", Partitions: 4, ReplicationFactor: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	e.start("deliver", "/healthz", "-kafka.brokers", strings.Join(brokers, ","), "-credentials", creds, "-deliver.group", "gd-"+id,
+	// Apple declares dead the tokens of every 17th device.
+	deadDevice := func(d scheduler.DeliveryMessage) bool {
+		var n int
+		_, err := fmt.Sscanf(d.DeviceID, "p%04d", &n)
+		return err == nil && n%17 == 0 && strings.HasPrefix(d.PushProvider, "apns")
+	}
+	for _, d := range want {
+		if deadDevice(d) && d.PushToken != "" {
+			apns.AddRule(mock.APNsRule{Token: d.PushToken, Answer: mock.APNsReject("BadDeviceToken")})
+		}
+	}
+	e.start("deliver", "/healthz", "-deliver.tags-topic", tags, "-kafka.brokers", strings.Join(brokers, ","), "-credentials", creds, "-deliver.group", "gd-"+id,
 		"-deliver.topic", deliveries, "-deliver.changelog-topic", state, "-deliver.decisions-topic", decs, "-deliver.feedback-topic", feedback, "-deliver.inbox-topic", inboxTopic)
 	waitFor(t, 2*time.Minute, "engage deliver to finish every delivery", func() bool {
 		lag, err := kafkabus.GroupLag(ctx, brokers, "gd-"+id, deliveries)
@@ -145,6 +157,11 @@ func deliverToMocks(t *testing.T, e *engage, brokers []string, id, deliveries, d
 			exp = "accepted" // in the device's inbox
 		case d.PushToken == "":
 			exp = "unreachable"
+		case deadDevice(d):
+			exp = "failed" // or unreachable, when an earlier delivery found the token dead
+			if got == "unreachable" {
+				exp = got
+			}
 		default:
 			exp = "accepted"
 		}
@@ -172,6 +189,28 @@ func deliverToMocks(t *testing.T, e *engage, brokers []string, id, deliveries, d
 		}
 	}
 	t.Logf("%d deliveries: %v; APNs accepted %d, FCM %d", len(want), counts, len(apnsGot), len(fcmGot))
+	// Each dead token went back into the stream, and the processor
+	// forwarded it to the scheduler.
+	waitFor(t, time.Minute, "the dead tokens to reach the scheduler's input", func() bool {
+		n, _ := kafkabus.CountMessages(ctx, brokers, strings.TrimSuffix(tags, ".tags")+".changes")
+		msgs, err := kafkabus.ReadTopic(ctx, brokers, strings.TrimSuffix(tags, ".tags")+".changes", int(n))
+		if err != nil {
+			return false
+		}
+		forwarded := 0
+		for _, m := range msgs {
+			var cm processor.ChangeMessage
+			var r tag.Record
+			if json.Unmarshal(m.Value, &cm) == nil && cm.Kind == processor.KindRecord && r.UnmarshalBinary(cm.Record) == nil &&
+				r.Kind == tag.KindPush && r.Push.Action == tag.PushTokenDead {
+				forwarded++
+			}
+		}
+		if forwarded != counts["failed"] {
+			time.Sleep(300 * time.Millisecond)
+		}
+		return forwarded == counts["failed"] && forwarded > 0
+	})
 	if counts["accepted"] < 100 || counts["unreachable"] < 20 {
 		t.Errorf("too few deliveries of each kind to say anything: %v", counts)
 	}

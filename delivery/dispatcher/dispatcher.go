@@ -14,7 +14,9 @@
 //
 // Each provider answer takes its path (delivery.Result): sent; token dead
 // (the token is kept as dead in the changelog, and later deliveries to it
-// are unreachable until the device sends another); retried with
+// are unreachable until the device sends another; a push record
+// "token_dead" of the device goes to the tags topic, from which the
+// processor forwards it to the scheduler, which forgets the token); retried with
 // exponential backoff and jitter, honouring Retry-After; the app paused
 // when its credentials are refused, without stalling the other apps;
 // refused. Expired deliveries and deliveries without a live token are
@@ -71,6 +73,7 @@ type Config struct {
 	DecisionsTopic string
 	FeedbackTopic  string
 	InboxTopic     string        // compacted, co-partitioned: each device's in-app messages
+	TagsTopic      string        // where a dead token is reported, as a push record of the device
 	FlushInterval  time.Duration // longest wait of a batch
 	Batch          int           // deliveries sent together at most
 	InFlight       int           // sends in flight per partition
@@ -84,7 +87,7 @@ type Config struct {
 // DefaultConfig returns the defaults for the given brokers.
 func DefaultConfig(brokers []string) Config {
 	return Config{Brokers: brokers, Group: "engage-deliver", Topic: kafkabus.TopicDeliveries, ChangelogTopic: kafkabus.TopicDispatcherState,
-		DecisionsTopic: kafkabus.TopicDecisions, FeedbackTopic: kafkabus.TopicFeedback, InboxTopic: kafkabus.TopicInbox, FlushInterval: 20 * time.Millisecond, Batch: 2000,
+		DecisionsTopic: kafkabus.TopicDecisions, FeedbackTopic: kafkabus.TopicFeedback, InboxTopic: kafkabus.TopicInbox, TagsTopic: kafkabus.TopicTags, FlushInterval: 20 * time.Millisecond, Batch: 2000,
 		InFlight: 1000, MaxAttempts: 8, RetryBase: time.Second, RetryMax: 5 * time.Minute, AuthPause: time.Minute, SessionTimeout: 10 * time.Second}
 }
 
@@ -93,7 +96,7 @@ func (c Config) Validate() error {
 	switch {
 	case len(c.Brokers) == 0:
 		return errors.New("deliver: no Kafka brokers: set -kafka.brokers or ENGAGE_KAFKA_BROKERS")
-	case c.Group == "" || c.Topic == "" || c.ChangelogTopic == "" || c.DecisionsTopic == "" || c.FeedbackTopic == "" || c.InboxTopic == "":
+	case c.Group == "" || c.Topic == "" || c.ChangelogTopic == "" || c.DecisionsTopic == "" || c.FeedbackTopic == "" || c.InboxTopic == "" || c.TagsTopic == "":
 		return errors.New("deliver: group and topics must be set")
 	case c.FlushInterval <= 0 || c.Batch <= 0 || c.InFlight <= 0 || c.MaxAttempts <= 0 || c.RetryBase <= 0 || c.RetryMax < c.RetryBase || c.AuthPause <= 0:
 		return fmt.Errorf("deliver: flush interval, batch, in flight, attempts, retry and pause durations must be positive (retry max ≥ base)")

@@ -102,9 +102,9 @@ func setup(t *testing.T, m *mock.APNs) *run {
 	brokers := kafkatest.RealBrokers(t)
 	id := fmt.Sprintf("dd%d", time.Now().UnixNano()%1e9)
 	cfg := dispatcher.DefaultConfig(brokers)
-	cfg.Group, cfg.Topic, cfg.ChangelogTopic, cfg.DecisionsTopic, cfg.FeedbackTopic, cfg.InboxTopic = "g-"+id, id+".deliveries", id+".state", id+".decisions", id+".feedback", id+".inbox"
+	cfg.Group, cfg.Topic, cfg.ChangelogTopic, cfg.DecisionsTopic, cfg.FeedbackTopic, cfg.InboxTopic, cfg.TagsTopic = "g-"+id, id+".deliveries", id+".state", id+".decisions", id+".feedback", id+".inbox", id+".tags"
 	specs := []kafkabus.TopicSpec{{Name: cfg.ChangelogTopic, Partitions: 4, ReplicationFactor: 1, Compacted: true}, {Name: cfg.InboxTopic, Partitions: 4, ReplicationFactor: 1, Compacted: true}}
-	for _, n := range []string{cfg.Topic, cfg.DecisionsTopic, cfg.FeedbackTopic} {
+	for _, n := range []string{cfg.Topic, cfg.DecisionsTopic, cfg.FeedbackTopic, cfg.TagsTopic} {
 		specs = append(specs, kafkabus.TopicSpec{Name: n, Partitions: 4, ReplicationFactor: 1})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -144,7 +144,7 @@ func (r *run) start(args ...string) *exec.Cmd {
 	}
 	cmd := exec.Command(r.bin, append([]string{"deliver", "-kafka.brokers", strings.Join(c.Brokers, ","), "-credentials", r.creds, "-deliver.group", c.Group,
 		"-deliver.topic", c.Topic, "-deliver.changelog-topic", c.ChangelogTopic, "-deliver.decisions-topic", c.DecisionsTopic,
-		"-deliver.feedback-topic", c.FeedbackTopic, "-deliver.inbox-topic", c.InboxTopic, "-deliver.session-timeout", "6s", "-deliver.retry-base", "200ms", "-deliver.batch", "200",
+		"-deliver.feedback-topic", c.FeedbackTopic, "-deliver.inbox-topic", c.InboxTopic, "-deliver.tags-topic", c.TagsTopic, "-deliver.session-timeout", "6s", "-deliver.retry-base", "200ms", "-deliver.batch", "200",
 		"-addr", "", "-log.level", "error"}, args...)...)
 	cmd.Stderr = os.Stderr
 	cmd.Env = append(os.Environ(), env...)

@@ -319,6 +319,11 @@ func (o *owner) result(it *item, now time.Time) {
 		o.dead[key] = t
 		o.states = append(o.states, bus.Message{Topic: d.cfg.ChangelogTopic, Key: o.key(deadPrefix + key), Value: t.encode()})
 		o.finish(it, OutcomeFailed, "the push token is dead: "+r.Reason, "", now)
+		// Back into the stream: the token the device had when the delivery
+		// was decided is dead (its id makes a redelivered report count once).
+		rec := tag.Record{Kind: tag.KindPush, AppID: it.d.App, DeviceID: it.d.DeviceID, MessageID: "token-dead-" + it.d.ID, Time: it.d.Time, ReceivedAt: now.UTC(),
+			Push: &tag.Push{Action: tag.PushTokenDead, DeliveryID: it.d.ID, CampaignID: it.d.Campaign}}
+		o.outs = append(o.outs, bus.Message{Topic: d.cfg.TagsTopic, Key: rec.Key(), Value: rec.AppendBinary(nil)})
 	case delivery.Refused:
 		o.finish(it, OutcomeFailed, "refused by "+providerName(it.d.PushProvider)+": "+r.Reason, "", now)
 	case delivery.AuthFailed:

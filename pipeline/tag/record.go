@@ -157,6 +157,11 @@ const (
 	PushOpened    PushAction = "opened"
 	PushClicked   PushAction = "clicked"
 	PushDismissed PushAction = "dismissed"
+	// PushTokenDead is written by the dispatcher, never sent by a device
+	// (the collector refuses it): the provider declared dead the push token
+	// the device had when the delivery (DeliveryID) was decided, at the
+	// record's Time.
+	PushTokenDead PushAction = "token_dead"
 )
 
 // Key returns the Kafka record key: app and device, so that every record of

@@ -44,9 +44,12 @@ type ChangeMessage struct {
 const KindRecord = "record"
 
 // Forwarded reports whether records of kind k go to the scheduler: what it
-// knows of a device beyond its memberships (time zone, locale, the device
-// fields and app-info values its templates read) comes from these.
-func Forwarded(k tag.Kind) bool { return k == tag.KindDevice || k == tag.KindAppInfo }
+// knows of a device beyond its memberships (time zone, locale, push token,
+// the device fields and app-info values its templates read) comes from
+// device and app-info records, and push records say when a token died.
+func Forwarded(k tag.Kind) bool {
+	return k == tag.KindDevice || k == tag.KindAppInfo || k == tag.KindPush
+}
 
 // recordIDPrefix starts the id of a forwarded record's message: a change's
 // id is 32 hex digits, so the two never meet.

@@ -6,8 +6,8 @@
 // It is the composition `engage process` and `engage schedule` make
 // through Kafka, run in one place: per input partition, in offset order,
 // the processor's clock is the newest event time; due segment timers fire,
-// then device and app-info records are forwarded, then the record's own
-// changes; the scheduler's clock is the newest time of what it reads, and
+// then device, app-info and push records are forwarded, then the record's
+// own changes; the scheduler's clock is the newest time of what it reads, and
 // it applies each message at that time. Given the records the live
 // services read (the same partitions, the same offsets) with the same
 // segments and campaigns from the start, it decides exactly what they
@@ -112,7 +112,7 @@ func runPartition(opts Options, in []Input, res *Result) error {
 		for i := range changes {
 			change(&changes[i], nil)
 		}
-		if r.Kind == tag.KindDevice || r.Kind == tag.KindAppInfo {
+		if r.Kind == tag.KindDevice || r.Kind == tag.KindAppInfo || r.Kind == tag.KindPush { // as the processor forwards them
 			seq++
 			if pclock.After(sclock) {
 				sclock = pclock.UTC()
