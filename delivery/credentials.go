@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -24,7 +25,7 @@ import (
 //	    apns:
 //	      team_id: ABCDE12345
 //	      key_id: KEY1234567
-//	      key_file: /etc/engage/AuthKey_KEY1234567.p8   # or key_env: ENGAGE_APNS_KEY_GAME
+//	      key_file: /etc/engage/AuthKey_KEY1234567.p8   # or key_env: ENGAGE_APNS_KEY_GAME; or cert_file / cert_env (PEM)
 //	      topic: com.example.game                       # the bundle id
 //	      rate: 2000                                    # sends a second at most (optional)
 //	      max_in_flight: 500                            # waiting for Apple at once (optional)
@@ -41,13 +42,16 @@ type AppCredentials struct {
 	FCM  *FCMCredentials  `yaml:"fcm"`
 }
 
-// APNsCredentials are an app's APNs token key.
+// APNsCredentials are an app's APNs token key (.p8, with the team and key
+// ids) or its certificate (PEM: the certificate and its private key).
 type APNsCredentials struct {
-	TeamID  string `yaml:"team_id"`
-	KeyID   string `yaml:"key_id"`
-	KeyFile string `yaml:"key_file"`
-	KeyEnv  string `yaml:"key_env"`
-	Topic   string `yaml:"topic"`
+	TeamID   string `yaml:"team_id"`
+	KeyID    string `yaml:"key_id"`
+	KeyFile  string `yaml:"key_file"`
+	KeyEnv   string `yaml:"key_env"`
+	CertFile string `yaml:"cert_file"`
+	CertEnv  string `yaml:"cert_env"`
+	Topic    string `yaml:"topic"`
 	// Host and CAFile send to another endpoint than Apple's (a proxy, a
 	// test server) and trust its certificate.
 	Host   string `yaml:"host"`
@@ -97,12 +101,27 @@ func LoadCredentials(ctx context.Context, path string) (*Providers, error) {
 			errs = append(errs, fmt.Errorf("%s: app %q: give apns, fcm or both", path, app))
 		}
 		if a := c.APNs; a != nil {
-			key, err := secret(a.KeyFile, a.KeyEnv)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: app %q: apns key: %w", path, app, err))
-				continue
+			cfg := APNsConfig{TeamID: a.TeamID, KeyID: a.KeyID, Topic: a.Topic, Host: a.Host}
+			if a.CertFile != "" || a.CertEnv != "" {
+				pem, err := secret(a.CertFile, a.CertEnv)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: app %q: apns certificate: %w", path, app, err))
+					continue
+				}
+				cert, err := tls.X509KeyPair(pem, pem)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: app %q: apns certificate: the PEM must hold the certificate and its private key: %w", path, app, err))
+					continue
+				}
+				cfg.Certificate = &cert
+			} else {
+				key, err := secret(a.KeyFile, a.KeyEnv)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: app %q: apns key: %w", path, app, err))
+					continue
+				}
+				cfg.Key = key
 			}
-			cfg := APNsConfig{TeamID: a.TeamID, KeyID: a.KeyID, Key: key, Topic: a.Topic, Host: a.Host}
 			if a.CAFile != "" {
 				pem, err := os.ReadFile(a.CAFile)
 				if err != nil {

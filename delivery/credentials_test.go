@@ -75,6 +75,29 @@ func TestLoadCredentials(t *testing.T) {
 		t.Errorf("a send with the loaded FCM credentials: %+v", r)
 	}
 
+	// Certificate auth: the PEM with the certificate and its key.
+	cert, err := m.IssueCertificate("com.example.game")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemData, err := mock.EncodeCertificatePEM(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := write("cert.pem", string(pemData))
+	pc, err := delivery.LoadCredentials(context.Background(), write("cert.yaml", `apps:
+  game:
+    apns: {cert_file: `+certFile+`, topic: com.example.game, host: `+m.URL()+`, ca_file: `+filepath.Join(dir, "ca.pem")+`}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	s, _ = pc.Sender("game", tag.ProviderAPNs)
+	if r := s.Send(context.Background(), pushDelivery(3, "apns")); r.Kind != delivery.Sent {
+		t.Errorf("a send with the certificate: %+v", r)
+	}
+
 	for name, c := range map[string]struct{ yaml, want string }{
 		"missing key file": {"apps:\n  game:\n    apns: {team_id: T, key_id: K, key_file: /nonexistent.p8, topic: t}\n", `app "game": apns key: open /nonexistent.p8`},
 		"unset variable":   {"apps:\n  news:\n    fcm: {project_id: p, service_account_env: TEST_UNSET_VAR_X}\n", `app "news": fcm service account: environment variable TEST_UNSET_VAR_X is not set`},
@@ -82,6 +105,7 @@ func TestLoadCredentials(t *testing.T) {
 		"no topic":         {"apps:\n  game:\n    apns: {team_id: T, key_id: K, key_file: " + keyFile + "}\n", `app "game": apns: the app's topic (bundle id) is required`},
 		"no provider":      {"apps:\n  game: {}\n", `app "game": give apns, fcm or both`},
 		"unknown field":    {"apps:\n  game:\n    apns: {team: T}\n", `field team not found`},
+		"bad certificate":  {"apps:\n  game:\n    apns: {cert_file: " + keyFile + ", topic: t}\n", `app "game": apns certificate: the PEM must hold the certificate and its private key`},
 	} {
 		_, err := delivery.LoadCredentials(context.Background(), write(strings.ReplaceAll(name, " ", "_")+".yaml", c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

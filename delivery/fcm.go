@@ -134,7 +134,10 @@ func oauthRefused(err error) bool {
 // FCMMessage is the HTTP v1 message for a delivery: a notification
 // (title, body, image) with the campaign's data, or data alone for a data
 // push; the delivery id, campaign and deep link in the data for the app;
-// the Android collapse key, priority and time to live.
+// the android section (collapse key, priority, time to live, sound), the
+// apns one (priority, collapse id, aps: sound, badge, mutable-content, or
+// content-available for data) and the webpush one (the notification, and
+// the link when the deep link is a web address).
 func FCMMessage(d *scheduler.DeliveryMessage) (*messaging.Message, error) {
 	if d.PushToken == "" {
 		return nil, errors.New("no push token")
@@ -151,10 +154,30 @@ func FCMMessage(d *scheduler.DeliveryMessage) (*messaging.Message, error) {
 	if m.Priority == string(triggers.PriorityNormal) || d.Channel == triggers.ChannelData {
 		msg.Android.Priority = "normal"
 	}
-	if d.Channel != triggers.ChannelData {
+	// The same message for an iOS app or a web app registered with FCM:
+	// the apns section (Apple's headers and aps) and the webpush one.
+	apnsPriority := "10"
+	if msg.Android.Priority == "normal" {
+		apnsPriority = "5"
+	}
+	msg.APNS = &messaging.APNSConfig{Headers: map[string]string{"apns-priority": apnsPriority}, Payload: &messaging.APNSPayload{Aps: &messaging.Aps{}}}
+	if m.CollapseID != "" {
+		msg.APNS.Headers["apns-collapse-id"] = m.CollapseID
+	}
+	if d.Channel == triggers.ChannelData {
+		msg.APNS.Headers["apns-push-type"] = "background"
+		msg.APNS.Payload.Aps.ContentAvailable = true
+	} else {
 		msg.Notification = &messaging.Notification{Title: m.Title, Body: m.Body, ImageURL: m.Image}
 		if m.Sound != "" {
 			msg.Android.Notification = &messaging.AndroidNotification{Sound: m.Sound}
+			msg.APNS.Payload.Aps.Sound = m.Sound
+		}
+		msg.APNS.Payload.Aps.Badge = m.Badge
+		msg.APNS.Payload.Aps.MutableContent = m.Image != ""
+		msg.Webpush = &messaging.WebpushConfig{Notification: &messaging.WebpushNotification{Title: m.Title, Body: m.Body, Image: m.Image}}
+		if strings.HasPrefix(m.DeepLink, "https://") {
+			msg.Webpush.FCMOptions = &messaging.WebpushFCMOptions{Link: m.DeepLink}
 		}
 	}
 	var ttl time.Duration

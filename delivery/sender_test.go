@@ -179,6 +179,15 @@ func TestFCMPayload(t *testing.T) {
 			Data         map[string]string `json:"data"`
 			Notification map[string]string `json:"notification"`
 			Android      map[string]any    `json:"android"`
+			APNS         struct {
+				Headers map[string]string `json:"headers"`
+				Payload struct {
+					Aps map[string]any `json:"aps"`
+				} `json:"payload"`
+			} `json:"apns"`
+			Webpush struct {
+				Notification map[string]any `json:"notification"`
+			} `json:"webpush"`
 		} `json:"message"`
 	}
 	if err := json.Unmarshal(recs[0].Body, &body); err != nil {
@@ -191,6 +200,15 @@ func TestFCMPayload(t *testing.T) {
 	}
 	if msg.Android["collapse_key"] != "stalled" || msg.Android["priority"] != "high" || msg.Android["ttl"] != "21600s" {
 		t.Errorf("android: %v", msg.Android)
+	}
+	if h := msg.APNS.Headers; h["apns-priority"] != "10" || h["apns-collapse-id"] != "stalled" {
+		t.Errorf("apns headers: %v", h)
+	}
+	if aps := msg.APNS.Payload.Aps; aps["sound"] != "default" || aps["badge"] != 2.0 || aps["mutable-content"] != 1.0 {
+		t.Errorf("apns aps: %v", aps)
+	}
+	if n := msg.Webpush.Notification; n["title"] != "Stuck on level 12?" || n["image"] != d.Message.Image {
+		t.Errorf("webpush: %v", n)
 	}
 }
 

@@ -81,6 +81,7 @@ type Config struct {
 	RetryBase      time.Duration // first backoff; doubles, with jitter
 	RetryMax       time.Duration
 	AuthPause      time.Duration // how long an app whose credentials were refused waits
+	MaxWaiting     int           // deliveries waiting for another try, per partition, before no more are read
 	SessionTimeout time.Duration
 }
 
@@ -88,7 +89,7 @@ type Config struct {
 func DefaultConfig(brokers []string) Config {
 	return Config{Brokers: brokers, Group: "engage-deliver", Topic: kafkabus.TopicDeliveries, ChangelogTopic: kafkabus.TopicDispatcherState,
 		DecisionsTopic: kafkabus.TopicDecisions, FeedbackTopic: kafkabus.TopicFeedback, InboxTopic: kafkabus.TopicInbox, TagsTopic: kafkabus.TopicTags, FlushInterval: 20 * time.Millisecond, Batch: 2000,
-		InFlight: 1000, MaxAttempts: 8, RetryBase: time.Second, RetryMax: 5 * time.Minute, AuthPause: time.Minute, SessionTimeout: 10 * time.Second}
+		InFlight: 1000, MaxAttempts: 8, RetryBase: time.Second, RetryMax: 5 * time.Minute, AuthPause: time.Minute, MaxWaiting: 100000, SessionTimeout: 10 * time.Second}
 }
 
 // Validate checks the configuration.
@@ -98,7 +99,7 @@ func (c Config) Validate() error {
 		return errors.New("deliver: no Kafka brokers: set -kafka.brokers or ENGAGE_KAFKA_BROKERS")
 	case c.Group == "" || c.Topic == "" || c.ChangelogTopic == "" || c.DecisionsTopic == "" || c.FeedbackTopic == "" || c.InboxTopic == "" || c.TagsTopic == "":
 		return errors.New("deliver: group and topics must be set")
-	case c.FlushInterval <= 0 || c.Batch <= 0 || c.InFlight <= 0 || c.MaxAttempts <= 0 || c.RetryBase <= 0 || c.RetryMax < c.RetryBase || c.AuthPause <= 0:
+	case c.FlushInterval <= 0 || c.Batch <= 0 || c.InFlight <= 0 || c.MaxAttempts <= 0 || c.RetryBase <= 0 || c.RetryMax < c.RetryBase || c.AuthPause <= 0 || c.MaxWaiting <= 0:
 		return fmt.Errorf("deliver: flush interval, batch, in flight, attempts, retry and pause durations must be positive (retry max ≥ base)")
 	}
 	return nil

@@ -117,12 +117,18 @@ func (d *Dispatcher) runPartition(ctx context.Context, c *kafkabus.Claim, parts 
 	defer tick.Stop()
 	var batch []*item
 	for {
+		// Bounded: while too many deliveries wait for another try (an app
+		// paused, a provider refusing), no more are read.
+		in := msgs
+		if len(o.waiting) >= d.cfg.MaxWaiting {
+			in = nil
+		}
 		select {
 		case <-ctx.Done():
 			return o.last(batch)
 		case err := <-fetchErr:
 			return fmt.Errorf("fetch: %w", err)
-		case m, ok := <-msgs:
+		case m, ok := <-in:
 			if !ok {
 				return o.last(batch)
 			}

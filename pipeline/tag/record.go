@@ -157,6 +157,7 @@ const (
 	PushOpened    PushAction = "opened"
 	PushClicked   PushAction = "clicked"
 	PushDismissed PushAction = "dismissed"
+	PushShown     PushAction = "shown" // an in-app message was shown
 	// PushTokenDead is written by the dispatcher, never sent by a device
 	// (the collector refuses it): the provider declared dead the push token
 	// the device had when the delivery (DeliveryID) was decided, at the

@@ -255,9 +255,9 @@ func (d *DeviceInfo) validate() *FieldError {
 
 func (p *Push) validate() *FieldError {
 	switch p.Action {
-	case PushReceived, PushOpened, PushClicked, PushDismissed:
+	case PushReceived, PushOpened, PushClicked, PushDismissed, PushShown:
 	default:
-		return fieldErr("action", "%q is not one of received, opened, clicked, dismissed", p.Action)
+		return fieldErr("action", "%q is not one of received, opened, clicked, dismissed, shown", p.Action)
 	}
 	if err := checkID("delivery", p.DeliveryID, true); err != nil {
 		return err

@@ -48,7 +48,8 @@ type Stats struct {
 	// FailedReasons: the failed ones by reason.
 	Results       map[string]uint64 `json:"results"`
 	FailedReasons map[string]uint64 `json:"failed_reasons"`
-	// Accepted deliveries the device reported received, opened, clicked,
+	// Accepted deliveries the device reported received (a push; shown, an
+	// in-app message), opened, clicked,
 	// dismissed (push records naming the delivery), and each as a share of
 	// the accepted deliveries (null when none was accepted).
 	Received     uint64   `json:"received"`
@@ -231,7 +232,7 @@ func (a *API) statsResults(ctx context.Context, app, campaign string, from, to t
 				WHERE app = ? AND campaign = ? AND day >= toDate(?) AND day <= toDate(?)
 				GROUP BY device_id, delivery_id
 				HAVING dd >= toDate(?) AND dd <= toDate(?))
-			ANY LEFT JOIN (SELECT device_id, delivery_id, max(push_action = 'received') AS received, max(push_action = 'opened') AS opened,
+			ANY LEFT JOIN (SELECT device_id, delivery_id, max(push_action IN ('received', 'shown')) AS received, max(push_action = 'opened') AS opened,
 					max(push_action = 'clicked') AS clicked, max(push_action = 'dismissed') AS dismissed
 				FROM ` + a.table("tags") + `
 				WHERE app = ? AND kind = 'push' AND event_date >= toDate(?)
