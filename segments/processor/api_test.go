@@ -293,7 +293,7 @@ func TestSegmentsAPIAcrossInstances(t *testing.T) {
 	// Both instances own partitions, and each answers for all four.
 	settle := func(ins ...*instance) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := time.Now().Add(3 * time.Minute)
 		for {
 			ok := true
 			var last listing
@@ -313,15 +313,15 @@ func TestSegmentsAPIAcrossInstances(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("after 60 s: %+v", last)
+				t.Fatalf("after 3 minutes: %+v", last)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for !(len(ownedBy(t, a)) > 0 && len(ownedBy(t, b)) > 0) {
 		if time.Now().After(deadline) {
-			t.Fatal("the two instances do not share the partitions after 60 s")
+			t.Fatal("the two instances do not share the partitions after 3 minutes")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
