@@ -1005,6 +1005,10 @@ func decisionID(c *Campaign, device, occ string, out Outcome, cause string) stri
 	return hashID(c.App, c.Name, strconv.FormatInt(c.Version, 10), device, occ, string(out), cause)
 }
 
+// HashID is the ids' hash: murmur3 (128 bits, hex) of the parts, each
+// preceded by its length. The dispatcher's ids are made the same way.
+func HashID(parts ...string) string { return hashID(parts...) }
+
 func hashID(parts ...string) string {
 	var scratch [256]byte
 	b := scratch[:0]

@@ -27,7 +27,6 @@ package dispatcher
 import (
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,8 +35,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/twmb/murmur3"
 
 	"github.com/openengage/engage/delivery"
 	"github.com/openengage/engage/pipeline/bus"
@@ -293,18 +290,7 @@ func decodeDead(b []byte) (deadToken, error) {
 }
 
 // idOf is a deterministic id for an output about a delivery.
-func idOf(parts ...string) string {
-	var b []byte
-	for _, p := range parts {
-		b = binary.AppendUvarint(b, uint64(len(p)))
-		b = append(b, p...)
-	}
-	h1, h2 := murmur3.Sum128(b)
-	var id [16]byte
-	binary.BigEndian.PutUint64(id[:8], h1)
-	binary.BigEndian.PutUint64(id[8:], h2)
-	return hex.EncodeToString(id[:])
-}
+func idOf(parts ...string) string { return triggers.HashID(parts...) }
 
 // backoff is the wait before try n (1-based) of a delivery: exponential
 // from base, capped, with full jitter in its upper half; at least the
