@@ -99,6 +99,7 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 	fs.StringVar(&cfg.PublicURL, "collector.public-url", "", "URL at which SDKs reach the collector (for the Segment settings endpoint); empty: the request's Host")
 	serveInbox := fs.Bool("collector.inbox", true, "serve the devices' in-app messages (GET /v1/inapp), following the inbox topic in memory")
 	inboxTopic := fs.String("collector.inbox-topic", kafkabus.TopicInbox, "the compacted topic of the devices' in-app messages (engage deliver writes it)")
+	inboxSimulated := fs.Bool("collector.inbox-simulated-clock", false, "judge the in-app messages' expiry by the newest delivery time in the inbox, not the wall clock (with the other services' simulated clocks: replays, tests)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -130,8 +131,14 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 	}
 	if *serveInbox {
 		store := inbox.NewStore()
-		srv.SetInbox(store)
-		go followInbox(ctx, brokers, *inboxTopic, store, log)
+		if *inboxSimulated {
+			sim := &simulatedInbox{Store: store}
+			srv.SetInbox(sim)
+			go followInbox(ctx, brokers, *inboxTopic, sim, log)
+		} else {
+			srv.SetInbox(store)
+			go followInbox(ctx, brokers, *inboxTopic, store, log)
+		}
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -142,7 +149,7 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 
 // followInbox follows every partition of engage.inbox into store until ctx
 // ends, waiting for the topic while it does not exist.
-func followInbox(ctx context.Context, brokers []string, topic string, store *inbox.Store, log *slog.Logger) {
+func followInbox(ctx context.Context, brokers []string, topic string, store inboxApplier, log *slog.Logger) {
 	for warned := false; ; warned = true {
 		parts, err := kafkabus.Partitions(ctx, brokers)
 		if n := parts[topic]; err == nil && n > 0 {

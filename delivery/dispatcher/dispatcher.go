@@ -80,6 +80,11 @@ type Config struct {
 	AuthPause      time.Duration // how long an app whose credentials were refused waits
 	MaxWaiting     int           // deliveries waiting for another try, per partition, before no more are read
 	SessionTimeout time.Duration
+	// SimulatedClock judges expiry, and stamps decisions and feedback,
+	// with the newest delivery time read in the partition instead of the
+	// wall clock: the scheduler's simulated clock carried on (replays,
+	// tests). Waits between tries stay on the wall clock.
+	SimulatedClock bool
 }
 
 // DefaultConfig returns the defaults for the given brokers.

@@ -41,6 +41,16 @@ type owner struct {
 	commit   int64                      // last offset committed
 	parts    int                        // partitions of the input
 	inbox    map[string][]inbox.Message // app/device → its in-app messages
+	stream   time.Time                  // the newest delivery time read (the simulated clock)
+}
+
+// now is the time expiry is judged at: the wall clock, or with a simulated
+// clock the newest delivery time read.
+func (o *owner) now(wall time.Time) time.Time {
+	if o.d.cfg.SimulatedClock {
+		return o.stream
+	}
+	return wall
 }
 
 // key is the changelog key of a record of this partition: prefix, then a
@@ -176,6 +186,9 @@ func (o *owner) read(m bus.Message) *item {
 		o.d.log.Warn("delivery skipped: it does not decode", "partition", m.Partition, "offset", m.Offset, "err", err)
 		return nil
 	}
+	if it.d.Time.After(o.stream) {
+		o.stream = it.d.Time
+	}
 	return it
 }
 
@@ -200,7 +213,8 @@ func (o *owner) wait(it *item) {
 // restart, expired, unreachable, app paused), else attempt, send, result.
 func (o *owner) process(ctx context.Context, batch []*item) error {
 	d := o.d
-	now := time.Now()
+	wall := time.Now()
+	now := o.now(wall)
 	var send []*item
 	var senders []Sender
 	seen := map[string]bool{}
@@ -242,7 +256,7 @@ func (o *owner) process(ctx context.Context, batch []*item) error {
 			o.finish(it, OutcomeUnreachable, fmt.Sprintf("app %q has no credentials for %s", it.d.App, providerName(it.d.PushProvider)), "", now)
 			continue
 		}
-		if until := d.pausedUntil(it.d.App, now); !until.IsZero() {
+		if until := d.pausedUntil(it.d.App, wall); !until.IsZero() {
 			it.next = until
 			o.wait(it)
 			continue
@@ -260,9 +274,9 @@ func (o *owner) process(ctx context.Context, batch []*item) error {
 		fault.Reach("after-attempts")
 		o.sendAll(ctx, send, senders)
 		fault.Reach("after-sends")
-		now = time.Now()
+		wall = time.Now()
 		for _, it := range send {
-			o.result(it, now)
+			o.result(it, wall)
 		}
 	}
 	return o.write(ctx, nil)
@@ -311,9 +325,10 @@ func (o *owner) sendAll(ctx context.Context, items []*item, senders []Sender) {
 	wg.Wait()
 }
 
-// result acts on a provider's answer.
-func (o *owner) result(it *item, now time.Time) {
+// result acts on a provider's answer; waits are on the wall clock.
+func (o *owner) result(it *item, wall time.Time) {
 	d := o.d
+	now := o.now(wall)
 	it.tries++
 	r := it.res
 	switch r.Kind {
@@ -333,7 +348,7 @@ func (o *owner) result(it *item, now time.Time) {
 	case delivery.Refused:
 		o.finish(it, OutcomeFailed, "refused by "+providerName(it.d.PushProvider)+": "+r.Reason, "", now)
 	case delivery.AuthFailed:
-		it.next = d.pause(it.d.App, r.Reason, now)
+		it.next = d.pause(it.d.App, r.Reason, wall)
 		o.retry(it, r.Reason)
 	case delivery.Retry:
 		switch {
@@ -343,8 +358,9 @@ func (o *owner) result(it *item, now time.Time) {
 		case it.tries >= d.cfg.MaxAttempts:
 			o.finish(it, OutcomeFailed, fmt.Sprintf("gave up after %d tries: %s", it.tries, r.Reason), "", now)
 		default:
-			it.next = now.Add(backoff(it.tries, d.cfg.RetryBase, d.cfg.RetryMax, r.RetryAfter))
-			if exp := it.d.Expires; exp != nil && !it.next.Before(*exp) {
+			wait := backoff(it.tries, d.cfg.RetryBase, d.cfg.RetryMax, r.RetryAfter)
+			it.next = wall.Add(wait)
+			if exp := it.d.Expires; exp != nil && !now.Add(wait).Before(*exp) {
 				o.finish(it, triggers.OutcomeExpired, fmt.Sprintf("would expire (%s) before its next try (%s)", exp.UTC().Format(time.RFC3339), r.Reason), "", now)
 				return
 			}
