@@ -99,6 +99,7 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 	fs.StringVar(&cfg.PublicURL, "collector.public-url", "", "URL at which SDKs reach the collector (for the Segment settings endpoint); empty: the request's Host")
 	serveInbox := fs.Bool("collector.inbox", true, "serve the devices' in-app messages (GET /v1/inapp), following the inbox topic in memory")
 	inboxTopic := fs.String("collector.inbox-topic", kafkabus.TopicInbox, "the compacted topic of the devices' in-app messages (engage deliver writes it)")
+	tagsTopic := fs.String("collector.topic", kafkabus.TopicTags, "the topic the accepted records go to")
 	inboxSimulated := fs.Bool("collector.inbox-simulated-clock", false, "judge the in-app messages' expiry by the newest delivery time in the inbox, not the wall clock (with the other services' simulated clocks: replays, tests)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -116,7 +117,7 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	defer stopKafka()
-	pcfg := kafkabus.DefaultProducerConfig(brokers, kafkabus.TopicTags)
+	pcfg := kafkabus.DefaultProducerConfig(brokers, *tagsTopic)
 	pcfg.BatchTimeout, pcfg.Compression = kf.batchTimeout, kf.compression
 	prod, err := kafkabus.NewProducer(pcfg, log)
 	if err != nil {
