@@ -35,7 +35,7 @@ func runDeliver(ctx context.Context, args []string, _ io.Writer) error {
 	fs.DurationVar(&cfg.RetryMax, "deliver.retry-max", cfg.RetryMax, "longest wait before another try")
 	fs.DurationVar(&cfg.AuthPause, "deliver.auth-pause", cfg.AuthPause, "how long an app whose credentials the provider refused waits before trying again")
 	fs.IntVar(&cfg.MaxWaiting, "deliver.max-waiting", cfg.MaxWaiting, "deliveries waiting for another try (an app paused, a provider refusing) per partition before no more are read")
-	fs.BoolVar(&cfg.SimulatedClock, "deliver.simulated-clock", false, "judge expiry by the newest delivery time read, not the wall clock (with the scheduler's -schedule.simulated-clock: replays, tests)")
+	fs.BoolVar(&cfg.SimulatedClock, "deliver.simulated-clock", false, "judge each delivery's expiry at its own time (when the scheduler decided it), not the wall clock (with the scheduler's -schedule.simulated-clock: replays, tests)")
 	fs.DurationVar(&cfg.SessionTimeout, "deliver.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
 	addr := fs.String("addr", "127.0.0.1:8084", "listen address of /metrics and /healthz; empty: none")
 	logLevel := fs.String("log.level", "info", "log level")

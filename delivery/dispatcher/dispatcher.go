@@ -80,10 +80,11 @@ type Config struct {
 	AuthPause      time.Duration // how long an app whose credentials were refused waits
 	MaxWaiting     int           // deliveries waiting for another try, per partition, before no more are read
 	SessionTimeout time.Duration
-	// SimulatedClock judges expiry, and stamps decisions and feedback,
-	// with the newest delivery time read in the partition instead of the
-	// wall clock: the scheduler's simulated clock carried on (replays,
-	// tests). Waits between tries stay on the wall clock.
+	// SimulatedClock judges each delivery's expiry, and stamps its
+	// decisions and feedback, at the delivery's own time (when it was
+	// decided) instead of the wall clock: the scheduler's simulated clock
+	// carried on (replays, tests). Waits between tries stay on the wall
+	// clock.
 	SimulatedClock bool
 }
 

@@ -41,14 +41,14 @@ type owner struct {
 	commit   int64                      // last offset committed
 	parts    int                        // partitions of the input
 	inbox    map[string][]inbox.Message // app/device → its in-app messages
-	stream   time.Time                  // the newest delivery time read (the simulated clock)
 }
 
-// now is the time expiry is judged at: the wall clock, or with a simulated
-// clock the newest delivery time read.
-func (o *owner) now(wall time.Time) time.Time {
+// at is the time a delivery is handled at, its expiry judged at: the wall
+// clock, or on the simulated clock the delivery's own time (when a live
+// dispatcher, keeping up, would have read it).
+func (o *owner) at(it *item, wall time.Time) time.Time {
 	if o.d.cfg.SimulatedClock {
-		return o.stream
+		return it.d.Time
 	}
 	return wall
 }
@@ -186,9 +186,6 @@ func (o *owner) read(m bus.Message) *item {
 		o.d.log.Warn("delivery skipped: it does not decode", "partition", m.Partition, "offset", m.Offset, "err", err)
 		return nil
 	}
-	if it.d.Time.After(o.stream) {
-		o.stream = it.d.Time
-	}
 	return it
 }
 
@@ -214,11 +211,11 @@ func (o *owner) wait(it *item) {
 func (o *owner) process(ctx context.Context, batch []*item) error {
 	d := o.d
 	wall := time.Now()
-	now := o.now(wall)
 	var send []*item
 	var senders []Sender
 	seen := map[string]bool{}
 	for _, it := range batch {
+		now := o.at(it, wall)
 		id := it.d.ID
 		if seen[id] {
 			continue // the same delivery twice in the input: the first decides
@@ -328,7 +325,7 @@ func (o *owner) sendAll(ctx context.Context, items []*item, senders []Sender) {
 // result acts on a provider's answer; waits are on the wall clock.
 func (o *owner) result(it *item, wall time.Time) {
 	d := o.d
-	now := o.now(wall)
+	now := o.at(it, wall)
 	it.tries++
 	r := it.res
 	switch r.Kind {
