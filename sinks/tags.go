@@ -49,7 +49,7 @@ func (w TagWriter) Write(ctx context.Context, msgs []bus.Message) ([]Dead, error
 			dead = append(dead, Dead{Msg: m, Reason: err.Error()})
 			continue
 		}
-		if err := r.Validate(); err != nil {
+		if err := r.ValidateStored(); err != nil {
 			rows = rows[:len(rows)-1]
 			dead = append(dead, Dead{Msg: m, Reason: "invalid record: " + err.Error()})
 			continue

@@ -180,3 +180,21 @@ func TestValidTimeZone(t *testing.T) {
 		}
 	}
 }
+
+// A push record token_dead is the dispatcher's: refused from a device,
+// kept when read back from the tags topic (the sink writes it).
+func TestTokenDeadOnlyFromThePlatform(t *testing.T) {
+	r := Record{Kind: KindPush, AppID: "news", DeviceID: "d1", MessageID: "token-dead-1", Time: time.Unix(1_800_000_000, 0),
+		Push: &Push{Action: PushTokenDead, DeliveryID: "0123456789abcdef", CampaignID: "welcome"}}
+	err := r.Validate()
+	if err == nil || !strings.Contains(err.Error(), "token_dead is written by the dispatcher") {
+		t.Fatalf("from a device: %v", err)
+	}
+	if err := r.ValidateStored(); err != nil {
+		t.Fatalf("from the tags topic: %v", err)
+	}
+	r.Push.Action = "exploded"
+	if r.ValidateStored() == nil {
+		t.Fatal("an unknown action passed ValidateStored")
+	}
+}

@@ -51,10 +51,18 @@ func ValidKey(s string) bool {
 	return true
 }
 
-// Validate checks the record against the model's rules and limits. It
-// returns a *FieldError for the first rule broken, nil if the record is good.
-// It sorts Extras and AppInfo by key if they are not sorted.
-func (r *Record) Validate() error {
+// Validate checks the record against the model's rules and limits, as a
+// device may send it. It returns a *FieldError for the first rule broken,
+// nil if the record is good. It sorts Extras and AppInfo by key if they are
+// not sorted.
+func (r *Record) Validate() error { return r.validate(false) }
+
+// ValidateStored checks a record read from the tags topic: Validate's
+// rules, with the records the platform itself writes there accepted too (a
+// push record token_dead, from the dispatcher).
+func (r *Record) ValidateStored() error { return r.validate(true) }
+
+func (r *Record) validate(platform bool) error {
 	if r.Kind == KindInvalid || r.Kind >= kindCount {
 		return fieldErr("type", "unknown record type %d", r.Kind)
 	}
@@ -124,7 +132,7 @@ func (r *Record) Validate() error {
 		return fieldErr("action", "only push records carry push feedback")
 	}
 	if r.Push != nil {
-		if err := r.Push.validate(); err != nil {
+		if err := r.Push.validate(platform); err != nil {
 			return err
 		}
 	}
@@ -253,9 +261,13 @@ func (d *DeviceInfo) validate() *FieldError {
 	return nil
 }
 
-func (p *Push) validate() *FieldError {
+func (p *Push) validate(platform bool) *FieldError {
 	switch p.Action {
 	case PushReceived, PushOpened, PushClicked, PushDismissed, PushShown:
+	case PushTokenDead:
+		if !platform {
+			return fieldErr("action", "token_dead is written by the dispatcher, not sent by devices; a device sends received, opened, clicked, dismissed or shown")
+		}
 	default:
 		return fieldErr("action", "%q is not one of received, opened, clicked, dismissed, shown", p.Action)
 	}
