@@ -1,65 +1,87 @@
 package main
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/openengage/engage/pipeline/bus"
+	"github.com/openengage/engage/delivery"
+	"github.com/openengage/engage/delivery/mock"
 	"github.com/openengage/engage/pipeline/collector"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tag"
-	"github.com/openengage/engage/segments/engine"
-	"github.com/openengage/engage/segments/processor"
 )
 
-const demoKey = "demo-write-key"
-
+// runDemo is `engage demo` (`make demo`): three weeks of a small news
+// app's life, simulated and sent through the platform's real parts, told
+// as a timeline (who got what, when and why; who was held back and why),
+// then the analytics that matter.
 func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("demo")
 	var kf kafkaFlags
 	kf.register(fs)
-	show := fs.Int("show", 12, "how many arrived records to print in full")
+	crowd := fs.Int("readers", 113, "how many readers besides the seven the story follows")
+	seed := fs.Uint64("seed", 7, "the seed of the simulated readers' behaviour (the same seed tells the same story)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if kf.brokers == "" && !set["kafka.compression"] {
+		kf.compression = "none" // the broker is in this process: compressing buys nothing
+	}
+	began := time.Now()
+	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	pop := &demoPop{seed: *seed, byID: map[string]*demoDevice{}}
+	demoPersonas(pop)
+	demoCrowd(pop, max(*crowd, 0))
+	for _, d := range pop.devices {
+		pop.byID[d.id] = d
+	}
+	end := demoStart.AddDate(0, 0, demoDays-1)
+	say("OpenEngage demo: a news app's first three weeks (%s to %s, simulated), %d devices, through the platform's real parts.",
+		demoStart.Format("Mon Jan 2"), end.Format("Mon Jan 2 2006"), len(pop.devices))
+
+	if kf.brokers == "" {
+		say("  starting a message broker inside this process (nothing is kept; -kafka.brokers HOST:PORT uses your Kafka)")
+	} else {
+		say("  connecting to Kafka at %s", kf.brokers)
+	}
 	brokers, stopKafka, err := kf.connect(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer stopKafka()
-	where := "an embedded in-process broker (kfake)"
-	if kf.brokers != "" {
-		where = "Kafka at " + kf.brokers
-	}
-	fmt.Fprintf(stdout, "== OpenEngage demo: collector → %s, topic %s\n", where, kafkabus.TopicTags)
 
-	apps, err := loadApps("")
+	cfg, err := loadDemoConfig(demoStart)
 	if err != nil {
 		return err
 	}
-	prod, err := kafkabus.NewProducer(kafkabus.DefaultProducerConfig(brokers, kafkabus.TopicTags), log)
+	say("  %d segments and %d campaigns checked against the app's tag plan; caps: %d push a day, %d a week per device",
+		len(cfg.segs), len(cfg.campaigns), demoCaps["push"].PerDay, demoCaps["push"].PerWeek)
+
+	pcfg := kafkabus.DefaultProducerConfig(brokers, kafkabus.TopicTags)
+	pcfg.BatchTimeout, pcfg.Compression = kf.batchTimeout, kf.compression
+	prod, err := kafkabus.NewProducer(pcfg, log)
 	if err != nil {
 		return err
 	}
 	defer prod.Close()
-	srv, err := collector.New(collector.DefaultConfig(), apps, prod, prometheus.NewRegistry(), log)
+	srv, err := collector.New(collector.DefaultConfig(), cfg.apps, prod, prometheus.NewRegistry(), log)
 	if err != nil {
 		return err
 	}
+	box := newDemoInbox()
+	srv.SetInbox(box)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -68,273 +90,100 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(srvCtx, ln) }()
 	defer func() { stopSrv(); <-done }()
-	base := "http://" + ln.Addr().String()
+	say("  starting the collector on %s (the HTTP API the apps call: POST /v1/tags, GET /v1/inapp)", ln.Addr())
 
-	// Offsets before the demo, so that only its records are shown when the
-	// brokers are shared.
-	before, err := kafkabus.ReadTopic(ctx, brokers, kafkabus.TopicTags, 0)
+	apnsMock, apns, fcmMock, fcm, err := startDemoProviders(ctx)
 	if err != nil {
 		return err
 	}
-	seen := map[string]bool{}
-	for _, m := range before {
-		seen[fmt.Sprintf("%d/%d", m.Partition, m.Offset)] = true
-	}
-
-	now := time.Now().UTC()
-	sent := 0
-	for _, step := range demoRequests(now) {
-		status, body, err := post(ctx, base+step.path, step.contentType, step.gzip, step.body)
-		if err != nil {
-			return fmt.Errorf("%s: %w", step.what, err)
-		}
-		fmt.Fprintf(stdout, "\n-> POST %s (%s)\n<- %d %s\n", step.path, step.what, status, strings.TrimSpace(body))
-		var resp collector.Response
-		_ = json.Unmarshal([]byte(body), &resp)
-		sent += resp.Accepted
+	defer apnsMock.Close()
+	defer fcmMock.Close()
+	defer apns.Close()
+	say("  starting stand-ins for Apple's and Google's push services (APNs on %s, FCM on %s)",
+		strings.TrimPrefix(apnsMock.URL(), "https://"), strings.TrimPrefix(strings.TrimPrefix(fcmMock.URL(), "http://"), "https://"))
+	if eli := pop.byID["eli-pixel"]; eli != nil {
+		fcmMock.AddRule(mock.FCMRule{Token: eli.token, Answer: mock.FCMReject("UNREGISTERED")}) // the app was uninstalled
 	}
 
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	msgs, err := kafkabus.ReadTopic(rctx, brokers, kafkabus.TopicTags, len(before)+sent)
+	fctx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	follow, err := followTags(fctx, brokers, func(r *tag.Record) bool { _, ok := pop.byID[r.DeviceID]; return r.AppID == demoApp && ok })
 	if err != nil {
 		return err
 	}
-	kinds := map[string]int{}
-	partitions := map[string]map[int]bool{}
-	var recs []tag.Record
-	for _, m := range msgs {
-		if seen[fmt.Sprintf("%d/%d", m.Partition, m.Offset)] {
-			continue
-		}
-		var r tag.Record
-		if err := r.UnmarshalBinary(m.Value); err != nil {
-			return fmt.Errorf("record at %d/%d: %w", m.Partition, m.Offset, err)
-		}
-		recs = append(recs, r)
-		kinds[r.Kind.String()]++
-		if partitions[string(m.Key)] == nil {
-			partitions[string(m.Key)] = map[int]bool{}
-		}
-		partitions[string(m.Key)][m.Partition] = true
-	}
-	fmt.Fprintf(stdout, "\n== %d records acknowledged by the collector, %d read back from %s\n", sent, len(recs), kafkabus.TopicTags)
-	fmt.Fprintf(stdout, "by type: %s\n", formatCounts(kinds))
-	keys := make([]string, 0, len(partitions))
-	for k := range partitions {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(stdout, "key %-22s → partition %v\n", k, setKeys(partitions[k]))
-	}
-	fmt.Fprintf(stdout, "\nfirst %d records as they arrived (binary codec v%d, shown as JSON):\n", min(*show, len(recs)), tag.CodecVersion)
-	for i, r := range recs {
-		if i >= *show {
-			break
-		}
-		b, _ := json.Marshal(r)
-		fmt.Fprintf(stdout, "  %s\n", b)
-	}
-	if len(recs) != sent {
-		return fmt.Errorf("read back %d records, the collector acknowledged %d", len(recs), sent)
-	}
-	return demoSegments(ctx, brokers, prod, log, stdout)
-}
+	defer follow.close()
 
-// demoSegments defines segments, runs the segment processor over the
-// records just sent, and shows the changes it produced and an explanation.
-func demoSegments(ctx context.Context, brokers []string, prod *kafkabus.Producer, log *slog.Logger, stdout io.Writer) error {
-	apps, err := loadApps("")
-	if err != nil {
-		return err
-	}
-	plan := apps.List()[0].Plan
-	defs := []processor.Definition{
-		{App: "demo", Name: "sport_readers", Text: `did event "article_read" where category = "sport"`},
-		{App: "demo", Name: "logged_in", Text: `app_info "logged_in" = true`},
-		{App: "demo", Name: "readers_to_convert", Text: `did event "article_read" at least 3 times in last 1d and not segment "logged_in"`},
-	}
-	fmt.Fprintf(stdout, "\n== segments (checked against the demo app's tag plan, stored in %s):\n", kafkabus.TopicConfig)
-	var cfgMsgs []bus.Message
-	for _, d := range defs {
-		d.UpdatedAt = time.Now().UTC()
-		if _, err := processor.Validate(d, plan, defs); err != nil {
-			return fmt.Errorf("demo segment %s: %w", d.Name, err)
-		}
-		v, _ := json.Marshal(d)
-		cfgMsgs = append(cfgMsgs, bus.Message{Topic: kafkabus.TopicConfig, Key: processor.ConfigKey(d.App, d.Name), Value: v})
-		fmt.Fprintf(stdout, "  %-20s %s\n", d.Name, d.Text)
-	}
-	if err := prod.Produce(ctx, cfgMsgs); err != nil {
-		return err
-	}
-	changesBefore, err := kafkabus.CountMessages(ctx, brokers, kafkabus.TopicSegmentChanges)
-	if err != nil {
-		return err
-	}
-	cfg := processor.DefaultConfig(brokers)
-	cfg.Group = fmt.Sprintf("engage-demo-%d", time.Now().UnixNano())
-	cfg.SessionTimeout = 6 * time.Second
-	store := processor.NewStore()
-	proc, err := processor.New(cfg, store, prod, nil, log)
-	if err != nil {
-		return err
-	}
-	pctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- proc.Run(pctx) }()
-	defer func() { stop(); <-done }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		lag, err := kafkabus.GroupLag(ctx, brokers, cfg.Group, cfg.Topic)
-		if err == nil && lag == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("segment processor: lag %d after 60 s (%v)", lag, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	n, err := kafkabus.CountMessages(ctx, brokers, kafkabus.TopicSegmentChanges)
-	if err != nil {
-		return err
-	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	msgs, err := kafkabus.ReadTopic(rctx, brokers, kafkabus.TopicSegmentChanges, int(n))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\n== segment changes produced by the processor to %s:\n", kafkabus.TopicSegmentChanges)
-	shown := 0
-	for _, m := range msgs {
-		var c processor.ChangeMessage
-		if json.Unmarshal(m.Value, &c) != nil || c.App != "demo" {
-			continue
-		}
-		if c.Kind == processor.KindRecord { // a device or app-info record, for the scheduler
-			shown++
-			continue
-		}
-		dir := "exits "
-		if c.Enter {
-			dir = "enters"
-		}
-		fmt.Fprintf(stdout, "  %-10s %s %-20s (%s)\n", c.DeviceID, dir, c.Segment, c.Cause)
-		shown++
-	}
-	if int64(shown) < n-changesBefore || shown == 0 {
-		return fmt.Errorf("segment processor: %d changes shown of %d produced", shown, n-changesBefore)
-	}
-	var text string
-	if _, err := proc.Each(ctx, func(_ int, e *engine.Engine, now time.Time) {
-		if x, err := e.Explain("demo", "readers_to_convert", "tablet-bo", now); err == nil && x.Known {
-			text = x.String()
+	sim := newDemoSim(cfg, pop)
+	sim.base, sim.prod, sim.follow, sim.box, sim.apns, sim.fcm = "http://"+ln.Addr().String(), prod, follow, box, apns, fcm
+	say("  sending %d days of activity from %d devices through the collector; segments and campaigns decide as it arrives…", demoDays, len(pop.devices))
+	if err := sim.run(ctx, func(day int) {
+		if day%7 == 0 && day < demoDays {
+			say("    … %d of %d days, %d records so far", day, demoDays, sim.posted)
 		}
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\n== why (GET /v1/segments/demo/readers_to_convert/explain?device=tablet-bo):\n%s", text)
-	return demoCampaigns(ctx, brokers, prod, log, stdout, plan, defs)
-}
-
-type demoRequest struct {
-	what, path, contentType string
-	gzip                    bool
-	body                    []byte
-}
-
-func demoRequests(now time.Time) []demoRequest {
-	ts := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339Nano) }
-	native := fmt.Sprintf(`[
- {"type":"device","deviceId":"phone-ana","time":%q,"device":{"platform":"ios","appVersion":"2.3.1","osVersion":"17.2","model":"iPhone15,2","locale":"fr-FR","timeZone":"Europe/Paris","country":"FR","pushToken":"a3f1c2d4e5b60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90","pushProvider":"apns"}},
- {"type":"session_start","deviceId":"phone-ana","session":"s1","time":%q},
- {"type":"activity_start","deviceId":"phone-ana","session":"s1","name":"login","time":%q},
- {"type":"job","deviceId":"phone-ana","name":"login","durationMs":1830,"time":%q},
- {"type":"event","deviceId":"phone-ana","userId":"ana","name":"logged_in","activity":"login","time":%q},
- {"type":"app_info","deviceId":"phone-ana","userId":"ana","appInfo":{"logged_in":true,"plan":"premium","subscription_expiry":{"$date":"2027-01-31T00:00:00Z"}},"time":%q},
- {"type":"activity_start","deviceId":"phone-ana","session":"s1","name":"article","extras":{"category":"sport"},"time":%q},
- {"type":"event","deviceId":"phone-ana","name":"article_read","activity":"article","extras":{"category":"sport","words":640,"premium":false},"time":%q},
- {"type":"event","deviceId":"phone-ana","name":"shared","extras":{"network":"mastodon"},"time":%q},
- {"type":"session_end","deviceId":"phone-ana","session":"s1","durationMs":95000,"time":%q}
-]`, ts(-10*time.Minute), ts(-10*time.Minute), ts(-9*time.Minute), ts(-9*time.Minute), ts(-8*time.Minute), ts(-8*time.Minute), ts(-7*time.Minute), ts(-6*time.Minute), ts(-5*time.Minute), ts(-4*time.Minute))
-	var nd strings.Builder
-	for i := 0; i < 5; i++ {
-		fmt.Fprintf(&nd, `{"type":"event","deviceId":"tablet-bo","name":"article_read","extras":{"category":"culture","words":%d},"time":%q}`+"\n", 300+i*50, ts(time.Duration(i-20)*time.Minute))
-	}
-	fmt.Fprintf(&nd, `{"type":"error","deviceId":"tablet-bo","name":"connection_failure","extras":{"code":503},"time":%q}`+"\n", ts(-14*time.Minute))
-	mixed := fmt.Sprintf(`[
- {"type":"event","deviceId":"phone-cy","name":"article_read","extras":{"category":"tech"},"time":%q},
- {"type":"event","deviceId":"phone-cy","extras":{"category":"tech"}},
- {"type":"event","deviceId":"phone-cy","name":"bookmark","extras":{"9lives":true}},
- {"type":"event","deviceId":"phone-cy","name":"surprise_event","time":%q}
-]`, ts(-3*time.Minute), ts(-2*time.Minute))
-	segment := fmt.Sprintf(`{"sentAt":%q,"batch":[
- {"type":"identify","userId":"dan","anonymousId":"web-dan","traits":{"logged_in":false,"topics":"politics"},"context":{"os":{"name":"Android","version":"14"},"app":{"version":"2.3.0"},"locale":"en-GB","timezone":"Europe/London","device":{"token":"fcm-token-123"}},"timestamp":%q,"messageId":"seg-1"},
- {"type":"screen","name":"home","anonymousId":"web-dan","timestamp":%q,"messageId":"seg-2"},
- {"type":"track","event":"article_read","anonymousId":"web-dan","properties":{"category":"politics","words":900},"timestamp":%q,"messageId":"seg-3"}
-]}`, ts(0), ts(-time.Minute), ts(-50*time.Second), ts(-40*time.Second))
-	return []demoRequest{
-		{"native JSON array: one device's session", "/v1/tags", "application/json", false, []byte(native)},
-		{"NDJSON, gzip", "/v1/tags", "application/x-ndjson", true, []byte(nd.String())},
-		{"a batch with bad records: only they are refused; an unplanned event is marked", "/v1/tags", "application/json", false, []byte(mixed)},
-		{"Segment HTTP API batch: identify, screen, track", "/v1/batch", "application/json", false, []byte(segment)},
-	}
-}
-
-func post(ctx context.Context, url, contentType string, gz bool, body []byte) (int, string, error) {
-	if gz {
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		_, _ = zw.Write(body)
-		if err := zw.Close(); err != nil {
-			return 0, "", err
+	stopFollow()
+	pushes := 0
+	for _, r := range sim.results {
+		if r.outcome == "accepted" {
+			pushes++
 		}
-		body = buf.Bytes()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("Content-Type", contentType)
-	if gz {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
-	req.SetBasicAuth(demoKey, "")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, "", err
-	}
-	if resp.StatusCode >= 500 {
-		return resp.StatusCode, string(b), errors.New("collector answered " + resp.Status)
-	}
-	return resp.StatusCode, string(b), nil
+	say("  done in %.0f s: %d records through the collector, %d messages delivered.", time.Since(began).Seconds(), sim.posted, pushes)
+
+	rep := newDemoReport(sim)
+	rep.timeline(stdout)
+	rep.analytics(stdout)
+	demoNext(stdout, kf.brokers != "")
+	return nil
 }
 
-func formatCounts(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// startDemoProviders starts the APNs and FCM mocks and the senders that
+// `engage deliver` uses, pointed at them.
+func startDemoProviders(ctx context.Context) (*mock.APNs, *delivery.APNs, *mock.FCM, *delivery.FCM, error) {
+	am, err := mock.StartAPNs(mock.APNsConfig{KeepRecords: -1})
+	if err != nil {
+		return nil, nil, nil, nil, err
 	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	const topic = "com.example.news"
+	p8, err := am.NewKey("NEWSTEAM01", "NEWSKEY001", topic)
+	if err != nil {
+		am.Close()
+		return nil, nil, nil, nil, err
 	}
-	return strings.Join(parts, " ")
+	as, err := delivery.NewAPNs(delivery.APNsConfig{TeamID: "NEWSTEAM01", KeyID: "NEWSKEY001", Key: p8, Topic: topic, Host: am.URL(), RootCAs: am.CertPool()})
+	if err != nil {
+		am.Close()
+		return nil, nil, nil, nil, err
+	}
+	fm, err := mock.StartFCM(mock.FCMConfig{KeepRecords: -1})
+	if err != nil {
+		am.Close()
+		return nil, nil, nil, nil, err
+	}
+	sa, err := fm.NewServiceAccount("news-demo")
+	if err == nil {
+		var fs *delivery.FCM
+		if fs, err = delivery.NewFCM(ctx, delivery.FCMConfig{ServiceAccount: sa, ProjectID: "news-demo", Endpoint: fm.Endpoint()}); err == nil {
+			return am, as, fm, fs, nil
+		}
+	}
+	am.Close()
+	fm.Close()
+	return nil, nil, nil, nil, err
 }
 
-func setKeys(m map[int]bool) []int {
-	var out []int
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Ints(out)
-	return out
+// demoNext is the closing: what to try next.
+func demoNext(w io.Writer, realKafka bool) {
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "That was OpenEngage end to end: collector, segments, campaign scheduler, push delivery, analytics.")
+	fmt.Fprintln(w, "What to try next:")
+	fmt.Fprintln(w, "  make test                          the whole test suite, against a real Kafka and ClickHouse it starts")
+	fmt.Fprintln(w, "  make services && eval \"$(deploy/services/services.sh env)\"")
+	fmt.Fprintln(w, "                                     real Kafka and ClickHouse on this machine; then run each service")
+	fmt.Fprintln(w, "                                     (bin/engage collect, process, schedule, deliver, sink, api: README, \"Running it\")")
+	fmt.Fprintln(w, "  bin/engage campaigns dry-run FILE  what a campaign would have done over the records Kafka holds")
+	fmt.Fprintln(w, "  examples/README.md                 apps, tag plans and campaigns to start from")
+	fmt.Fprintln(w, "  bin/engage demo -seed 8            another population, another story")
 }

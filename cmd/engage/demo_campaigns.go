@@ -1,232 +1,258 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"sort"
-	"strings"
 	"time"
 
-	"github.com/openengage/engage/pipeline/bus"
-	"github.com/openengage/engage/pipeline/kafkabus"
+	"github.com/openengage/engage/pipeline/collector"
 	"github.com/openengage/engage/pipeline/tagplan"
 	"github.com/openengage/engage/segments"
 	"github.com/openengage/engage/segments/processor"
 	"github.com/openengage/engage/triggers"
-	"github.com/openengage/engage/triggers/scheduler"
 )
 
-// The demo's campaigns: two pushes that compete for the one push a day the
-// app allows, one with a control group, and a follow-up that waits two
-// days for 10:00 in each reader's time zone.
+// The demo's app: a news app, its tag plan, its segments, its campaigns
+// and its caps: the seed's engagement strategy at small scale (welcome
+// series, onboarding gap, lapsed readers, an in-app tutorial for readers
+// who seem stuck, a sport pick that competes with the welcome series for
+// the one push a day the app allows).
+
+const (
+	demoApp = "news"
+	demoKey = "news-demo-write-key"
+)
+
+const demoAppsYAML = `apps:
+  - id: news
+    write_keys: [news-demo-write-key]
+    tag_plan: news-plan.yaml
+`
+
+const demoPlanYAML = `app: news
+mode: warn
+activities:
+  home: {}
+  login: {}
+  article: {extras: {category: string}}
+events:
+  article_read: {extras: {category: string}}
+  logged_in: {}
+  subscribed: {extras: {plan: string}}
+jobs:
+  login: {}
+app_info:
+  first_name: string
+  logged_in: bool
+`
+
+// demoSegmentDefs are the app's segments, in the segment language.
+var demoSegmentDefs = []struct{ name, text string }{
+	{"subscribers", `did event "subscribed"`},
+	{"welcome_d2", `first_session between 2d and 3d ago`},
+	{"welcome_d5", `first_session between 5d and 6d ago`},
+	{"onboarding_gap", `first_session between 3d and 4d ago and did activity "login" and did not event "logged_in"`},
+	{"lapsed", `last_seen more than 7d ago`},
+	{"stuck", `did session at least 3 times in the last 3d and did not event "article_read"`},
+	{"sport_fans", `did event "article_read" where category = "sport" at least 3 times in the last 7d`},
+}
+
+// demoCampaignFiles are the campaigns as a marketer writes them.
 var demoCampaignFiles = []struct{ name, src string }{
-	{"sport_pick", `
-app: demo
-name: sport_pick
+	{"welcome_d2", `
+app: news
+name: welcome_d2
+salt: welcome               # the same control group for the whole series
 what:
   missing: default
-  content:
-    en: {title: "Today's sport pick", body: "Hand-picked for {{app_info.plan | default \"our\"}} readers."}
-    fr: {title: "La sélection sport du jour", body: "Choisie pour les lecteurs {{app_info.plan | default \"fidèles\"}}."}
   default_locale: en
+  content:
+    en: {title: "Welcome, {{app_info.first_name | default \"reader\"}}!", body: "Your first month of premium articles is free. Pick your topics now.", deep_link: "news://topics"}
+    fr: {title: "Bienvenue, {{app_info.first_name | default 'lecteur'}} !", body: "Votre premier mois d'articles premium est offert.", deep_link: "news://topics"}
 who:
-  segments: [sport_readers]
+  segments: [welcome_d2]
+  exclude: [subscribers]
+  control: 20%
 when:
-  on_entry: {}
+  on_entry: {at: "10:00"}
+  expiry: 1d
+  default_time_zone: Europe/Paris
 limits:
+  quiet_hours: {from: "22:00", to: "08:00"}
+  once: true
+  priority: 5
+goal: {event: subscribed, within: 3d}
+`},
+	{"welcome_d5", `
+app: news
+name: welcome_d5
+salt: welcome
+what:
+  missing: default
+  default_locale: en
+  content:
+    en: {title: "Still with us, {{app_info.first_name | default \"reader\"}}?", body: "Five days in: the stories readers like you loved.", deep_link: "news://top"}
+    fr: {title: "Toujours là, {{app_info.first_name | default 'lecteur'}} ?", body: "Les articles préférés des lecteurs comme vous.", deep_link: "news://top"}
+who:
+  segments: [welcome_d5]
+  exclude: [subscribers]
+  control: 20%
+when:
+  on_entry: {at: "10:00"}
+  expiry: 1d
+  default_time_zone: Europe/Paris
+limits:
+  quiet_hours: {from: "22:00", to: "08:00"}
+  once: true
+  priority: 5
+goal: {event: subscribed, within: 3d}
+`},
+	{"onboarding_gap", `
+app: news
+name: onboarding_gap
+what:
+  default_locale: en
+  content:
+    en: {title: "Glad to have you onboard!", body: "Remember to log in to get your 1st month free!", deep_link: "news://login"}
+    fr: {title: "Ravis de vous compter parmi nous !", body: "Connectez-vous pour profiter du 1er mois offert !", deep_link: "news://login"}
+who:
+  segments: [onboarding_gap]
+  control: 20%
+when:
+  on_entry: {delay: 2h}     # not while they are still in the app
+  expiry: 12h
+  default_time_zone: Europe/Paris
+limits:
+  quiet_hours: {from: "21:30", to: "09:00"}
+  once: true
   priority: 10
+goal: {event: logged_in, within: 2d}
 `},
-	{"sport_quiz", `
-app: demo
-name: sport_quiz
+	{"we_miss_you", `
+app: news
+name: we_miss_you
 what:
-  content:
-    en: {title: "Sport quiz", body: "Ten questions, one minute."}
+  missing: default
   default_locale: en
+  content:
+    en: {title: "We miss you, {{app_info.first_name | default \"reader\"}}", body: "Here is what you missed this week.", deep_link: "news://week"}
+    fr: {title: "Vous nous manquez, {{app_info.first_name | default 'lecteur'}}", body: "Voici ce que vous avez manqué cette semaine.", deep_link: "news://week"}
 who:
-  segments: [sport_readers]
+  segments: [lapsed]
+  control: 20%
 when:
   on_entry: {}
+  expiry: 2d
+  default_time_zone: Europe/Paris
 limits:
-  priority: 1
+  quiet_hours: {from: "21:00", to: "09:00"}
+  once: true
+  priority: 3
+goal: {event: article_read, within: 2d}
 `},
-	{"convert_readers", `
-app: demo
-name: convert_readers
-what:
-  content:
-    en: {title: "You read a lot", body: "Log in to keep your reading list everywhere."}
-  default_locale: en
-who:
-  segments: [readers_to_convert]
-  control: 50%
-  variants: [{name: short, weight: 50%}, {name: long, weight: 50%}]
-when:
-  on_entry: {}
-`},
-	{"sport_follow_up", `
-app: demo
-name: sport_follow_up
+	{"tutorial", `
+app: news
+name: tutorial
 what:
   channel: in_app
-  content:
-    en: {title: "More sport", body: "Your teams played this weekend.", layout: banner}
   default_locale: en
+  content:
+    en: {title: "Find your stories", body: "Tap a topic to follow it: your front page fills with it.", layout: modal, buttons: [{label: "Show me", deep_link: "news://tutorial"}]}
+    fr: {title: "Trouvez vos articles", body: "Touchez un thème pour le suivre.", layout: modal, buttons: [{label: "Montrez-moi", deep_link: "news://tutorial"}]}
 who:
-  segments: [sport_readers]
+  segments: [stuck]
 when:
-  on_entry: {delay: 2d, at: "10:00"}
+  on_entry: {}
+  default_time_zone: Europe/Paris
+limits:
+  once: true
+goal: {event: article_read, within: 1d}
+`},
+	{"sport_picks", `
+app: news
+name: sport_picks
+what:
+  default_locale: en
+  content:
+    en: {title: "Your sport picks", body: "Three match reports chosen for you.", deep_link: "news://sport"}
+    fr: {title: "Votre sélection sport", body: "Trois comptes rendus choisis pour vous.", deep_link: "news://sport"}
+who:
+  segments: [sport_fans]
+  exclude: [subscribers]
+when:
+  on_entry: {at: "10:00"}
+  expiry: 1d
+  default_time_zone: Europe/Paris
+limits:
+  reentry_after: 7d
+  priority: 1
+goal: {event: subscribed, within: 3d}
 `},
 }
 
-// demoCampaigns stores the campaigns, runs the scheduler over the segment
-// changes just made and prints its decisions: who gets what, when, and who
-// was held back, and why.
-func demoCampaigns(ctx context.Context, brokers []string, prod *kafkabus.Producer, log *slog.Logger, stdout io.Writer, plan *tagplan.Plan, defs []processor.Definition) error {
-	segs := map[string]*segments.Segment{}
-	for _, d := range defs {
-		expr, err := segments.Parse(d.Text)
-		if err != nil {
-			return err
-		}
-		segs[d.Name] = &segments.Segment{App: d.App, Name: d.Name, Text: d.Text, Expr: expr}
+// demoCaps are the app's frequency caps, across its campaigns.
+var demoCaps = map[triggers.Channel]triggers.Caps{triggers.ChannelPush: {PerDay: 1, PerWeek: 3}}
+
+// demoConfig is the demo app's configuration, checked as `engage segments
+// put` and `engage campaigns put` check it.
+type demoConfig struct {
+	apps      *collector.Apps
+	plan      *tagplan.Plan
+	segs      []*segments.Segment
+	campaigns []*triggers.Campaign
+	byName    map[string]*triggers.Campaign
+}
+
+func loadDemoConfig(start time.Time) (*demoConfig, error) {
+	apps, err := collector.ParseApps("demo apps", []byte(demoAppsYAML), func(string) ([]byte, error) { return []byte(demoPlanYAML), nil })
+	if err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(stdout, "\n== campaigns (checked, stored in %s; the app allows 1 push a day per device):\n", kafkabus.TopicConfig)
-	var msgs []bus.Message
-	for _, f := range demoCampaignFiles {
+	app, _ := apps.ByID(demoApp)
+	cfg := &demoConfig{apps: apps, plan: app.Plan, byName: map[string]*triggers.Campaign{}}
+	var defs []processor.Definition
+	for _, d := range demoSegmentDefs {
+		defs = append(defs, processor.Definition{App: demoApp, Name: d.name, Text: d.text})
+	}
+	byName := map[string]*segments.Segment{}
+	for i, d := range defs {
+		s, err := processor.Validate(d, cfg.plan, defs)
+		if err != nil {
+			return nil, fmt.Errorf("demo segment %s: %w", d.Name, err)
+		}
+		s.Version = int64(i + 1)
+		cfg.segs = append(cfg.segs, s)
+		byName[s.Name] = s
+	}
+	for i, f := range demoCampaignFiles {
 		c, pos, err := triggers.ParseWithPositions(f.name+".yaml", []byte(f.src))
 		if err != nil {
-			return err
-		}
-		if err := triggers.Check(c, pos, triggers.Env{Segments: segs, Plan: plan, Now: time.Now()}); err != nil {
-			return fmt.Errorf("demo campaign: %w", err)
-		}
-		v, _ := json.Marshal(scheduler.Stored{App: c.App, Name: c.Name, File: f.name + ".yaml", Source: f.src, UpdatedAt: time.Now().UTC()})
-		msgs = append(msgs, bus.Message{Topic: kafkabus.TopicConfig, Key: scheduler.CampaignKey(c.App, c.Name), Value: v})
-		fmt.Fprintf(stdout, "  %-16s %-7s to %s, %s\n", c.Name, c.What.Channel, strings.Join(c.Who.Segments, ", "), demoWhen(c))
-	}
-	caps, _ := json.Marshal(scheduler.AppCaps{triggers.ChannelPush: {PerDay: 1}})
-	msgs = append(msgs, bus.Message{Topic: kafkabus.TopicConfig, Key: scheduler.CapsKey("demo"), Value: caps})
-	if err := prod.Produce(ctx, msgs); err != nil {
-		return err
-	}
-	before := map[string]int64{}
-	for _, t := range []string{kafkabus.TopicDecisions, kafkabus.TopicDeliveries} {
-		n, err := kafkabus.CountMessages(ctx, brokers, t)
-		if err != nil {
-			return err
-		}
-		before[t] = n
-	}
-	cfg := scheduler.DefaultConfig(brokers)
-	cfg.Group = fmt.Sprintf("engage-demo-schedule-%d", time.Now().UnixNano())
-	cfg.SessionTimeout = 6 * time.Second
-	svc, err := scheduler.New(cfg, scheduler.NewStore(), prod, nil, log)
-	if err != nil {
-		return err
-	}
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(sctx) }()
-	defer func() { stop(); <-done }()
-	deadline := time.Now().Add(60 * time.Second)
-	prev := int64(-1)
-	for {
-		lag, err := kafkabus.GroupLag(ctx, brokers, cfg.Group, cfg.Topic)
-		n, err2 := kafkabus.CountMessages(ctx, brokers, kafkabus.TopicDecisions)
-		if err == nil && err2 == nil && lag == 0 && n == prev && n > before[kafkabus.TopicDecisions] {
-			break
-		}
-		prev = n
-		if time.Now().After(deadline) {
-			return fmt.Errorf("scheduler: lag %d after 60 s (%v)", lag, err)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	read := func(topic string) ([]bus.Message, error) {
-		n, err := kafkabus.CountMessages(ctx, brokers, topic)
-		if err != nil {
 			return nil, err
 		}
-		all, err := kafkabus.ReadTopic(ctx, brokers, topic, int(n))
-		if err != nil {
-			return nil, err
+		if err := triggers.Check(c, pos, triggers.Env{Segments: byName, Plan: cfg.plan, Now: start}); err != nil {
+			return nil, fmt.Errorf("demo campaign: %w", err)
 		}
-		return all, nil
+		c.Version = int64(100 + i)
+		cfg.campaigns = append(cfg.campaigns, c)
+		cfg.byName[c.Name] = c
 	}
-	decMsgs, err := read(kafkabus.TopicDecisions)
-	if err != nil {
-		return err
-	}
-	delMsgs, err := read(kafkabus.TopicDeliveries)
-	if err != nil {
-		return err
-	}
-	titles := map[string]string{}
-	for _, m := range delMsgs {
-		var d scheduler.DeliveryMessage
-		if json.Unmarshal(m.Value, &d) == nil && d.App == "demo" {
-			titles[d.Campaign+"/"+d.DeviceID+"/"+d.Occurrence] = fmt.Sprintf("%q (%s)", d.Message.Title+" — "+d.Message.Body, d.Locale)
-		}
-	}
-	var decs []scheduler.DecisionMessage
-	for _, m := range decMsgs {
-		var d scheduler.DecisionMessage
-		if json.Unmarshal(m.Value, &d) == nil && d.App == "demo" {
-			decs = append(decs, d)
-		}
-	}
-	sort.SliceStable(decs, func(i, j int) bool {
-		if decs[i].DeviceID != decs[j].DeviceID {
-			return decs[i].DeviceID < decs[j].DeviceID
-		}
-		return decs[i].Time.Before(decs[j].Time)
-	})
-	fmt.Fprintf(stdout, "\n== the scheduler's decisions (%s; sends to %s; GET /v1/apps/demo/campaigns/{c}/devices/{d}/decisions answers why):\n", kafkabus.TopicDecisions, kafkabus.TopicDeliveries)
-	for _, d := range decs {
-		what := string(d.Outcome)
-		switch d.Outcome {
-		case triggers.OutcomeSent:
-			what = "SENT " + titles[d.Campaign+"/"+d.DeviceID+"/"+d.Occurrence]
-		case triggers.OutcomeDeferred:
-			what = d.Reason
-		default:
-			what = "held back (" + string(d.Outcome) + "): " + d.Reason
-		}
-		v := ""
-		if d.Variant != "" {
-			v = " [" + d.Variant + "]"
-		}
-		fmt.Fprintf(stdout, "  %-10s %-16s%s %s\n", d.DeviceID, d.Campaign, v, what)
-	}
-	if len(decs) == 0 {
-		return fmt.Errorf("scheduler: no decision for the demo app")
-	}
-	return nil
+	return cfg, nil
 }
 
-func demoWhen(c *triggers.Campaign) string {
-	switch {
-	case c.When.Kind == triggers.OnEntry && c.When.Delay > 0 && c.When.AlignTo != nil:
-		return fmt.Sprintf("%s after entering, at the next %s local time", days(c.When.Delay), c.When.AlignTo)
-	case c.When.Kind == triggers.OnEntry && c.Who.Control > 0:
-		return fmt.Sprintf("on entry, %g%% held out as control, variants %d", c.Who.Control, len(c.Who.Variants))
-	case c.When.Kind == triggers.OnEntry:
-		return fmt.Sprintf("on entry, priority %d", c.Limit.Priority)
+// campaignNames returns the campaigns' names in the order of the files.
+func (c *demoConfig) campaignNames() []string {
+	var out []string
+	for _, x := range c.campaigns {
+		out = append(out, x.Name)
 	}
-	return string(c.When.Kind)
+	return out
 }
 
-// days writes a whole number of days as "2 days", anything else as Go does.
-func days(d time.Duration) string {
-	if d > 0 && d%(24*time.Hour) == 0 {
-		if n := int(d / (24 * time.Hour)); n > 1 {
-			return fmt.Sprintf("%d days", n)
-		}
-		return "1 day"
+func demoSortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
-	return d.String()
+	sort.Strings(out)
+	return out
 }
