@@ -1,25 +1,32 @@
 # OpenEngage. `make demo` and `make test` install what they need on a fresh
-# Debian machine (deploy/deps.sh) and reuse it when present.
+# Debian machine (deploy/deps.sh) and reuse it when present: the demo only
+# the Go modules, the tests also Java, Maven, Node.js and the SDKs.
 GO      ?= go
 export GOFLAGS ?= -buildvcs=false
 SERVICES := deploy/services/services.sh
 WITH_SERVICES := deploy/services/with-services.sh
 PKGS    := ./...
 
-.PHONY: all deps build demo test unit integration bench fuzz services services-down services-status lint clean
+.PHONY: all deps deps-go build demo test unit integration bench fuzz services services-down services-status lint clean
 
 all: build
 
+## deps: everything the tests and benchmarks need; deps-go: Go's modules only.
 deps:
 	@deploy/deps.sh
 
-build: deps
-	$(GO) build -o bin/engage ./cmd/engage
+deps-go:
+	@deploy/deps.sh go
 
-## demo: the collector and the segment processor on an embedded broker: a demo
-## stream, what arrived, the segment changes it caused.
+build: deps-go
+	@echo "build: compiling bin/engage (the first time takes a minute or more, then seconds)…"
+	@$(GO) build -o bin/engage ./cmd/engage
+
+## demo: three simulated weeks of a news app through the collector, the segments,
+## the campaign scheduler and push delivery (stand-ins for APNs and FCM), on a
+## broker inside the process: who got what and why, then the analytics.
 demo: build
-	./bin/engage demo
+	@./bin/engage demo
 
 ## test: vet, unit tests and fuzz seeds, then integration tests (race detector on)
 ## against the real Kafka and ClickHouse that it starts and stops again.

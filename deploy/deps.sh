@@ -1,28 +1,45 @@
 #!/usr/bin/env bash
-# Installs what building and testing OpenEngage needs, when it is missing:
-# Go modules, Java and Maven (for the Kafka broker; the broker jars come from
-# Maven Central through deploy/services/services.sh), Node.js and npm (for the
-# SDK compatibility tests), and the SDKs themselves from npm, at the versions
-# pinned in each harness's package-lock.json. Reuses everything already
-# present; prints nothing when all is there.
+# Installs what OpenEngage needs, when it is missing, and reuses what is
+# present (printing nothing then).
+#
+#   deploy/deps.sh go    Go and the Go modules: what building the binary and
+#                        `make demo` need (make build, make demo).
+#   deploy/deps.sh       all of it (make test, make bench, make services): the
+#                        Go modules; Java and Maven (for the Kafka broker; its
+#                        jars come from Maven Central through
+#                        deploy/services/services.sh); Node.js and npm (for the
+#                        SDK compatibility tests) and those SDKs from npm, at
+#                        the versions pinned in each harness's package-lock.json.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+what="${1:-all}"
+case "$what" in
+  go|all) ;;
+  *) echo "usage: deploy/deps.sh [go|all]" >&2; exit 2 ;;
+esac
+
+command -v go >/dev/null || { echo "deps: Go 1.26 or later is required (https://go.dev/dl); it is not installed" >&2; exit 1; }
+cd "$repo"
+
+# Go modules: downloaded once into the module cache (GOMODCACHE), then
+# reused; the check that they are all there stays offline.
+if ! GOPROXY=off go mod download >/dev/null 2>&1; then
+  echo "deps: downloading Go modules (first run only)…" >&2
+  go mod download
+fi
+[ "$what" = go ] && exit 0
 
 need_apt=()
-command -v go   >/dev/null || { echo "deps: Go 1.26 or later is required (https://go.dev/dl); it is not installed" >&2; exit 1; }
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn  >/dev/null || need_apt+=(maven)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm  >/dev/null || need_apt+=(npm)
 if [ "${#need_apt[@]}" -gt 0 ]; then
-  echo "deps: installing ${need_apt[*]} with apt-get" >&2
+  echo "deps: installing ${need_apt[*]} with apt-get (for the tests' Kafka broker and SDK checks)" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q "${need_apt[@]}" >&2 || { apt-get update -q >&2 && apt-get install -y -q "${need_apt[@]}" >&2; }
 fi
 
-cd "$repo"
-# Go modules (a no-op when the module cache has them).
-go mod download
 # The Segment Node SDK used by the compatibility test.
 sdk="$repo/examples/segment-node"
 if [ ! -d "$sdk/node_modules/@segment/analytics-node" ]; then

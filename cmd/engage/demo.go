@@ -48,8 +48,8 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 		pop.byID[d.id] = d
 	}
 	end := demoStart.AddDate(0, 0, demoDays-1)
-	say("OpenEngage demo: a news app's first three weeks (%s to %s, simulated), %d devices, through the platform's real parts.",
-		demoStart.Format("Mon Jan 2"), end.Format("Mon Jan 2 2006"), len(pop.devices))
+	say("OpenEngage demo: three simulated weeks of a news app (%s–%s), %d devices, through the platform's real parts.",
+		demoStart.Format("Jan 2"), end.Format("2, 2006"), len(pop.devices))
 
 	if kf.brokers == "" {
 		say("  starting a message broker inside this process (nothing is kept; -kafka.brokers HOST:PORT uses your Kafka)")
@@ -66,8 +66,8 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	say("  %d segments and %d campaigns checked against the app's tag plan; caps: %d push a day, %d a week per device",
-		len(cfg.segs), len(cfg.campaigns), demoCaps["push"].PerDay, demoCaps["push"].PerWeek)
+	say("  checking %d segments and %d campaigns against the app's tag plan, as engage campaigns put does",
+		len(cfg.segs), len(cfg.campaigns))
 
 	pcfg := kafkabus.DefaultProducerConfig(brokers, kafkabus.TopicTags)
 	pcfg.BatchTimeout, pcfg.Compression = kf.batchTimeout, kf.compression
@@ -115,7 +115,8 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 
 	sim := newDemoSim(cfg, pop)
 	sim.base, sim.prod, sim.follow, sim.box, sim.apns, sim.fcm = "http://"+ln.Addr().String(), prod, follow, box, apns, fcm
-	say("  sending %d days of activity from %d devices through the collector; segments and campaigns decide as it arrives…", demoDays, len(pop.devices))
+	say("  sending %d days of activity from %d devices to the collector, hour by hour; the segment engine and the campaign", demoDays, len(pop.devices))
+	say("  scheduler decide as it arrives (in this process, as engage process and engage schedule do through Kafka)…")
 	if err := sim.run(ctx, func(day int) {
 		if day%7 == 0 && day < demoDays {
 			say("    … %d of %d days, %d records so far", day, demoDays, sim.posted)
@@ -132,6 +133,13 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	say("  done in %.0f s: %d records through the collector, %d messages delivered.", time.Since(began).Seconds(), sim.posted, pushes)
 
+	say("")
+	say("The campaigns (caps for the app: %d push a day, %d a week per device; a higher priority wins a contested slot):",
+		demoCaps["push"].PerDay, demoCaps["push"].PerWeek)
+	for _, f := range demoCampaignFiles {
+		say("  %-15s %s", f.name, f.about)
+	}
+	say("The story follows seven readers (Ana, Bo, Cy, Dan, Eli, Gus, Hana); the %d others come from seed %d.", len(pop.devices)-7, *seed)
 	rep := newDemoReport(sim)
 	rep.timeline(stdout)
 	rep.analytics(stdout)

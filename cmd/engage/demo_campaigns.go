@@ -58,8 +58,8 @@ var demoSegmentDefs = []struct{ name, text string }{
 }
 
 // demoCampaignFiles are the campaigns as a marketer writes them.
-var demoCampaignFiles = []struct{ name, src string }{
-	{"welcome_d2", `
+var demoCampaignFiles = []struct{ name, about, src string }{
+	{"welcome_d2", "push    2 days after the first session, at 10:00 local; not to subscribers; 20% control", `
 app: news
 name: welcome_d2
 salt: welcome               # the same control group for the whole series
@@ -83,7 +83,7 @@ limits:
   priority: 5
 goal: {event: subscribed, within: 3d}
 `},
-	{"welcome_d5", `
+	{"welcome_d5", "push    5 days after the first session, at 10:00 local; the same 20% control", `
 app: news
 name: welcome_d5
 salt: welcome
@@ -107,7 +107,7 @@ limits:
   priority: 5
 goal: {event: subscribed, within: 3d}
 `},
-	{"onboarding_gap", `
+	{"onboarding_gap", "push    3 days after, saw the login screen, never logged in; 2 h later; priority 10", `
 app: news
 name: onboarding_gap
 what:
@@ -128,7 +128,7 @@ limits:
   priority: 10
 goal: {event: logged_in, within: 2d}
 `},
-	{"we_miss_you", `
+	{"we_miss_you", "push    7 days without opening the app; not 21:00–09:00 local; 20% control", `
 app: news
 name: we_miss_you
 what:
@@ -150,7 +150,7 @@ limits:
   priority: 3
 goal: {event: article_read, within: 2d}
 `},
-	{"tutorial", `
+	{"tutorial", "in-app  3 sessions in 3 days and no article read: shown at the next session", `
 app: news
 name: tutorial
 what:
@@ -168,7 +168,7 @@ limits:
   once: true
 goal: {event: article_read, within: 1d}
 `},
-	{"sport_picks", `
+	{"sport_picks", "push    a third sport article in 7 days, at the next 10:00; priority 1 (lowest)", `
 app: news
 name: sport_picks
 what:

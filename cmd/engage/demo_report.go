@@ -154,11 +154,15 @@ func (r *demoReport) timeline(w io.Writer) {
 			}
 		case triggers.OutcomeDeferred:
 		case triggers.OutcomeControl:
-			lines = append(lines, demoLine{dec.Time, d, fmt.Sprintf("held back: control group of %s%s (never sent it, to measure what it changes)", dec.Campaign, demoWhy[dec.Campaign])})
+			text := fmt.Sprintf("held back from %s: its control group (never sent, to measure what it changes)", dec.Campaign)
+			if why := demoWhy[dec.Campaign]; why != "" {
+				text = fmt.Sprintf("held back from %s (%s): its control group", dec.Campaign, strings.TrimPrefix(why, ": "))
+			}
+			lines = append(lines, demoLine{dec.Time, d, text})
 		case triggers.OutcomeCapped:
 			lines = append(lines, demoLine{dec.Time, d, fmt.Sprintf("%s not sent: capped (%s)%s", dec.Campaign, capWords(dec.Reason), r.lastPush(d.id, dec.Time))})
 		case triggers.OutcomeOutranked:
-			lines = append(lines, demoLine{dec.Time, d, fmt.Sprintf("%s not sent: outranked by %s, due at the same time (1 push a day; priority %d beats %d)",
+			lines = append(lines, demoLine{dec.Time, d, fmt.Sprintf("%s not sent: outranked by %s, due at the same time (priority %d over %d)",
 				dec.Campaign, r.winner(d.id, dec.Time), r.winnerPriority(d.id, dec.Time), c.Limit.Priority)})
 		default:
 			lines = append(lines, demoLine{dec.Time, d, fmt.Sprintf("%s not sent (%s): %s", dec.Campaign, dec.Outcome, dec.Reason)})
@@ -208,7 +212,7 @@ func (r *demoReport) timeline(w io.Writer) {
 	}
 
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "What happened, day by day (local times; the seven readers the story follows, then a line for the others):")
+	fmt.Fprintln(w, "What happened, day by day (each reader's local day and time; a line a day sums up the others):")
 	li := 0
 	for k := range demoDays {
 		date := demoStart.AddDate(0, 0, k)
@@ -239,8 +243,7 @@ func (r *demoReport) timeline(w io.Writer) {
 		}
 		fmt.Fprintln(w, head)
 		for _, l := range todays {
-			lt := l.at.In(l.dev.loc)
-			fmt.Fprintf(w, "  %-23s %-4s %s\n", fmt.Sprintf("%s (%s)", lt.Format("Jan 2 15:04"), l.dev.city), l.dev.name, l.text)
+			fmt.Fprintf(w, "  %s %-8s %-4s %s\n", l.at.In(l.dev.loc).Format("15:04"), l.dev.city, l.dev.name, l.text)
 		}
 	}
 }
@@ -267,7 +270,7 @@ func (r *demoReport) sentText(c *triggers.Campaign, dec triggers.Decision) strin
 		notes = append(notes, n)
 	}
 	if def, ok := r.deferred[key]; ok && strings.Contains(def.Reason, "quiet hours") && c.Limit.Quiet != nil {
-		notes = append(notes, fmt.Sprintf("held for the quiet hours %s–%s", c.Limit.Quiet.From, c.Limit.Quiet.To))
+		notes = append(notes, "after quiet hours")
 	}
 	text := fmt.Sprintf("← %s %q (%s)", kind, title, strings.Join(notes, ", "))
 	res := r.sim.results[del.ID]
@@ -284,8 +287,12 @@ func (r *demoReport) sentText(c *triggers.Campaign, dec triggers.Decision) strin
 		return text + ": waits in the app's inbox"
 	}
 	if at, ok := r.opened[del.ID]; ok {
-		text += " → opened " + at.In(loc).Format("15:04")
-		if g, ok := r.goalAfter(c, dec.DeviceID, dec.Time); ok {
+		g, converted := r.goalAfter(c, dec.DeviceID, dec.Time)
+		text += " → opened"
+		if at.Sub(del.Time) > time.Hour && !converted {
+			text += " " + at.In(loc).Format("15:04")
+		}
+		if converted {
 			text += fmt.Sprintf(", %s %s", goalWords[c.Goal.Event], g.In(loc).Format("15:04"))
 		}
 		return text
@@ -297,9 +304,9 @@ func (r *demoReport) sentText(c *triggers.Campaign, dec triggers.Decision) strin
 func (r *demoReport) shownText(del *triggers.Delivery) string {
 	c := r.sim.cfg.byName[del.Campaign]
 	loc := r.sim.pop.byID[del.DeviceID].loc
-	text := fmt.Sprintf("opens the app, which asks for its messages (GET /v1/inapp): %s shows", del.Campaign)
-	if at, ok := r.opened[del.ID]; ok {
-		text += " → tapped " + at.In(loc).Format("15:04")
+	text := fmt.Sprintf("opens the app, which asks GET /v1/inapp: %s shows", del.Campaign)
+	if _, ok := r.opened[del.ID]; ok {
+		text += " → tapped"
 		if g, ok := r.goalAfter(c, del.DeviceID, del.Time); ok {
 			text += fmt.Sprintf(", %s %s", goalWords[c.Goal.Event], g.In(loc).Format("15:04"))
 		}
@@ -412,7 +419,7 @@ func (r *demoReport) analytics(w io.Writer) {
 	}
 	// Each campaign against its control group.
 	fmt.Fprintln(w, "  campaigns (GET /v1/apps/news/campaigns/{name}/stats?goal=…):")
-	fmt.Fprintf(w, "    %-15s %8s %5s %7s  %-22s %-18s %s\n", "campaign", "audience", "sent", "opened", "sent group converted", "control converted", "lift [95% interval]")
+	fmt.Fprintf(w, "    %-15s %8s %7s %6s %5s %6s  %-25s %-9s %s\n", "campaign", "audience", "control", "capped", "sent", "opened", "converted (goal)", "control", "lift [95% interval]")
 	for _, c := range sim.cfg.campaigns {
 		st := r.campaignStats(c)
 		opened := fmt.Sprintf("%d", st.opened)
@@ -422,6 +429,9 @@ func (r *demoReport) analytics(w io.Writer) {
 		conv, ctl, lift := "—", "—", "—"
 		if st.sentN > 0 {
 			conv = fmt.Sprintf("%d/%d %d%% %s", st.sentConv, st.sentN, pct(st.sentConv, st.sentN), goalWords[c.Goal.Event])
+			if len(conv) > 25 {
+				conv = fmt.Sprintf("%d/%d %d%%", st.sentConv, st.sentN, pct(st.sentConv, st.sentN))
+			}
 		}
 		if st.ctlN > 0 {
 			ctl = fmt.Sprintf("%d/%d %d%%", st.ctlConv, st.ctlN, pct(st.ctlConv, st.ctlN))
@@ -431,13 +441,15 @@ func (r *demoReport) analytics(w io.Writer) {
 			half := 1.959964 * math.Sqrt(p1*(1-p1)/float64(st.sentN)+p2*(1-p2)/float64(st.ctlN))
 			lift = fmt.Sprintf("%+.0f pts [%+.0f, %+.0f]", 100*(p1-p2), 100*(p1-p2-half), 100*(p1-p2+half))
 		}
-		fmt.Fprintf(w, "    %-15s %8d %5d %7s  %-22s %-18s %s\n", c.Name, st.audience, st.sent, opened, conv, ctl, lift)
+		fmt.Fprintf(w, "    %-15s %8d %7d %6d %5d %6s  %-25s %-9s %s\n", c.Name, st.audience, st.ctlN, st.capped, st.sent, opened, conv, ctl, lift)
 	}
-	fmt.Fprintln(w, "    (* in-app: tapped. Small groups: read each lift with its interval.)")
+	fmt.Fprintln(w, "    (converted: did the campaign's goal within its window after the send; control: the same after being held back;")
+	fmt.Fprintln(w, "    lift: the difference, with its 95% interval: small groups give wide ones. * in-app: tapped.)")
 }
 
 type demoCampStats struct {
 	audience, sent, opened int
+	capped                 int // capped or outranked
 	sentN, sentConv        int
 	ctlN, ctlConv          int
 }
@@ -455,6 +467,9 @@ func (r *demoReport) campaignStats(c *triggers.Campaign) demoCampStats {
 			continue
 		}
 		audience[d.DeviceID] = true
+		if d.Outcome == triggers.OutcomeCapped || d.Outcome == triggers.OutcomeOutranked {
+			st.capped++
+		}
 		if g := groups[d.Outcome]; g != nil {
 			g[d.DeviceID] = append(g[d.DeviceID], d.Time)
 		}

@@ -48,20 +48,21 @@ func TestDemo(t *testing.T) {
 	text := out.String()
 	for _, want := range []string{
 		"starting the collector on 127.0.0.1:",
-		"sending 21 days of activity from 120 devices through the collector",
-		// Who got what, when, and why.
-		`Nov 4 10:00 (Paris)     Ana  ← push "Bienvenue, Ana !" (welcome_d2, in French) → opened 10:07, subscribed 10:24`,
-		"Bo   held back: control group of welcome_d2 (never sent it, to measure what it changes)",
-		"Cy   onboarding_gap not sent: capped (1 push a day): welcome_d2 went 23h30 earlier",
-		"Hana sport_picks not sent: outranked by welcome_d5, due at the same time (1 push a day; priority 5 beats 1)",
-		"Dan  ← push \"We miss you, Dan\" (we_miss_you: 7 days unseen, held for the quiet hours 21:00–09:00) → opened 12:20",
-		`Eli  ← push "Welcome, Eli!" (welcome_d2) ✗ FCM: token dead (app uninstalled); dropped`,
-		`Eli  ← push "Still with us, Eli?" (welcome_d5) ✗ not delivered: no working push token`,
-		"Gus  opens the app, which asks for its messages (GET /v1/inapp): tutorial shows → tapped 19:00, read an article 19:02",
+		"sending 21 days of activity from 120 devices to the collector",
+		// Who got what, when, and why; who was held back, and why.
+		"Wed Nov 4   others: ",
+		`  10:00 Paris    Ana  ← push "Bienvenue, Ana !" (welcome_d2, in French) → opened, subscribed 10:24`,
+		"  08:30 New York Bo   held back from welcome_d2: its control group (never sent, to measure what it changes)",
+		"  09:30 Tokyo    Cy   onboarding_gap not sent: capped (1 push a day): welcome_d2 went 23h30 earlier",
+		"  10:00 Tokyo    Hana sport_picks not sent: outranked by welcome_d5, due at the same time (priority 5 over 1)",
+		`  09:00 London   Dan  ← push "We miss you, Dan" (we_miss_you: 7 days unseen, after quiet hours) → opened, read an article 12:24`,
+		`  10:00 Sydney   Eli  ← push "Welcome, Eli!" (welcome_d2) ✗ FCM: token dead (app uninstalled); dropped`,
+		`  10:00 Sydney   Eli  ← push "Still with us, Eli?" (welcome_d5) ✗ not delivered: no working push token`,
+		"  19:00 Paris    Gus  opens the app, which asks GET /v1/inapp: tutorial shows → tapped, read an article 19:02",
 		// The analytics.
 		"active devices per day (GET /v1/apps/news/active):",
 		"retention (GET /v1/apps/news/retention), devices first seen Nov 2–Nov 15 (120): D1 ",
-		"    welcome_d2           115    90 ",
+		"    welcome_d2           115      25      0    90 ",
 		// The closing.
 		"What to try next:",
 		"examples/README.md",
