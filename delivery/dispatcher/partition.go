@@ -213,7 +213,7 @@ func (o *owner) process(ctx context.Context, batch []*item) error {
 	wall := time.Now()
 	var send []*item
 	var senders []Sender
-	seen := map[string]bool{}
+	seen, sending := map[string]bool{}, map[string]bool{}
 	for _, it := range batch {
 		now := o.at(it, wall)
 		id := it.d.ID
@@ -257,6 +257,15 @@ func (o *owner) process(ctx context.Context, batch []*item) error {
 			it.next = until
 			o.wait(it)
 			continue
+		}
+		// One send per token at a time: a token the provider declares dead
+		// is known dead before the next delivery to it is tried.
+		if tok := it.d.PushProvider + "/" + it.d.PushToken; sending[tok] {
+			it.next = wall
+			o.wait(it)
+			continue
+		} else {
+			sending[tok] = true
 		}
 		send, senders = append(send, it), append(senders, s)
 	}

@@ -24,7 +24,7 @@ let statuses = {}
 const client = (writeKey) => {
   let a = clients.get(writeKey)
   if (!a) {
-    a = new Analytics({ writeKey, host, path: '/v1/batch', flushAt: 200, flushInterval: 50, maxRetries: 3, httpRequestTimeout: 30000 })
+    a = new Analytics({ writeKey, host, path: '/v1/batch', flushAt: 1000, flushInterval: 5, maxRetries: 3, httpRequestTimeout: 30000 })
     a.on('http_response', (r) => { statuses[r.status] = (statuses[r.status] ?? 0) + 1 })
     clients.set(writeKey, a)
   }
