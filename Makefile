@@ -19,7 +19,7 @@ deps-go:
 	@deploy/deps.sh go
 
 build: deps-go
-	@echo "build: compiling bin/engage (the first time takes a minute or more, then seconds)…"
+	@echo "build: compiling bin/engage (the first time takes a minute or two, then seconds)…"
 	@$(GO) build -o bin/engage ./cmd/engage
 
 ## demo: three simulated weeks of a news app through the collector, the segments,

@@ -125,13 +125,19 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	stopFollow()
-	pushes := 0
-	for _, r := range sim.results {
-		if r.outcome == "accepted" {
+	var pushes, inApp, failed int
+	for _, d := range sim.deliveries {
+		switch r := sim.results[d.ID]; {
+		case r.outcome != "accepted":
+			failed++
+		case d.Channel == "in_app":
+			inApp++
+		default:
 			pushes++
 		}
 	}
-	say("  done in %.0f s: %d records through the collector, %d messages delivered.", time.Since(began).Seconds(), sim.posted, pushes)
+	say("  done in %.0f s: %d records through the collector; %d pushes accepted by APNs and FCM, %d in-app, %d not delivered.",
+		time.Since(began).Seconds(), sim.posted, pushes, inApp, failed)
 
 	say("")
 	say("The campaigns (caps for the app: %d push a day, %d a week per device; a higher priority wins a contested slot):",

@@ -134,7 +134,7 @@ func (r *demoReport) timeline(w io.Writer) {
 			if rec.Kind != tag.KindEvent || rec.Name != "subscribed" || r.attributed(d.id, rec.Time) {
 				continue
 			}
-			lines = append(lines, demoLine{rec.Time, d, "subscribes on his own, no push involved"})
+			lines = append(lines, demoLine{rec.Time, d, "subscribes, with no push in the 3 days before"})
 		}
 	}
 	// The decisions about them.
@@ -278,7 +278,7 @@ func (r *demoReport) sentText(c *triggers.Campaign, dec triggers.Decision) strin
 	case res.outcome == "unreachable":
 		return text + " ✗ not delivered: no working push token"
 	case res.outcome == "failed" && strings.Contains(res.reason, "UNREGISTERED"):
-		return text + " ✗ FCM: token dead (app uninstalled); dropped"
+		return text + " ✗ FCM: token dead (app uninstalled), so forgotten"
 	case res.outcome == "failed":
 		return text + " ✗ " + res.reason
 	}
