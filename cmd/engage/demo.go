@@ -27,7 +27,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("demo")
 	var kf kafkaFlags
 	kf.register(fs)
-	crowd := fs.Int("readers", 113, "how many readers besides the seven the story follows")
+	crowd := fs.Int("readers", 112, "how many readers besides the eight the story follows")
 	seed := fs.Uint64("seed", 7, "the seed of the simulated readers' behaviour (the same seed tells the same story)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -145,7 +145,13 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, f := range demoCampaignFiles {
 		say("  %-15s %s", f.name, f.about)
 	}
-	say("The story follows seven readers (Ana, Bo, Cy, Dan, Eli, Gus, Hana); the %d others come from seed %d.", len(pop.devices)-7, *seed)
+	var names []string
+	for _, d := range pop.devices {
+		if d.name != "" {
+			names = append(names, d.name)
+		}
+	}
+	say("The story follows %d readers (%s); the %d others come from seed %d.", len(names), strings.Join(names, ", "), len(pop.devices)-len(names), *seed)
 	rep := newDemoReport(sim)
 	rep.timeline(stdout)
 	rep.analytics(stdout)

@@ -170,7 +170,9 @@ func demoPersonas(p *demoPop) {
 	gus.script = map[string]demoReaction{"tutorial": {open: true, convert: true}}
 	hana := newDemoDevice("hana-phone", "Hana", "Hana", "Tokyo", "Asia/Tokyo", "en-JP", "ios", 7)
 	hana.script = map[string]demoReaction{"welcome_d2": {open: true, openAfter: 25 * time.Minute}, "welcome_d5": {open: true, openAfter: 12 * time.Minute}}
-	for _, d := range []*demoDevice{ana, bo, cy, dan, eli, gus, hana} {
+	fay := newDemoDevice("fay-iphone", "Fay", "Fay", "Lyon", "Europe/Paris", "fr-FR", "ios", 8)
+	fay.script = map[string]demoReaction{"onboarding_gap": {open: true, convert: true, openAfter: 40 * time.Minute, convAfter: time.Minute}}
+	for _, d := range []*demoDevice{ana, bo, cy, dan, eli, fay, gus, hana} {
 		p.devices = append(p.devices, d)
 	}
 
@@ -205,6 +207,14 @@ func demoPersonas(p *demoPop) {
 	p.install(eli, eli.local(1, 18, 0))
 	p.session(eli, eli.local(1, 18, 0), []string{"culture"}, loginScreen(p, eli, true))
 	p.session(eli, eli.local(2, 19, 0), []string{"culture"}, nil)
+	// Fay, Lyon: saw the login screen, did not log in; the onboarding push
+	// of day 3 brings her to log in.
+	p.install(fay, fay.local(4, 9, 30))
+	p.session(fay, fay.local(4, 9, 30), []string{"culture"}, loginScreen(p, fay, false))
+	p.session(fay, fay.local(5, 18, 0), []string{"culture", "politics"}, nil)
+	for _, day := range []int{10, 14} {
+		p.session(fay, fay.local(day, 8, 15), []string{"culture"}, nil)
+	}
 	// Gus, Paris: opens the app again and again, reads nothing: stuck.
 	p.install(gus, gus.local(2, 8, 0))
 	p.session(gus, gus.local(2, 8, 0), nil, loginScreen(p, gus, true))
@@ -299,11 +309,12 @@ func pick(rng *rand.Rand, n int) []string {
 	return out
 }
 
-// reactionRNG is the generator of one device's answer to one delivery: the
-// same whatever the order the deliveries are made in.
-func (p *demoPop) reactionRNG(device, delivery string) *rand.Rand {
+// reactionRNG is the generator of one device's answer to one campaign's
+// message sent at a time: the same whatever the order the deliveries are
+// made in, and whatever else the population does.
+func (p *demoPop) reactionRNG(device, campaign string, at time.Time) *rand.Rand {
 	h := fnv.New64a()
-	h.Write([]byte(device + "/" + delivery))
+	fmt.Fprintf(h, "%s/%s/%d", device, campaign, at.Unix())
 	return rand.New(rand.NewPCG(p.seed, h.Sum64()))
 }
 
@@ -313,7 +324,7 @@ func (p *demoPop) reactionRNG(device, delivery string) *rand.Rand {
 func (p *demoPop) reactToPush(d *demoDevice, campaign, goal, delivery string, at time.Time) {
 	r, ok := d.script[campaign]
 	if d.script == nil || (!ok && d.name == "") {
-		rng := p.reactionRNG(d.id, delivery)
+		rng := p.reactionRNG(d.id, campaign, at)
 		r = demoReaction{open: rng.Float64() < d.openP, openAfter: time.Duration(2+rng.IntN(90)) * time.Minute, convAfter: time.Duration(3+rng.IntN(20)) * time.Minute}
 		r.convert = r.open && rng.Float64() < d.convertP
 		if campaign == "sport_picks" {
@@ -331,7 +342,7 @@ func (p *demoPop) reactToPush(d *demoDevice, campaign, goal, delivery string, at
 	}
 	t := at.Add(r.openAfter)
 	p.add(d, tag.Record{Kind: tag.KindPush, Time: t, Push: &tag.Push{Action: tag.PushOpened, DeliveryID: delivery, CampaignID: campaign}})
-	cats := []string{demoCategories[len(delivery)%len(demoCategories)]}
+	cats := []string{demoCategories[len(campaign)%len(demoCategories)]}
 	p.session(d, t.Add(time.Second), cats, func(at time.Time) time.Time {
 		if !r.convert {
 			return at
@@ -357,7 +368,7 @@ func (p *demoPop) showInApp(d *demoDevice, campaign, delivery string, at time.Ti
 	p.add(d, tag.Record{Kind: tag.KindPush, Time: at.Add(10 * time.Second), Push: &tag.Push{Action: tag.PushShown, DeliveryID: delivery, CampaignID: campaign}})
 	r, ok := d.script[campaign]
 	if !ok {
-		rng := p.reactionRNG(d.id, delivery)
+		rng := p.reactionRNG(d.id, campaign, at)
 		r.open = rng.Float64() < d.openP
 	}
 	if !r.open {

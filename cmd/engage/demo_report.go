@@ -212,7 +212,7 @@ func (r *demoReport) timeline(w io.Writer) {
 	}
 
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "What happened, day by day (each reader's local day and time; a line a day sums up the others):")
+	fmt.Fprintln(w, "What happened, day by day (each reader's local day and time; the day's line sums up the others):")
 	li := 0
 	for k := range demoDays {
 		date := demoStart.AddDate(0, 0, k)
@@ -419,7 +419,7 @@ func (r *demoReport) analytics(w io.Writer) {
 	}
 	// Each campaign against its control group.
 	fmt.Fprintln(w, "  campaigns (GET /v1/apps/news/campaigns/{name}/stats?goal=…):")
-	fmt.Fprintf(w, "    %-15s %8s %7s %6s %5s %6s  %-25s %-9s %s\n", "campaign", "audience", "control", "capped", "sent", "opened", "converted (goal)", "control", "lift [95% interval]")
+	fmt.Fprintf(w, "    %-15s %8s %7s %6s %5s %6s  %-25s %-17s %s\n", "campaign", "audience", "control", "capped", "sent", "opened", "converted (goal)", "control converted", "lift [95% interval]")
 	for _, c := range sim.cfg.campaigns {
 		st := r.campaignStats(c)
 		opened := fmt.Sprintf("%d", st.opened)
@@ -439,9 +439,9 @@ func (r *demoReport) analytics(w io.Writer) {
 		if st.sentN > 0 && st.ctlN > 0 {
 			p1, p2 := float64(st.sentConv)/float64(st.sentN), float64(st.ctlConv)/float64(st.ctlN)
 			half := 1.959964 * math.Sqrt(p1*(1-p1)/float64(st.sentN)+p2*(1-p2)/float64(st.ctlN))
-			lift = fmt.Sprintf("%+.0f pts [%+.0f, %+.0f]", 100*(p1-p2), 100*(p1-p2-half), 100*(p1-p2+half))
+			lift = fmt.Sprintf("%s pts [%s, %s]", points(p1-p2), points(p1-p2-half), points(p1-p2+half))
 		}
-		fmt.Fprintf(w, "    %-15s %8d %7d %6d %5d %6s  %-25s %-9s %s\n", c.Name, st.audience, st.ctlN, st.capped, st.sent, opened, conv, ctl, lift)
+		fmt.Fprintf(w, "    %-15s %8d %7d %6d %5d %6s  %-25s %-17s %s\n", c.Name, st.audience, st.ctlN, st.capped, st.sent, opened, conv, ctl, lift)
 	}
 	fmt.Fprintln(w, "    (converted: did the campaign's goal within its window after the send; control: the same after being held back;")
 	fmt.Fprintln(w, "    lift: the difference, with its 95% interval: small groups give wide ones. * in-app: tapped.)")
@@ -514,4 +514,10 @@ func pct(a, b int) int {
 		return 0
 	}
 	return int(math.Round(100 * float64(a) / float64(b)))
+}
+
+// points writes a difference of rates in percentage points, signed ("+0",
+// never "-0").
+func points(v float64) string {
+	return fmt.Sprintf("%+.0f", math.Round(100*v)+0)
 }

@@ -55,6 +55,7 @@ func TestDemo(t *testing.T) {
 		"  08:30 New York Bo   held back from welcome_d2: its control group (never sent, to measure what it changes)",
 		"  09:30 Tokyo    Cy   onboarding_gap not sent: capped (1 push a day): welcome_d2 went 23h30 earlier",
 		"  10:00 Tokyo    Hana sport_picks not sent: outranked by welcome_d5, due at the same time (priority 5 over 1)",
+		`  11:30 Lyon     Fay  ← push "Ravis de vous compter parmi nous !" (onboarding_gap: never logged in, in French) → opened, logged in 12:11`,
 		`  09:00 London   Dan  ← push "We miss you, Dan" (we_miss_you: 7 days unseen, after quiet hours) → opened, read an article 12:24`,
 		`  10:00 Sydney   Eli  ← push "Welcome, Eli!" (welcome_d2) ✗ FCM: token dead (app uninstalled), so forgotten`,
 		`  10:00 Sydney   Eli  ← push "Still with us, Eli?" (welcome_d5) ✗ not delivered: no working push token`,
