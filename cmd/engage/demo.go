@@ -17,6 +17,7 @@ import (
 	"github.com/openengage/engage/pipeline/collector"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tag"
+	"github.com/openengage/engage/triggers"
 )
 
 // runDemo is `engage demo` (`make demo`): three weeks of a small news
@@ -105,9 +106,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 		fcmMock.AddRule(mock.FCMRule{Token: eli.token, Answer: mock.FCMReject("UNREGISTERED")}) // the app was uninstalled
 	}
 
-	fctx, stopFollow := context.WithCancel(ctx)
-	defer stopFollow()
-	follow, err := followTags(fctx, brokers, func(r *tag.Record) bool { _, ok := pop.byID[r.DeviceID]; return r.AppID == demoApp && ok })
+	follow, err := followTags(ctx, brokers, func(r *tag.Record) bool { _, ok := pop.byID[r.DeviceID]; return r.AppID == demoApp && ok })
 	if err != nil {
 		return err
 	}
@@ -124,13 +123,12 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	}); err != nil {
 		return err
 	}
-	stopFollow()
 	var pushes, inApp, failed int
 	for _, d := range sim.deliveries {
 		switch r := sim.results[d.ID]; {
 		case r.outcome != "accepted":
 			failed++
-		case d.Channel == "in_app":
+		case d.Channel == triggers.ChannelInApp:
 			inApp++
 		default:
 			pushes++

@@ -39,7 +39,7 @@ type demoDevice struct {
 
 // demoReaction is how a persona answers a campaign.
 type demoReaction struct {
-	open, convert       bool
+	open, convert        bool
 	openAfter, convAfter time.Duration
 }
 

@@ -66,7 +66,7 @@ type demoSim struct {
 	shownAt    map[string]time.Time // in-app delivery id → when the app showed it
 	posted     int
 	entries    []engine.Change // the followed readers' entries into segments
-	dead       []bus.Message // token_dead records for the tags topic
+	dead       []bus.Message   // token_dead records for the tags topic
 	expect     int
 }
 
