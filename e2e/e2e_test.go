@@ -88,7 +88,7 @@ func TestStrategies(t *testing.T) {
 		var wantSent, wantCtl []string
 		for _, w := range want {
 			if w.control {
-				wantCtl = append(wantCtl, w.dev)
+				wantCtl = append(wantCtl, w.dev+" "+w.at.UTC().Format(time.RFC3339))
 				continue
 			}
 			wantSent = append(wantSent, w.dev+" "+w.at.UTC().Format(time.RFC3339))
@@ -106,8 +106,10 @@ func TestStrategies(t *testing.T) {
 		key := c.App + "/" + c.Name
 		gotSent, gotCtl := got[key]["sent"], got[key]["control"]
 		report = append(report, fmt.Sprintf("%-6s %-22s oracle %4d sent %3d control   ours %4d sent %3d control", c.App, c.Name, len(wantSent), len(wantCtl), len(gotSent), len(gotCtl)))
-		sameSets(t, key+" sends (device time)", gotSent, wantSent)
-		sameSets(t, key+" control group", gotCtl, wantCtl)
+		if !sameSets(t, key+" sends (device time)", gotSent, wantSent) {
+			s.explain(key, gotSent, wantSent)
+		}
+		sameSets(t, key+" control group (device, entry time)", gotCtl, wantCtl)
 		if len(wantSent) < 3 {
 			t.Errorf("%s: the oracle expects %d sends: the population does not exercise this example", key, len(wantSent))
 		}
@@ -212,7 +214,7 @@ func (s *stack) query(sql string) [][]string {
 }
 
 // decisions reads the scheduler's decisions from ClickHouse, each once:
-// app/campaign → outcome → "device time" (sent) or device (control).
+// app/campaign → outcome (sent, control) → "device time".
 func (s *stack) decisions(horizon time.Time) map[string]map[string][]string {
 	out := map[string]map[string][]string{}
 	rows := s.query(`SELECT app, campaign, device_id, outcome, toString(any(time), 'UTC') FROM decisions
@@ -223,14 +225,11 @@ func (s *stack) decisions(horizon time.Time) map[string]map[string][]string {
 		if out[key] == nil {
 			out[key] = map[string][]string{}
 		}
-		v := r[2]
-		if r[3] == "sent" {
-			at, err := time.Parse("2006-01-02 15:04:05", r[4])
-			if err != nil {
-				s.t.Fatalf("time %q: %v", r[4], err)
-			}
-			v += " " + at.UTC().Format(time.RFC3339)
+		at, err := time.Parse("2006-01-02 15:04:05", r[4])
+		if err != nil {
+			s.t.Fatalf("time %q: %v", r[4], err)
 		}
+		v := r[2] + " " + at.UTC().Format(time.RFC3339)
 		out[key][r[3]] = append(out[key][r[3]], v)
 	}
 	return out
@@ -384,7 +383,47 @@ func (s *stack) checkClickHouse(snd *sender) {
 	s.t.Logf("ClickHouse: distinct records per app %v; acknowledged %v", n, snd.sent)
 }
 
-func sameSets(t *testing.T, what string, got, want []string) {
+// explain logs, for the first devices a campaign's sends differ on, what
+// ClickHouse holds of them: their records and the campaign's decisions.
+func (s *stack) explain(key string, got, want []string) {
+	devs := map[string]bool{}
+	for _, x := range append(append([]string{}, got...), want...) {
+		devs[strings.Fields(x)[0]] = true
+	}
+	n := 0
+	app, camp, _ := strings.Cut(key, "/")
+	for _, dev := range sortedKeys(devs) {
+		if slicesContains(got, dev, want) || n >= 3 {
+			continue
+		}
+		n++
+		var b strings.Builder
+		for _, r := range s.query(`SELECT toString(event_time, 'UTC'), toString(received_at, 'UTC'), kind, name, message_id FROM tags FINAL WHERE app = '` + app + `' AND device_id = '` + dev + `' ORDER BY event_time LIMIT 30`) {
+			fmt.Fprintf(&b, "  record %s\n", strings.Join(r, " "))
+		}
+		for _, r := range s.query(`SELECT toString(time, 'UTC'), outcome, reason FROM decisions FINAL WHERE app = '` + app + `' AND campaign = '` + camp + `' AND device_id = '` + dev + `' ORDER BY time`) {
+			fmt.Fprintf(&b, "  decision %s\n", strings.Join(r, " "))
+		}
+		s.t.Logf("%s, device %s:\n%s", key, dev, b.String())
+	}
+}
+
+// slicesContains reports whether dev's entries are the same in got and want.
+func slicesContains(got []string, dev string, want []string) bool {
+	pick := func(xs []string) string {
+		var out []string
+		for _, x := range xs {
+			if strings.HasPrefix(x, dev+" ") {
+				out = append(out, x)
+			}
+		}
+		sort.Strings(out)
+		return strings.Join(out, ",")
+	}
+	return pick(got) == pick(want)
+}
+
+func sameSets(t *testing.T, what string, got, want []string) bool {
 	t.Helper()
 	g, w := map[string]int{}, map[string]int{}
 	for _, x := range got {
@@ -408,7 +447,9 @@ func sameSets(t *testing.T, what string, got, want []string) {
 	sort.Strings(extra)
 	if len(missing)+len(extra) > 0 {
 		t.Errorf("%s: %d missing, %d not expected (or twice)\n  missing: %s\n  extra: %s", what, len(missing), len(extra), head(missing), head(extra))
+		return false
 	}
+	return true
 }
 
 func sameCounts(t *testing.T, what string, got, want map[string]int) {

@@ -391,16 +391,13 @@ func (c *campaign) expect(devs []*device, horizon time.Time) []send {
 			}
 			continue
 		}
-		cands := candidates(d, horizon)
-		was := false
+		states := c.states(d, horizon, audience)
 		var last time.Time
-		for i, e := range cands {
-			is := audience(d, e)
-			entered := is && !was
-			was = is
-			if !entered {
+		for i, st := range states {
+			if !st.member || (i > 0 && states[i-1].member) {
 				continue
 			}
+			e := st.at
 			if ctl { // held out at each entry: decided at once, never sent (so never the one send of once)
 				out = append(out, send{dev: d.id, at: e, control: true})
 				continue
@@ -419,12 +416,12 @@ func (c *campaign) expect(devs []*device, horizon time.Time) []send {
 			if !last.IsZero() && c.Limits.Reentry != "" && s.Sub(last) < dur(c.Limits.Reentry) {
 				continue
 			}
-			left := false // the audience lost before the send cancels it
-			for _, x := range cands[i+1:] {
-				if !x.Before(s) {
+			left := false // leaving the audience before the send cancels it
+			for _, x := range states[i+1:] {
+				if !x.at.Before(s) {
 					break
 				}
-				if !audience(d, x) {
+				if !x.member {
 					left = true
 					break
 				}
@@ -435,6 +432,30 @@ func (c *campaign) expect(devs []*device, horizon time.Time) []send {
 			out = append(out, send{dev: d.id, at: s})
 			last = s
 		}
+	}
+	return out
+}
+
+// state is a device's membership in an audience from an instant on.
+type state struct {
+	at     time.Time
+	member bool
+}
+
+// states is the sequence of a device's audience memberships: at each
+// instant where one can change, first as time reaches it (the facts before
+// it), then with the facts of that instant (a record is applied after the
+// timers due at its time, as the processor does).
+func (c *campaign) states(d *device, horizon time.Time, audience func(*device, time.Time) bool) []state {
+	var out []state
+	k := 0
+	for _, t := range candidates(d, horizon) {
+		for k < len(d.facts) && d.facts[k].at.Before(t) {
+			k++
+		}
+		before := *d
+		before.facts = d.facts[:k]
+		out = append(out, state{t, audience(&before, t)}, state{t, audience(d, t)})
 	}
 	return out
 }

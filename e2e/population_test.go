@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/openengage/engage/pipeline/kafkabus"
 )
 
 // The simulated weeks: every event time lies on the slot grid between
@@ -55,7 +57,12 @@ var (
 )
 
 func (g *gen) newDevice(app, persona string, n int) *device {
-	d := &device{app: app, id: fmt.Sprintf("%s-%s-%04d", app, persona, n), persona: persona}
+	d := &device{app: app, id: fmt.Sprintf("%s-%s-%04d", app, persona, n), persona: persona, segment: app == "shop"}
+	// The devices on Segment's SDK have a partition of their own (see
+	// sender.run); the id takes a suffix until it lands where it must.
+	for k := 0; (kafkabus.KeyPartition([]byte(app+"/"+d.id), partitions) == segmentPartition) != d.segment; k++ {
+		d.id = fmt.Sprintf("%s-%s-%04d-%d", app, persona, n, k)
+	}
 	d.tz = zones[g.rng.IntN(len(zones))]
 	d.locale = locales[g.rng.IntN(len(locales))]
 	switch r := g.rng.IntN(20); {
@@ -243,7 +250,6 @@ func (g *gen) shop(n int) {
 	for i := range n {
 		persona := []string{"commerce", "retail"}[i%2]
 		d := g.newDevice("shop", persona, i)
-		d.segment = true
 		c := &cursor{}
 		fsDay := g.rng.IntN(18)
 		fs := c.at(g.sessionTime(fsDay))

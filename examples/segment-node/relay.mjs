@@ -6,7 +6,10 @@
 //       the SDK call of that name with msg as its argument (a "timestamp"
 //       string becomes a Date); one SDK instance per write key
 //   {"op": "flush"}
-//       sends everything queued, waits for every call's callback, and
+//       sends everything queued (in one batch of the SDK when there are at
+//       most 1000 calls: nothing is sent before, so that no two batches
+//       race and the calls reach the collector in their order), waits for
+//       every call's callback, and
 //       prints one JSON line: {"ok", "sent", "failed", "statuses", "errors"}
 //       for the calls since the previous flush
 //
@@ -24,7 +27,7 @@ let statuses = {}
 const client = (writeKey) => {
   let a = clients.get(writeKey)
   if (!a) {
-    a = new Analytics({ writeKey, host, path: '/v1/batch', flushAt: 1000, flushInterval: 5, maxRetries: 3, httpRequestTimeout: 30000 })
+    a = new Analytics({ writeKey, host, path: '/v1/batch', flushAt: 1000, flushInterval: 600000, maxRetries: 3, httpRequestTimeout: 30000 })
     a.on('http_response', (r) => { statuses[r.status] = (statuses[r.status] ?? 0) + 1 })
     clients.set(writeKey, a)
   }
