@@ -202,6 +202,14 @@ func (e *Engine) ApplyBatch(recs []*tag.Record, offsets []int64, now time.Time, 
 	return out
 }
 
+// platformRecord reports a record the platform wrote about a device (the
+// dispatcher's push record token_dead) rather than one the device sent: it
+// says nothing of what the device did, so no segment counts it (it would
+// make the device seen at the time of a failed push).
+func platformRecord(r *tag.Record) bool {
+	return r.Kind == tag.KindPush && r.Push != nil && r.Push.Action == tag.PushTokenDead
+}
+
 func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []Change) []Change {
 	if offset >= e.position {
 		e.position = offset + 1
@@ -211,7 +219,7 @@ func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []C
 		a = e.apps[r.AppID]
 		e.lastApp = a
 	}
-	if a == nil || a.set == nil {
+	if a == nil || a.set == nil || platformRecord(r) {
 		e.stats.Ignored++
 		return out
 	}
