@@ -1,16 +1,22 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
 
 // newFlagSet returns a flag set whose flags, after parse, take their value
 // from ENGAGE_* environment variables when not given on the command line.
+// It prints nothing: parse returns a helpError for -h (main prints the
+// help on standard output) and a usageError for a mistake.
 func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("engage "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
 
@@ -31,9 +37,13 @@ func parse(fs *flag.FlagSet, args []string) error {
 	// …): parse up to each argument, keep it, and go on; "--" ends the
 	// flags.
 	var pos []string
+	verb := strings.TrimPrefix(fs.Name(), "engage ")
 	for rest := args; ; {
 		if err := fs.Parse(rest); err != nil {
-			return err
+			if errors.Is(err, flag.ErrHelp) {
+				return &helpError{verb: verb, fs: fs}
+			}
+			return &usageError{fmt.Sprintf("%v (engage %s -h lists the flags)", err, verb)}
 		}
 		rest = fs.Args()
 		if len(rest) == 0 {

@@ -1,76 +1,122 @@
 // Command engage runs OpenEngage: one binary, one subcommand per service
-// (collect; later sink, process, schedule, deliver, api) and the tools
-// (demo, topics, tagplan). Configuration comes from flags and ENGAGE_*
-// environment variables (a flag -kafka.brokers is ENGAGE_KAFKA_BROKERS).
+// (collect, sink, process, schedule, deliver, api) and the tools (segments,
+// campaigns, migrate, demo, topics, tagplan, probe). Configuration comes
+// from flags and ENGAGE_* environment variables (a flag -kafka.brokers is
+// ENGAGE_KAFKA_BROKERS). engage -h lists the commands, engage CMD -h says
+// what one does and lists its flags (help.go).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	_ "time/tzdata" // device time zones are checked against the embedded IANA database
 )
 
 type command struct {
-	name, summary string
-	run           func(ctx context.Context, args []string, stdout io.Writer) error
+	name string
+	run  func(ctx context.Context, args []string, stdout io.Writer) error
 }
 
+// commands are the verbs; what each does is in verbs (help.go).
 func commands() []command {
 	return []command{
-		{"collect", "serve the collector: tag data over HTTP into Kafka", runCollect},
-		{"sink", "write the tags and the scheduler's decisions into ClickHouse, exactly once in every query", runSink},
-		{"process", "keep every device's segment memberships current (stateful, Kafka changelog)", runProcess},
-		{"segments", "manage segment definitions: engage segments put|delete|list|check", runSegments},
-		{"schedule", "decide who gets which campaign when: segment changes and time into deliveries and decisions (stateful, Kafka changelog)", runSchedule},
-		{"deliver", "send the scheduler's deliveries to APNs and FCM, at most once each, and report what happened", runDeliver},
-		{"campaigns", "manage campaigns: engage campaigns check|put|list|delete|caps|dry-run|estimate", runCampaigns},
-		{"api", "serve the analytics API (JSON over HTTP, bearer tokens scoped to apps)", runAPI},
-		{"migrate", "create or upgrade the ClickHouse schema", runMigrate},
-		{"demo", "run the collector on an in-process broker, send a demo stream, show what arrived", runDemo},
-		{"topics", "create every Kafka topic the platform uses (idempotent)", runTopics},
-		{"tagplan", "check a tag plan file: engage tagplan check FILE...", runTagplan},
-		{"probe", "check a health endpoint (the container's health check): engage probe URL", runProbe},
+		{"collect", runCollect},
+		{"sink", runSink},
+		{"process", runProcess},
+		{"segments", runSegments},
+		{"schedule", runSchedule},
+		{"deliver", runDeliver},
+		{"campaigns", runCampaigns},
+		{"api", runAPI},
+		{"migrate", runMigrate},
+		{"demo", runDemo},
+		{"topics", runTopics},
+		{"tagplan", runTagplan},
+		{"probe", runProbe},
 	}
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: engage <command> [flags]\n\ncommands:")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(w, "\nEvery flag can also be set as an ENGAGE_* environment variable: -kafka.brokers is ENGAGE_KAFKA_BROKERS.\nRun engage <command> -h for its flags.")
 }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage(os.Stderr)
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	for _, c := range commands() {
-		if c.name == os.Args[1] {
-			err := c.run(ctx, os.Args[2:], os.Stdout)
-			if errors.Is(err, flag.ErrHelp) {
-				os.Exit(2)
-			}
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "engage %s: %v\n", c.name, err)
-				os.Exit(1)
-			}
-			return
-		}
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// runMain runs the command line args and returns the exit status: 0 when
+// it did what was asked (help included, on stdout), 2 for a mistake on the
+// command line (on stderr, with what to run for help), 1 when the command
+// failed.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stdout)
+		return 2
 	}
-	fmt.Fprintf(os.Stderr, "engage: unknown command %q\n\n", os.Args[1])
-	usage(os.Stderr)
-	os.Exit(2)
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	case "help":
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
+		}
+		args = append(slices.Clone(args[1:]), "-h")
+	}
+	var names []string
+	i := slices.IndexFunc(commands(), func(c command) bool { names = append(names, c.name); return c.name == args[0] })
+	if i < 0 {
+		fmt.Fprintln(stderr, unknownVerb("", args[0], names))
+		return 2
+	}
+	cmd := commands()[i]
+	v, _ := findVerb(cmd.name)
+	rest := args[1:]
+	if len(v.sub) > 0 {
+		switch {
+		case len(rest) == 0:
+			printHelp(stderr, v, nil)
+			return 2
+		case wantsHelp(rest[:1]):
+			printHelp(stdout, v, nil)
+			return 0
+		case !slices.Contains(v.sub, rest[0]):
+			fmt.Fprintln(stderr, unknownVerb(v.path, rest[0], v.sub))
+			return 2
+		}
+		v, _ = findVerb(v.path + " " + rest[0])
+		rest = rest[1:]
+	}
+	if v.noFlags && wantsHelp(rest) {
+		printHelp(stdout, v, nil)
+		return 0
+	}
+	err := cmd.run(ctx, args[1:], stdout)
+	var help *helpError
+	var bad *usageError
+	switch {
+	case errors.As(err, &help):
+		hv, ok := findVerb(help.verb)
+		if !ok {
+			hv = verbHelp{path: help.verb, summary: v.summary}
+		}
+		printHelp(stdout, hv, help.fs)
+		return 0
+	case errors.As(err, &bad):
+		fmt.Fprintf(stderr, "engage %s: %v\n", v.path, err)
+		return 2
+	case err != nil:
+		fmt.Fprintf(stderr, "engage %s: %v\n", cmd.name, err)
+		return 1
+	}
+	return 0
 }
 
 func newLogger(level string) (*slog.Logger, error) {
@@ -78,5 +124,5 @@ func newLogger(level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l, ReplaceAttr: readableAttr})), nil
 }

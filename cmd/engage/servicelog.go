@@ -1,0 +1,85 @@
+package main
+
+import (
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// readableAttr makes the services' JSON logs read as an operator expects:
+// durations in human units ("1.5s", "3h12m", never nanoseconds), and no
+// "err": null when there was no error.
+func readableAttr(_ []string, a slog.Attr) slog.Attr {
+	switch v := a.Value; {
+	case v.Kind() == slog.KindDuration:
+		return slog.String(a.Key, humanDuration(v.Duration()))
+	case a.Key == "err" && v.Kind() == slog.KindAny && v.Any() == nil:
+		return slog.Attr{}
+	}
+	return a
+}
+
+// humanDuration rounds d to what a person reads: 850ms, 1.25s, 3m7s, 3h12m.
+func humanDuration(d time.Duration) string {
+	abs := d.Abs()
+	switch {
+	case abs < time.Millisecond:
+		return d.String()
+	case abs < time.Second:
+		return d.Round(time.Millisecond).String()
+	case abs < time.Minute:
+		return d.Round(10 * time.Millisecond).String()
+	}
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// counterTotal sums the counter called name in g over the series whose
+// labels include match (nil: all); 0 when there is none.
+func counterTotal(g prometheus.Gatherer, name string, match map[string]string) float64 {
+	families, _ := g.Gather()
+	total := 0.0
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for k, want := range match {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == k {
+						found = l.GetValue() == want
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				total += c.GetValue()
+			}
+		}
+	}
+	return total
+}
+
+// logStopped says that service stopped, how long it ran and what it did
+// (key/value pairs), and why when err is not nil.
+func logStopped(log *slog.Logger, service string, started time.Time, err error, did ...any) {
+	ran := time.Since(started)
+	args := append([]any{"ran", ran}, did...)
+	if err != nil {
+		log.Error(service+": stopped on an error after "+humanDuration(ran), append(args, "err", err)...)
+		return
+	}
+	log.Info(service+": stopped after "+humanDuration(ran), args...)
+}
