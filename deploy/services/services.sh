@@ -3,7 +3,8 @@
 #
 #   services.sh up     [kafka|clickhouse]  start (no-op when already running and healthy)
 #   services.sh down   [kafka|clickhouse]  stop: SIGTERM, SIGKILL after a bounded wait; data kept
-#   services.sh status [kafka|clickhouse]  print state; exit 0 iff all (selected) are up
+#   services.sh status [kafka|clickhouse]  print state (exit 0: it only reports; 1 on a usage error)
+#   services.sh ready  [kafka|clickhouse]  print state; exit 0 iff all (selected) are up (for scripts)
 #   services.sh env                        print shell exports (eval "$(services.sh env)")
 #   services.sh reset  [kafka|clickhouse]  down + delete data, config and logs
 #   services.sh kafka-tool CLASS [ARGS]    run a Kafka CLI class from the cached jars, e.g.
@@ -291,7 +292,8 @@ main() {
   case $cmd in
     up) lock; for s in "${svcs[@]}"; do case $s in kafka) kafka_up ;; clickhouse) ch_up ;; esac; done ;;
     down) lock; for s in "${svcs[@]}"; do stop_svc "$s"; done ;;
-    status) for s in "${svcs[@]}"; do status_one "$s" || rc=1; done; return $rc ;;
+    status) for s in "${svcs[@]}"; do status_one "$s" || true; done ;;
+    ready) for s in "${svcs[@]}"; do status_one "$s" || rc=1; done; return $rc ;;
     env)
       echo "export ENGAGE_KAFKA_BROKERS=$HOST:$KAFKA_PORT"
       echo "export ENGAGE_CLICKHOUSE_ADDR=$HOST:$CH_PORT"
@@ -303,7 +305,7 @@ main() {
         [[ -n $STATE && $STATE != / ]] || die "refusing to delete under '$STATE'"
         rm -rf "${STATE:?}/$s"; log "$s: data deleted"
       done ;;
-    *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 

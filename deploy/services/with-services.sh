@@ -8,7 +8,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 services="$here/services.sh"
 
 was_up=0
-"$services" status >/dev/null 2>&1 && was_up=1
+"$services" ready >/dev/null 2>&1 && was_up=1
 if [ "$was_up" = 0 ]; then
   trap '"$services" down >&2 || true' EXIT
 fi
