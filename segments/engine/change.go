@@ -21,8 +21,8 @@ type Change struct {
 	// Time is when it happened: the now of the record's Apply, the due
 	// time of the timer, the now of the segment change.
 	Time time.Time
-	// Cause is CauseRecord, CauseTimer, CauseCreated, CauseUpdated or
-	// CauseDeleted.
+	// Cause is CauseRecord, CauseTimer, CauseCreated, CauseUpdated,
+	// CauseDeleted or CauseEvicted.
 	Cause string
 	// MessageID and Offset identify the record of a CauseRecord change.
 	MessageID string
@@ -41,6 +41,9 @@ const (
 	CauseCreated = "segment created"
 	CauseUpdated = "segment updated"
 	CauseDeleted = "segment deleted"
+	// CauseEvicted: the device was not seen for longer than its app's
+	// eviction horizon, and its state was deleted (evict.go).
+	CauseEvicted = "evicted"
 )
 
 // ChangeID is a Change's deterministic id.
@@ -76,6 +79,7 @@ const (
 	causeTimer
 	causeSegment // created or updated: the set changed
 	causeDeleted
+	causeEvicted // id: the eviction's instant
 )
 
 type cause struct {
@@ -102,6 +106,8 @@ func (e *Engine) change(d *device, seg string, version int64, enter bool, now in
 		}
 	case causeDeleted:
 		ch.Cause = CauseDeleted
+	case causeEvicted:
+		ch.Cause = CauseEvicted
 	}
 	b := e.buf[:0]
 	b = append(b, app...)

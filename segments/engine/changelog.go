@@ -252,6 +252,7 @@ func (e *Engine) Restore(key, state []byte) error {
 	if a.set != nil {
 		e.attach(d)
 	}
+	e.armEvict(d)
 	return nil
 }
 

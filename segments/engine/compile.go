@@ -151,6 +151,7 @@ type segSet struct {
 	timed   []uint64 // segments that can change with time alone
 	all     []uint64
 	fp      uint32 // fingerprint of the whole set, kept in device states
+	look    int64  // longest look-back of its segments, seconds; never: unbounded (evict.go)
 }
 
 type kindIndex struct {
@@ -278,6 +279,7 @@ func compileApp(app string, segs []*segments.Segment, opts *Options) *segSet {
 		f.finish()
 	}
 	set.fp = fingerprint(set)
+	set.look = lookBackOf(set)
 	return set
 }
 

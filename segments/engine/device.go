@@ -52,6 +52,7 @@ type device struct {
 	first    uint32
 	last     uint32
 	timer    uint32           // next instant a condition can change with time alone, 0 none
+	evict    uint32           // instant of its live entry in Engine.evicts, 0 none
 	fp       uint32           // fingerprint of the segment set it was evaluated under
 	msgs     [dedupIDs]uint64 // 64-bit murmur3 of recent message ids
 	nmsg     uint8            // message ids remembered (up to dedupIDs); the next goes to msgs[mpos]

@@ -26,12 +26,29 @@ type Options struct {
 	// (fill.go). Without it, such features count from when they were first
 	// tracked, and Status says so.
 	Fill bool
+	// EvictAfter is the retention of devices that are no longer seen
+	// (evict.go): a device not seen for this long is evicted even when a
+	// condition without a window reads it. Zero: devices are never evicted.
+	EvictAfter time.Duration
+	// EvictMargin is added to the longest look-back of an app's segments:
+	// a device not seen for longer than both is evicted. Zero means
+	// DefaultEvictMargin.
+	EvictMargin time.Duration
 }
+
+// DefaultEvictMargin is the default of Options.EvictMargin.
+const DefaultEvictMargin = 30 * 24 * time.Hour
 
 // Validate checks the options.
 func (o Options) Validate() error {
 	if o.MaxCount < 0 || o.MaxCount > 1<<16 {
 		return fmt.Errorf("engine: MaxCount %d: give 0 (default %d) up to 65536", o.MaxCount, DefaultMaxCount)
+	}
+	if o.EvictAfter < 0 || o.EvictAfter > 0 && o.EvictAfter < time.Second {
+		return fmt.Errorf("engine: EvictAfter %s: give 0 (never) or at least 1s", o.EvictAfter)
+	}
+	if o.EvictMargin < 0 {
+		return fmt.Errorf("engine: EvictMargin %s: give 0 (default %s) or more", o.EvictMargin, DefaultEvictMargin)
 	}
 	return nil
 }
@@ -50,6 +67,7 @@ type Engine struct {
 	count   int // devices
 	heap    timerHeap
 	timers  int                  // devices with a timer
+	evicts  timerHeap            // eviction checks, one live entry per device at most (evict.go)
 	stale   []*device            // restored under another segment set, not yet re-evaluated
 	pending map[*device][]uint32 // memberships (name hashes) of restored states not yet attached
 
@@ -107,6 +125,7 @@ type Stats struct {
 	Timers     uint64 // timers fired
 	Changes    uint64 // enters and exits emitted
 	Restored   uint64 // states restored
+	Evicted    uint64 // devices evicted: not seen for longer than their app's horizon
 }
 
 // New returns an empty engine. It panics if the options are not valid
@@ -117,6 +136,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.MaxCount == 0 {
 		opts.MaxCount = DefaultMaxCount
+	}
+	if opts.EvictMargin == 0 {
+		opts.EvictMargin = DefaultEvictMargin
 	}
 	return &Engine{opts: opts, gen: 1, apps: map[string]*appState{}, collide: map[string]*device{},
 		pending: map[*device][]uint32{}, metas: map[string]bool{}}
@@ -223,6 +245,14 @@ func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []C
 		e.stats.Ignored++
 		return out
 	}
+	if d != nil && d.app == nil {
+		d = nil // evicted by an earlier record of the batch: look it up again
+	}
+	for d != nil && d.evict != 0 && unix(d.evict) <= ns {
+		if out = e.evictDue(d, ns, out); d.app == nil {
+			d = nil // evicted: the record starts a new state
+		}
+	}
 	fresh := false
 	if d == nil {
 		e.kbuf = append(append(append(e.kbuf[:0], r.AppID...), '/'), r.DeviceID...)
@@ -311,6 +341,7 @@ func (e *Engine) apply(r *tag.Record, offset int64, ns int64, d *device, out []C
 	}
 	e.setTimer(d, next)
 	e.markDirty(d)
+	e.armEvict(d)
 	return out
 }
 
@@ -324,11 +355,18 @@ func (e *Engine) Advance(now time.Time, out []Change) []Change {
 	}
 	out = e.resyncStale(ns, out)
 	for {
-		top := e.top()
-		if top == nil || unix(top.t) > ns {
+		// Timers and evictions in time order; at the same instant the
+		// timers first, so that an eviction sees the memberships at its
+		// instant.
+		top, ev := e.top(), e.evictTop()
+		switch {
+		case top != nil && unix(top.t) <= ns && (ev == nil || top.t <= ev.t):
+			out = e.fire(top.d, out)
+		case ev != nil && unix(ev.t) <= ns:
+			out = e.evictDue(ev.d, ns, out)
+		default:
 			return out
 		}
-		out = e.fire(top.d, out)
 	}
 }
 
@@ -337,9 +375,12 @@ func (e *Engine) NextTimer() (time.Time, bool) {
 	if len(e.stale) > 0 {
 		return time.Unix(e.now, 0).UTC(), true
 	}
-	top := e.top()
-	if top == nil {
+	top, ev := e.top(), e.evictTop()
+	switch {
+	case top == nil && ev == nil:
 		return time.Time{}, false
+	case top == nil || ev != nil && ev.t < top.t:
+		return time.Unix(unix(ev.t), 0).UTC(), true
 	}
 	return time.Unix(unix(top.t), 0).UTC(), true
 }

@@ -191,6 +191,9 @@ func (e *Engine) switchSet(a *appState, set *segSet, now int64, out []Change) []
 			e.markDirty(d)
 		}
 	}
+	if old == nil || old.look != set.look {
+		e.rearmEvicts(a)
+	}
 	e.stale = e.stale[:0]
 	for _, b := range e.apps {
 		for _, d := range b.devs {
