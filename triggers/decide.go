@@ -39,6 +39,10 @@ type Scheduler struct {
 	cause string             // what the decisions being made come from (decisionID)
 	kbuf  []byte             // scratch: keys
 	sbuf  []byte             // scratch: states, ids
+	// Eviction (evict.go): retention and margin in seconds (0: never),
+	// and the keys of the states evicted since the last Dirty.
+	evictAfter, evictMargin int64
+	tombs                   []string
 }
 
 type rateState struct {
@@ -60,7 +64,8 @@ type Stats struct {
 	Changes   uint64 // segment changes applied
 	Decisions uint64
 	Sends     uint64
-	Pending   int // sends waiting for their time
+	Pending   int    // sends waiting for their time
+	Evicted   uint64 // device states evicted (evict.go)
 }
 
 // SegmentChange is an entry into or an exit from a segment, as
@@ -79,6 +84,10 @@ type SegmentChange struct {
 	// plus one), 0 when it has none. A device's state keeps the last it
 	// applied, so that input replayed after a restore is not applied twice.
 	Seq int64
+	// Evicted marks an exit because the processor evicted the device (it
+	// was not seen for longer than every window of its app): the
+	// scheduler may then forget it sooner (evict.go).
+	Evicted bool
 }
 
 // Profile is what the scheduler knows of a device beyond its memberships:
@@ -186,6 +195,12 @@ type devState struct {
 	sent     map[string]sentAt // campaign name → its last send to the device
 	recent   []sendMark        // recent sends, for the caps, oldest first
 	pending  []*pendingSend
+	// Eviction (evict.go): the scheduler's now at the device's last input,
+	// whether that input was an exit of a device the processor evicted,
+	// and the instant of its eviction check in the timer queue (0 none).
+	seen     int64
+	gone     bool
+	evictDue int64
 }
 
 // sentAt is a campaign's last send to a device: when, and for a recurring
@@ -564,11 +579,13 @@ func (s *Scheduler) ApplyRecord(r *tag.Record, seq int64) {
 // was written, and otherwise notes it as applied.
 func (s *Scheduler) replayed(d *devState, seq int64) bool {
 	if seq <= 0 {
+		s.touch(d)
 		return false
 	}
 	if seq <= d.applied {
 		return true
 	}
+	s.touch(d)
 	if d.applied != seq {
 		d.applied = seq
 		s.markDirty(d)
@@ -613,6 +630,8 @@ func (s *Scheduler) Apply(ch SegmentChange, now time.Time, decs []Decision, dels
 		}
 		d.applied = ch.Seq
 	}
+	s.touch(d)
+	d.gone = ch.Evicted && !ch.Enter
 	s.markDirty(d)
 	a := s.apps[ch.App]
 	if a == nil || len(a.bySegment[ch.Segment]) == 0 {
@@ -767,6 +786,10 @@ func (s *Scheduler) fire(now int64, decs []Decision, dels []Delivery) ([]Decisio
 			return decs, dels
 		}
 		s.timers.pop()
+		if top.p == nil {
+			s.evictCheck(top) // evict.go
+			continue
+		}
 		if top.p.dead {
 			continue
 		}
@@ -774,7 +797,7 @@ func (s *Scheduler) fire(now int64, decs []Decision, dels []Delivery) ([]Decisio
 		batch := []*pendingSend{top.p}
 		for {
 			nx, ok := s.timers.peek()
-			if !ok || nx.due != top.due || nx.d != top.d {
+			if !ok || nx.due != top.due || nx.d != top.d || nx.p == nil {
 				break
 			}
 			s.timers.pop()
@@ -1037,7 +1060,7 @@ type timerEntry struct {
 	due int64
 	seq uint64
 	d   *devState
-	p   *pendingSend
+	p   *pendingSend // nil: the device's eviction check (evict.go)
 }
 
 func (q *timerQueue) less(i, j int) bool {
@@ -1050,6 +1073,9 @@ func (q *timerQueue) less(i, j int) bool {
 			return a.d.app < b.d.app
 		}
 		return a.d.id < b.d.id
+	}
+	if (a.p == nil) != (b.p == nil) {
+		return b.p == nil // a device's sends before its eviction check
 	}
 	return a.seq < b.seq
 }

@@ -50,7 +50,15 @@ import (
 // Campaigns are named by a 32-bit hash of their name: a restore maps them
 // to the current set, and drops the waiting sends of a campaign that is
 // gone or whose version changed (as SetCampaigns does).
-const stateVersion = 1
+//
+// Version 2 adds, at the end:
+//
+//	uvarint the scheduler's now (Unix s) at the device's last input, times
+//	        two, plus one if that input was an exit of a device the
+//	        processor evicted (evict.go)
+//
+// A version 1 state restores with its newest time as its last input.
+const stateVersion = 2
 
 // ErrCorruptState is wrapped by every error decoding a stored state.
 var ErrCorruptState = errors.New("corrupt scheduler state")
@@ -74,11 +82,19 @@ func (s *Scheduler) markDirty(d *devState) {
 		s.dirty = map[*devState]bool{}
 	}
 	s.dirty[d] = true
+	s.armEvict(d)
 }
 
 // Dirty calls fn with the key and state of every device changed since the
-// last call, in key order. fn must not keep them.
+// last call, in key order, after a nil state (a tombstone) for each device
+// evicted since and not seen again. fn must not keep them.
 func (s *Scheduler) Dirty(fn func(key, state []byte)) {
+	for _, k := range s.tombs {
+		if s.devs[k] == nil {
+			fn([]byte(k), nil)
+		}
+	}
+	s.tombs = s.tombs[:0]
 	ds := make([]*devState, 0, len(s.dirty))
 	for d := range s.dirty {
 		ds = append(ds, d)
@@ -177,7 +193,11 @@ func (s *Scheduler) appendState(b []byte, d *devState) []byte {
 			b = appendValue(b, x.Value)
 		}
 	}
-	return b
+	seen := uint64(max(d.seen, 0)) << 1
+	if d.gone {
+		seen |= 1
+	}
+	return binary.AppendUvarint(b, seen)
 }
 
 func appendValue(b []byte, v tag.Value) []byte {
@@ -346,13 +366,15 @@ func (s *Scheduler) Restore(key, state []byte) error {
 		s.stats.Pending++
 		s.timers.push(timerEntry{due: p.due, d: d, p: p})
 	}
+	s.armEvict(d)
 	return nil
 }
 
 func (s *Scheduler) decodeState(app, id string, data []byte) (*devState, error) {
-	if len(data) == 0 || data[0] != stateVersion {
+	if len(data) == 0 || data[0] != stateVersion && data[0] != 1 {
 		return nil, fmt.Errorf("%w: unknown version", ErrCorruptState)
 	}
+	version := data[0]
 	r := &reader{b: data[1:]}
 	d := &devState{app: app, id: id, members: map[string]bool{}}
 	d.applied = int64(r.uvarint("applied input"))
@@ -443,6 +465,28 @@ func (s *Scheduler) decodeState(app, id string, data []byte) (*devState, error) 
 			continue // the campaign is gone or changed
 		}
 		d.pending = append(d.pending, &pendingSend{camp: c, occurrence: occ, due: due, trigger: due - back, variant: int(v[0]) - 1, extras: extras})
+	}
+	if version >= 2 {
+		seen := r.uvarint("last input")
+		if seen>>1 > math.MaxInt64/4 {
+			r.fail("last input")
+		}
+		d.seen, d.gone = int64(seen>>1), seen&1 == 1
+	} else {
+		// Version 1 did not keep it: the newest time the state holds.
+		d.seen = max(d.tokenAt, 0)
+		for _, t := range d.infoAt {
+			d.seen = max(d.seen, t)
+		}
+		for _, sa := range d.sent {
+			d.seen = max(d.seen, sa.t)
+		}
+		for _, m := range d.recent {
+			d.seen = max(d.seen, m.t)
+		}
+		for _, p := range d.pending {
+			d.seen = max(d.seen, p.trigger)
+		}
 	}
 	if r.err != nil {
 		return nil, r.err

@@ -173,7 +173,7 @@ func TestRestoreMidwayDecidesAlike(t *testing.T) {
 // The changelog outlives processes: today's encoding of a scenario must
 // equal the golden file byte for byte, and the file must restore.
 func TestStateGolden(t *testing.T) {
-	const path = "testdata/golden/scheduler_state_v1.txt"
+	const path = "testdata/golden/scheduler_state_v2.txt"
 	camps, caps := stateCampaigns()
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	s := New()
@@ -208,25 +208,32 @@ func TestStateGolden(t *testing.T) {
 	if got != string(want) {
 		t.Fatalf("the scheduler's state encoding changed: bump stateVersion, keep %s, add a new golden file\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
-	r := New()
-	r.SetCampaigns(camps, caps, t0, nil)
-	for i, line := range strings.Split(strings.TrimSpace(string(want)), "\n") {
-		k, v, _ := strings.Cut(line, " ")
-		key, _ := hex.DecodeString(k)
-		st, _ := hex.DecodeString(v)
-		if err := r.Restore(key, st); err != nil {
-			t.Fatalf("%s:%d: %v", path, i+1, err)
-		}
-	}
-	if r.Stats().Pending != s.Stats().Pending || r.Stats().Pending == 0 {
-		t.Errorf("restored %d waiting sends, the original holds %d", r.Stats().Pending, s.Stats().Pending)
-	}
-	// The restored sends go out as the original's, messages included
-	// (app-info, device fields and trigger extras restored).
+	// Every version's file restores, and the restored sends go out as the
+	// original's, messages included (app-info, device fields and trigger
+	// extras restored).
 	da, la := s.Advance(t0.Add(30*24*time.Hour), nil, nil)
-	db, lb := r.Advance(t0.Add(30*24*time.Hour), nil, nil)
-	if !reflect.DeepEqual(da, db) || !reflect.DeepEqual(la, lb) || len(la) == 0 {
-		t.Errorf("after restoring %s, the sends differ:\noriginal: %+v\nrestored: %+v", path, la, lb)
+	for _, file := range []string{"testdata/golden/scheduler_state_v1.txt", path} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := New()
+		r.SetCampaigns(camps, caps, t0, nil)
+		for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			k, v, _ := strings.Cut(line, " ")
+			key, _ := hex.DecodeString(k)
+			st, _ := hex.DecodeString(v)
+			if err := r.Restore(key, st); err != nil {
+				t.Fatalf("%s:%d: %v", file, i+1, err)
+			}
+		}
+		if r.Stats().Pending == 0 {
+			t.Errorf("%s: restored no waiting sends", file)
+		}
+		db, lb := r.Advance(t0.Add(30*24*time.Hour), nil, nil)
+		if !reflect.DeepEqual(da, db) || !reflect.DeepEqual(la, lb) || len(la) == 0 {
+			t.Errorf("after restoring %s, the sends differ:\noriginal: %+v\nrestored: %+v", file, la, lb)
+		}
 	}
 	for _, d := range la {
 		if d.Campaign == "welcome" && d.Message.Title != "Salut Ana" || d.Campaign == "stalled" && d.Message.Title != "Level 7, Ana" {
