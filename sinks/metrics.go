@@ -1,11 +1,25 @@
 package sinks
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	rows, dead, batches prometheus.Counter
 	errors              *prometheus.CounterVec
 	insert              prometheus.Histogram
+	// The same counts for the sink's own log: what it wrote per interval
+	// and in all when it stops.
+	nRows, nDead, nBatches atomic.Int64
+}
+
+// totals are a sink's counts at one time.
+type totals struct{ rows, dead, batches int64 }
+
+func (m *metrics) totals() totals {
+	return totals{m.nRows.Load(), m.nDead.Load(), m.nBatches.Load()}
 }
 
 func newMetrics(reg prometheus.Registerer, stream string) *metrics {

@@ -46,6 +46,10 @@ type Config struct {
 	BackoffMax    time.Duration
 	DeadTopic     string // dead-letter topic
 	Writers       int    // batches written at once (their commits stay in order)
+	// LogInterval is how often the sink logs what it wrote since the last
+	// line and its lag (when the stream is idle and caught up, once); 0:
+	// never.
+	LogInterval time.Duration
 }
 
 // Defaults.
@@ -53,12 +57,14 @@ const (
 	DefaultBatchRows     = 100000
 	DefaultBatchBytes    = 32 << 20
 	DefaultFlushInterval = time.Second
+	DefaultLogInterval   = 10 * time.Second
 )
 
 // DefaultConfig returns the defaults.
 func DefaultConfig(deadTopic string) Config {
 	return Config{BatchRows: DefaultBatchRows, BatchBytes: DefaultBatchBytes, FlushInterval: DefaultFlushInterval,
-		BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second, DeadTopic: deadTopic, Writers: 2}
+		BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second, DeadTopic: deadTopic, Writers: 2,
+		LogInterval: DefaultLogInterval}
 }
 
 // Validate checks the configuration.
@@ -72,6 +78,9 @@ func (c Config) Validate() error {
 	if c.DeadTopic == "" {
 		return errors.New("sink: no dead-letter topic")
 	}
+	if c.LogInterval < 0 {
+		return fmt.Errorf("sink: log interval %s is negative", c.LogInterval)
+	}
 	return nil
 }
 
@@ -83,7 +92,14 @@ type Sink struct {
 	dead bus.Producer
 	log  *slog.Logger
 	m    *metrics
+	name string
+	lag  func(context.Context) (int64, error)
 }
+
+// SetLag gives the sink what tells its consumer lag (the messages of its
+// topic its group has not committed), for its periodic log line. Call it
+// before Run.
+func (s *Sink) SetLag(lag func(context.Context) (int64, error)) { s.lag = lag }
 
 // New returns a sink; dead receives the dead letters.
 func New(cfg Config, src Source, w Writer, dead bus.Producer, name string, reg prometheus.Registerer, log *slog.Logger) (*Sink, error) {
@@ -93,7 +109,7 @@ func New(cfg Config, src Source, w Writer, dead bus.Producer, name string, reg p
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{cfg: cfg, src: src, w: w, dead: dead, log: log.With("stream", name), m: newMetrics(reg, name)}, nil
+	return &Sink{cfg: cfg, src: src, w: w, dead: dead, log: log.With("stream", name), m: newMetrics(reg, name), name: name}, nil
 }
 
 // Run consumes until ctx ends. Collecting batches, writing them (up to
@@ -102,8 +118,23 @@ func New(cfg Config, src Source, w Writer, dead bus.Producer, name string, reg p
 // order, each only after its batch and every batch before it were written.
 // The batches in hand when ctx ends are not committed: their messages are
 // redelivered to whoever reads next.
-func (s *Sink) Run(ctx context.Context) error {
+func (s *Sink) Run(ctx context.Context) (err error) {
+	started := time.Now()
+	defer func() {
+		t, ran := s.m.totals(), time.Since(started)
+		args := []any{"ran", ran, "rows", t.rows, "dead_letters", t.dead, "batches", t.batches}
+		msg := fmt.Sprintf("sink: stream %s stopped after %s: %d rows written, %d dead letters", s.name, roundDuration(ran), t.rows, t.dead)
+		if err != nil {
+			s.log.Error(msg+", on an error", append(args, "err", err)...)
+			return
+		}
+		s.log.Info(msg, args...)
+	}()
 	g, gctx := errgroup.WithContext(ctx)
+	if s.cfg.LogInterval > 0 {
+		first := s.m.totals()
+		g.Go(func() error { s.logProgress(gctx, first, started); return nil })
+	}
 	writers := max(1, s.cfg.Writers)
 	batches := make(chan []bus.Message, 1)
 	// written carries, in batch order, a channel that is closed when the
@@ -160,10 +191,66 @@ func (s *Sink) Run(ctx context.Context) error {
 				return err
 			}
 			s.m.batches.Inc()
+			s.m.nBatches.Add(1)
 		}
 		return nil
 	})
 	return g.Wait()
+}
+
+// roundDuration rounds d for a person: 850ms, 1.2s, 3m7s.
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond)
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+// logProgress logs, every LogInterval until ctx ends, the rows written and
+// dead-lettered since the last line and the consumer lag; an idle stream
+// with no lag says so once, then nothing until it writes again.
+func (s *Sink) logProgress(ctx context.Context, last totals, lastAt time.Time) {
+	tick := time.NewTicker(s.cfg.LogInterval)
+	defer tick.Stop()
+	idleSaid := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now, at := s.m.totals(), time.Now()
+		args := []any{"rows", now.rows - last.rows, "dead_letters", now.dead - last.dead, "batches", now.batches - last.batches,
+			"interval", at.Sub(lastAt)}
+		lag := int64(-1)
+		if s.lag != nil {
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			l, err := s.lag(lctx)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				s.log.Warn("sink: consumer lag unknown", "err", err)
+			} else {
+				lag = l
+				args = append(args, "lag", l)
+			}
+		}
+		idle := now == last && lag <= 0
+		if !idle || !idleSaid {
+			msg := "sink: written"
+			if idle {
+				msg = "sink: idle, nothing to write"
+			}
+			s.log.Info(msg, args...)
+		}
+		idleSaid = idle
+		last, lastAt = now, at
+	}
 }
 
 // collect fetches until the batch is full or FlushInterval has passed since
@@ -223,6 +310,8 @@ func (s *Sink) write(ctx context.Context, batch []bus.Message) error {
 	}
 	s.m.rows.Add(float64(len(batch) - len(dead)))
 	s.m.dead.Add(float64(len(dead)))
+	s.m.nRows.Add(int64(len(batch) - len(dead)))
+	s.m.nDead.Add(int64(len(dead)))
 	return nil
 }
 

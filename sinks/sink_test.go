@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -214,4 +215,79 @@ func TestDeadLettersDoNotBlock(t *testing.T) {
 	}
 	// The commit follows the write: wait for it rather than read it at once.
 	waitFor(t, "partition 1 committed past its dead letter", func() bool { return src.committedOffset(1) == 1 })
+}
+
+// syncBuffer is a log destination the sink's goroutines share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// The sink says every interval what it wrote and its lag, once that it is
+// idle, and when it stops, how long it ran and what it wrote in all.
+func TestLogsProgressAndStop(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var msgs []bus.Message
+	for i := range 25 {
+		msgs = append(msgs, record("d", i))
+	}
+	msgs = append(msgs, bus.Message{Topic: "tags", Key: []byte("a/x"), Value: []byte{9}, Partition: 1, Offset: 99})
+	src, store := newSource(msgs), &rowStore{}
+	cfg := sinks.DefaultConfig("dead")
+	cfg.BatchRows, cfg.FlushInterval, cfg.LogInterval = 10, 5*time.Millisecond, 20*time.Millisecond
+	var logs syncBuffer
+	s, err := sinks.New(cfg, src, sinks.TagWriter{Rows: store}, bus.NewMemory("dead", 1), "tags", nil,
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetLag(func(context.Context) (int64, error) { return int64(len(msgs) - 1 - store.count()), nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, "the idle line", func() bool { return strings.Contains(logs.String(), `msg="sink: idle, nothing to write"`) })
+	time.Sleep(3 * cfg.LogInterval) // idle: no more lines
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	rows, dead := 0, 0
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r, d int
+		if strings.Contains(l, `msg="sink: written"`) {
+			if _, err := fmt.Sscanf(l[strings.Index(l, " rows="):], " rows=%d dead_letters=%d", &r, &d); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			rows, dead = rows+r, dead+d
+			if !strings.Contains(l, "stream=tags") || !strings.Contains(l, " lag=") || !strings.Contains(l, " interval=") {
+				t.Errorf("a progress line without its stream, lag or interval: %q", l)
+			}
+		}
+		if strings.Contains(l, "=-1") || strings.Contains(l, "<nil>") {
+			t.Errorf("an internal sentinel in %q", l)
+		}
+	}
+	if rows != 25 || dead != 1 {
+		t.Errorf("progress lines add up to %d rows and %d dead letters, want 25 and 1:\n%s", rows, dead, out)
+	}
+	if n := strings.Count(out, "sink: idle"); n != 1 {
+		t.Errorf("said %d times that it is idle:\n%s", n, out)
+	}
+	if !strings.Contains(out, `msg="sink: stream tags stopped after `) || !strings.Contains(out, ": 25 rows written, 1 dead letters") ||
+		!strings.Contains(out, "rows=25 dead_letters=1") {
+		t.Errorf("no stop line with the totals:\n%s", out)
+	}
 }

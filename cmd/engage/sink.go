@@ -93,6 +93,7 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	fs.DurationVar(&scfg.FlushInterval, "sink.flush-interval", scfg.FlushInterval, "flush a batch this long after its first record (or -sink.batch-rows, or -sink.batch-bytes)")
 	fs.IntVar(&scfg.Writers, "sink.writers", scfg.Writers, "batches written to ClickHouse at once (commits stay in order)")
 	fs.DurationVar(&scfg.BackoffMax, "sink.backoff-max", scfg.BackoffMax, "longest wait between retries of a failed write")
+	fs.DurationVar(&scfg.LogInterval, "sink.log-interval", scfg.LogInterval, "how often each stream logs the rows it wrote and its consumer lag (an idle stream once); 0: never")
 	metricsAddr := fs.String("metrics.addr", "127.0.0.1:9101", "where /metrics and /healthz are served; empty: nowhere")
 	migrate := fs.Bool("migrate", true, "apply schema migrations at start")
 	logLevel := fs.String("log.level", "info", "log level")
@@ -110,9 +111,20 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	defer conn.Close()
+	started := time.Now()
 	if *migrate {
-		if _, err := clickhouse.Migrate(ctx, conn, cfg, f); err != nil {
+		applied, err := clickhouse.Migrate(ctx, conn, cfg, f)
+		if err != nil {
 			return err
+		}
+		v, err := clickhouse.SchemaVersion(ctx, conn, cfg.Database)
+		if err != nil {
+			return err
+		}
+		if len(applied) > 0 {
+			log.Info(fmt.Sprintf("sink: schema migrated to version %d", v), "database", cfg.Database, "applied", applied, "version", v)
+		} else {
+			log.Info(fmt.Sprintf("sink: schema at version %d, no migration to apply", v), "database", cfg.Database, "version", v)
 		}
 	}
 	consumer, err := kafkabus.NewConsumer(kafkabus.ConsumerConfig{Brokers: bl, Group: *group, Topic: *topic}, log)
@@ -140,7 +152,8 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("sink starting", "clickhouse", f.String(), "database", cfg.Database, "writes", via, "group", *group, "decisions", *decisions, "feedback", *feedback)
+	s.SetLag(groupLag(bl, *group, *topic))
+	log.Info("sink: starting", "clickhouse", f.String(), "database", cfg.Database, "writes", via, "group", *group, "decisions", *decisions, "feedback", *feedback)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Run(gctx) })
 	chw := clickhouse.NewWriter(conn, cfg.Database)
@@ -162,7 +175,15 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 			return err
 		}
 	}
-	return g.Wait()
+	err = g.Wait()
+	logStopped(log, "sink", started, err, "rows", int64(counterTotal(reg, "engage_sink_rows_total", nil)),
+		"dead_letters", int64(counterTotal(reg, "engage_sink_dead_letters_total", nil)))
+	return err
+}
+
+// groupLag tells the messages of topic that group has not committed.
+func groupLag(brokers []string, group, topic string) func(context.Context) (int64, error) {
+	return func(ctx context.Context) (int64, error) { return kafkabus.GroupLag(ctx, brokers, group, topic) }
 }
 
 // jsonStream is a stream that the sink writes next to the tags: the
@@ -188,11 +209,12 @@ func (st jsonStream) start(g *errgroup.Group, gctx context.Context, scfg sinks.C
 		return nil, err
 	}
 	reg.MustRegister(lagGauge(st.name, brokers, st.group, st.topic))
+	s.SetLag(groupLag(brokers, st.group, st.topic))
 	g.Go(func() error {
 		if err := waitForTopic(gctx, brokers, st.topic, st.flag, 10*time.Second, log); err != nil {
 			return nil // stopped while waiting
 		}
-		log.Info(st.name+" sink starting", "topic", st.topic, "group", st.group)
+		log.Info("sink: stream "+st.name+" starting", "stream", st.name, "topic", st.topic, "group", st.group)
 		return s.Run(gctx)
 	})
 	return func() { _ = c.Close() }, nil
