@@ -79,7 +79,7 @@ func loaded(t *testing.T) *fixture {
 	ds := generate(t, 20260302, map[string]int{newsApp: 400, oddApp: 30, otherApp: 50}, 40)
 	ds.load(t, clickhouse.NewWriter(conn, cfg.Database))
 	t.Logf("dataset: %d records, %d rows with redeliveries, loaded in %s", len(ds.recs), len(ds.rows), time.Since(start).Round(time.Millisecond))
-	f := &fixture{conn: conn, db: cfg.Database, ds: ds, tr: &truth{ds.recs}, h: newAPI(t, conn, cfg.Database)}
+	f := &fixture{conn: conn, db: cfg.Database, ds: ds, tr: &truth{recs: ds.recs}, h: newAPI(t, conn, cfg.Database)}
 	f.total = f.count(t, "count()")
 	if distinct := f.count(t, "uniqExact(app, device_id, message_id)"); distinct != uint64(len(ds.recs)) || f.total == distinct {
 		t.Fatalf("stored %d rows, %d distinct: want %d distinct and some duplicates", f.total, distinct, len(ds.recs))
@@ -217,42 +217,52 @@ func TestAPI(t *testing.T) {
 	})
 }
 
+// compareAll compares every endpoint of every app with the reference, the
+// apps in parallel (the queries only read; the reference is computed once
+// per app).
 func (f *fixture) compareAll(t *testing.T) {
-	tr, h := f.tr, f.h
 	for _, app := range []string{newsApp, oddApp, otherApp} {
-		for _, r := range ranges {
-			from, to := date(r[0]), date(r[1])
-			p := func(endpoint string, kv ...string) string {
-				return appPath(app, endpoint, append([]string{"from", r[0], "to", r[1]}, kv...)...)
-			}
-			for _, period := range []string{"day", "week", "month"} {
-				check(t, h, p("active", "period", period), tr.active(app, from, to, period))
-			}
-			check(t, h, p("new-devices"), tr.newDevices(app, from, to))
-			check(t, h, p("sessions"), tr.sessions(app, from, to))
-			for _, days := range []int{1, 7, 30} {
-				check(t, h, p("retention", "days", fmt.Sprint(days)), tr.retention(app, from, to, days))
-			}
-			for _, steps := range funnels {
-				for _, window := range []int{60, 600, 86400} {
-					check(t, h, p("funnel", "steps", steps, "window", fmt.Sprint(window)), tr.funnel(app, from, to, parseSteps(steps), window))
-				}
-			}
-			for _, kind := range []string{"event", "activity", "job", "error", "crash"} {
-				check(t, h, p("top", "kind", kind, "limit", "3"), tr.top(app, from, to, kind, 3))
-				check(t, h, p("top", "kind", kind, "limit", "1000"), tr.top(app, from, to, kind, 1000))
-			}
-			for _, name := range append(jobNames, "never") {
-				check(t, h, p("jobs", "name", name), tr.jobs(app, from, to, name))
-			}
-			if app != otherApp {
-				check(t, h, p("coverage"), tr.coverage(app, from, to, map[string]analytics.PlannedTags{newsApp: newsPlanned, oddApp: oddPlanned}[app]))
+		t.Run(app, func(t *testing.T) {
+			t.Parallel()
+			f.compareApp(t, app)
+		})
+	}
+}
+
+func (f *fixture) compareApp(t *testing.T, app string) {
+	tr, h := f.tr, f.h
+	for _, r := range ranges {
+		from, to := date(r[0]), date(r[1])
+		p := func(endpoint string, kv ...string) string {
+			return appPath(app, endpoint, append([]string{"from", r[0], "to", r[1]}, kv...)...)
+		}
+		for _, period := range []string{"day", "week", "month"} {
+			check(t, h, p("active", "period", period), tr.active(app, from, to, period))
+		}
+		check(t, h, p("new-devices"), tr.newDevices(app, from, to))
+		check(t, h, p("sessions"), tr.sessions(app, from, to))
+		for _, days := range []int{1, 7, 30} {
+			check(t, h, p("retention", "days", fmt.Sprint(days)), tr.retention(app, from, to, days))
+		}
+		for _, steps := range funnels {
+			for _, window := range []int{60, 600, 86400} {
+				check(t, h, p("funnel", "steps", steps, "window", fmt.Sprint(window)), tr.funnel(app, from, to, parseSteps(steps), window))
 			}
 		}
-		for _, key := range []string{"plan", "logged_in", "level", "nickname", "absent"} {
-			check(t, h, appPath(app, "app-info", "key", key), tr.appInfo(app, key, 100))
-			check(t, h, appPath(app, "app-info", "key", key, "limit", "2"), tr.appInfo(app, key, 2))
+		for _, kind := range []string{"event", "activity", "job", "error", "crash"} {
+			check(t, h, p("top", "kind", kind, "limit", "3"), tr.top(app, from, to, kind, 3))
+			check(t, h, p("top", "kind", kind, "limit", "1000"), tr.top(app, from, to, kind, 1000))
 		}
+		for _, name := range append(jobNames, "never") {
+			check(t, h, p("jobs", "name", name), tr.jobs(app, from, to, name))
+		}
+		if app != otherApp {
+			check(t, h, p("coverage"), tr.coverage(app, from, to, map[string]analytics.PlannedTags{newsApp: newsPlanned, oddApp: oddPlanned}[app]))
+		}
+	}
+	for _, key := range []string{"plan", "logged_in", "level", "nickname", "absent"} {
+		check(t, h, appPath(app, "app-info", "key", key), tr.appInfo(app, key, 100))
+		check(t, h, appPath(app, "app-info", "key", key, "limit", "2"), tr.appInfo(app, key, 2))
 	}
 }
 

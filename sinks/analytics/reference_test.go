@@ -3,6 +3,7 @@ package analytics_test
 import (
 	"cmp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/openengage/engage/pipeline/tag"
@@ -11,8 +12,13 @@ import (
 
 // truth answers every endpoint from the generated records in plain Go, with
 // no SQL: the reference the API must equal. Records are unique here; the
-// database holds redeliveries too.
-type truth struct{ recs []tag.Record }
+// database holds redeliveries too. Each app's records are picked out once
+// (the answers are asked for hundreds of times, also concurrently).
+type truth struct {
+	recs  []tag.Record
+	once  sync.Once
+	byApp map[string][]*tag.Record
+}
 
 const layout = "2006-01-02"
 
@@ -23,14 +29,15 @@ func dayOf(t time.Time) time.Time {
 
 func within(d, from, to time.Time) bool { return !d.Before(from) && !d.After(to) }
 
-func (tr *truth) of(app string) []tag.Record {
-	var out []tag.Record
-	for _, r := range tr.recs {
-		if r.AppID == app {
-			out = append(out, r)
+func (tr *truth) of(app string) []*tag.Record {
+	tr.once.Do(func() {
+		tr.byApp = map[string][]*tag.Record{}
+		for i := range tr.recs {
+			r := &tr.recs[i]
+			tr.byApp[r.AppID] = append(tr.byApp[r.AppID], r)
 		}
-	}
-	return out
+	})
+	return tr.byApp[app]
 }
 
 // bucket returns the first day of d's period: Monday weeks, calendar months.
@@ -73,10 +80,9 @@ func rng(app string, from, to time.Time) analytics.Range {
 }
 
 // firstDay returns each device's first day among records that keep says.
-func firstDay(recs []tag.Record, keep func(*tag.Record) bool) map[string]time.Time {
+func firstDay(recs []*tag.Record, keep func(*tag.Record) bool) map[string]time.Time {
 	first := map[string]time.Time{}
-	for i := range recs {
-		r := &recs[i]
+	for _, r := range recs {
 		if !keep(r) {
 			continue
 		}
@@ -235,7 +241,7 @@ func (tr *truth) funnel(app string, from, to time.Time, steps []analytics.Step, 
 			continue
 		}
 		for s, st := range steps {
-			if matches(st.Kind, &r) && r.Name == st.Name {
+			if matches(st.Kind, r) && r.Name == st.Name {
 				byDev[r.DeviceID] = append(byDev[r.DeviceID], hit{r.Time.Unix(), s})
 			}
 		}
@@ -274,7 +280,7 @@ func (tr *truth) top(app string, from, to time.Time, kind string, limit int) ana
 	recs := map[string]int{}
 	devs := map[string]map[string]bool{}
 	for _, r := range tr.of(app) {
-		if !matches(kind, &r) || !within(dayOf(r.Time), from, to) {
+		if !matches(kind, r) || !within(dayOf(r.Time), from, to) {
 			continue
 		}
 		recs[r.Name]++
@@ -298,7 +304,7 @@ func (tr *truth) jobs(app string, from, to time.Time, name string) analytics.Job
 	res := analytics.Jobs{Range: rng(app, from, to), Name: name}
 	var ds []float64
 	for _, r := range tr.of(app) {
-		if !matches("job", &r) || r.Name != name || !within(dayOf(r.Time), from, to) {
+		if !matches("job", r) || r.Name != name || !within(dayOf(r.Time), from, to) {
 			continue
 		}
 		res.Jobs++
