@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -150,5 +152,28 @@ func TestHumanDuration(t *testing.T) {
 		if got := humanDuration(dd); got != want {
 			t.Errorf("humanDuration(%s) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// The services' logs: durations in human units, errors under "err" and
+// only when there is one, keys without spaces, no sentinel offsets.
+func TestReadableLogs(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{ReplaceAttr: readableAttr}))
+	var noErr error
+	log.Info("partition restored", "took", 1234567890*time.Nanosecond, "from offset", int64(-2), "waiting sends", 3,
+		"error", errors.New("boom"), "offset", int64(17))
+	log.Warn("x", "err", noErr, "in", 90*time.Minute+4*time.Second, "to_offset", int64(-1))
+	want := `{"level":"INFO","msg":"partition restored","took":"1.23s","from_offset":"first (none committed)","waiting_sends":3,"err":"boom","offset":17}
+{"level":"WARN","msg":"x","in":"1h30m4s","to_offset":"last (none committed)"}
+`
+	var got strings.Builder
+	for _, l := range strings.SplitAfter(buf.String(), "\n") {
+		if i := strings.Index(l, `"level"`); i >= 0 {
+			got.WriteString("{" + l[i:])
+		}
+	}
+	if got.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", got.String(), want)
 	}
 }

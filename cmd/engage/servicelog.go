@@ -8,15 +8,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// readableAttr makes the services' JSON logs read as an operator expects:
-// durations in human units ("1.5s", "3h12m", never nanoseconds), and no
-// "err": null when there was no error.
+// readableAttr makes the services' JSON logs read as an operator expects,
+// whichever package logs: durations in human units ("1.5s", "3h12m",
+// never nanoseconds); an error always under "err" (never "error", and no
+// "err": null when there was none); keys in snake_case ("from offset" is
+// "from_offset"); Kafka's sentinel offsets in words (-2: the first, as no
+// offset was committed).
 func readableAttr(_ []string, a slog.Attr) slog.Attr {
-	switch v := a.Value; {
+	if a.Key == "error" {
+		a.Key = "err"
+	}
+	if strings.Contains(a.Key, " ") {
+		a.Key = strings.ReplaceAll(a.Key, " ", "_")
+	}
+	v := a.Value
+	switch {
 	case v.Kind() == slog.KindDuration:
 		return slog.String(a.Key, humanDuration(v.Duration()))
 	case a.Key == "err" && v.Kind() == slog.KindAny && v.Any() == nil:
 		return slog.Attr{}
+	case strings.HasSuffix(a.Key, "offset") && v.Kind() == slog.KindInt64:
+		switch v.Int64() {
+		case -2: // kafka.FirstOffset
+			return slog.String(a.Key, "first (none committed)")
+		case -1: // kafka.LastOffset
+			return slog.String(a.Key, "last (none committed)")
+		}
 	}
 	return a
 }

@@ -152,7 +152,7 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s.SetLag(groupLag(bl, *group, *topic))
+	s.SetLag(streamLag(bl, *group, *topic))
 	log.Info("sink: starting", "clickhouse", f.String(), "database", cfg.Database, "writes", via, "group", *group, "decisions", *decisions, "feedback", *feedback)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Run(gctx) })
@@ -181,8 +181,8 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	return err
 }
 
-// groupLag tells the messages of topic that group has not committed.
-func groupLag(brokers []string, group, topic string) func(context.Context) (int64, error) {
+// streamLag tells the messages of topic that group has not committed.
+func streamLag(brokers []string, group, topic string) func(context.Context) (int64, error) {
 	return func(ctx context.Context) (int64, error) { return kafkabus.GroupLag(ctx, brokers, group, topic) }
 }
 
@@ -209,7 +209,7 @@ func (st jsonStream) start(g *errgroup.Group, gctx context.Context, scfg sinks.C
 		return nil, err
 	}
 	reg.MustRegister(lagGauge(st.name, brokers, st.group, st.topic))
-	s.SetLag(groupLag(brokers, st.group, st.topic))
+	s.SetLag(streamLag(brokers, st.group, st.topic))
 	g.Go(func() error {
 		if err := waitForTopic(gctx, brokers, st.topic, st.flag, 10*time.Second, log); err != nil {
 			return nil // stopped while waiting
