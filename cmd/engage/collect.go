@@ -145,7 +145,10 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	return srv.Run(ctx, ln)
+	err = srv.Run(ctx, ln)
+	logStopped(log, "collect", err, "records_accepted", counterInt(reg, "engage_collector_records_total", map[string]string{"outcome": "accepted"}),
+		"records_rejected", counterInt(reg, "engage_collector_records_total", map[string]string{"outcome": "rejected"}))
+	return err
 }
 
 // followInbox follows every partition of engage.inbox into store until ctx

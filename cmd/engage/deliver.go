@@ -78,5 +78,9 @@ func runDeliver(ctx context.Context, args []string, _ io.Writer) error {
 			return err
 		}
 	}
-	return g.Wait()
+	err = g.Wait()
+	logStopped(log, "deliver", err, "deliveries_read", counterInt(reg, "engage_deliver_deliveries_read_total", nil),
+		"accepted", counterInt(reg, "engage_deliver_results_total", map[string]string{"outcome": "accepted"}),
+		"finished", counterInt(reg, "engage_deliver_results_total", nil))
+	return err
 }

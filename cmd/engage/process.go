@@ -113,7 +113,10 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 		}
 		log.Info("segments API listening", "addr", *addr)
 	}
-	return g.Wait()
+	err = g.Wait()
+	logStopped(log, "process", err, "records", counterInt(reg, "engage_process_records_total", nil),
+		"segment_changes", counterInt(reg, "engage_process_segment_changes_total", nil))
+	return err
 }
 
 // advertiseURL is the default base URL of an API listening on addr.

@@ -92,5 +92,8 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 		}
 		log.Info("schedule: listening", "addr", *addr, "campaigns_api", len(toks) > 0)
 	}
-	return g.Wait()
+	err = g.Wait()
+	logStopped(log, "schedule", err, "input", counterInt(reg, "engage_schedule_input_total", nil),
+		"deliveries", counterInt(reg, "engage_schedule_deliveries_total", nil), "decisions", counterInt(reg, "engage_schedule_decisions_total", nil))
+	return err
 }

@@ -89,14 +89,22 @@ func counterTotal(g prometheus.Gatherer, name string, match map[string]string) f
 	return total
 }
 
+// processStart is when this process started.
+var processStart = time.Now()
+
 // logStopped says that service stopped, how long it ran and what it did
 // (key/value pairs), and why when err is not nil.
-func logStopped(log *slog.Logger, service string, started time.Time, err error, did ...any) {
-	ran := time.Since(started)
+func logStopped(log *slog.Logger, service string, err error, did ...any) {
+	ran := time.Since(processStart)
 	args := append([]any{"ran", ran}, did...)
 	if err != nil {
 		log.Error(service+": stopped on an error after "+humanDuration(ran), append(args, "err", err)...)
 		return
 	}
 	log.Info(service+": stopped after "+humanDuration(ran), args...)
+}
+
+// counterInt is counterTotal as a whole number, for the logs.
+func counterInt(g prometheus.Gatherer, name string, match map[string]string) int64 {
+	return int64(counterTotal(g, name, match))
 }

@@ -111,7 +111,6 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	defer conn.Close()
-	started := time.Now()
 	if *migrate {
 		applied, err := clickhouse.Migrate(ctx, conn, cfg, f)
 		if err != nil {
@@ -176,7 +175,7 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 		}
 	}
 	err = g.Wait()
-	logStopped(log, "sink", started, err, "rows", int64(counterTotal(reg, "engage_sink_rows_total", nil)),
+	logStopped(log, "sink", err, "rows", int64(counterTotal(reg, "engage_sink_rows_total", nil)),
 		"dead_letters", int64(counterTotal(reg, "engage_sink_dead_letters_total", nil)))
 	return err
 }
