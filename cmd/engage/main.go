@@ -119,10 +119,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// logOutput is where the services log (tests read it).
+var logOutput io.Writer = os.Stderr
+
 func newLogger(level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l, ReplaceAttr: readableAttr})), nil
+	return slog.New(slog.NewJSONHandler(logOutput, &slog.HandlerOptions{Level: l, ReplaceAttr: readableAttr})), nil
 }
