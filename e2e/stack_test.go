@@ -187,7 +187,7 @@ func (s *stack) start() {
 	ch := []string{"-clickhouse.addr", strings.Join(chtest.Addr(s.t), ","), "-clickhouse.database", s.db}
 	s.collect = s.e.Start("collect", "-addr", "/readyz", "-kafka.brokers", b, "-apps", s.appsFile, "-collector.topic", s.topic["tags"],
 		"-collector.inbox-topic", s.topic["inbox"], "-collector.inbox-simulated-clock", "-log.level", "warn")
-	s.process = s.e.Start("process", "-addr", "/healthz", "-kafka.brokers", b, "-apps", s.appsFile, "-api.tokens", apiToken+":*",
+	s.process = s.e.Start("process", "-addr", "/healthz", "-kafka.brokers", b, "-apps", s.appsFile, "-api.tokens", apiToken+":*", "-api.cluster-secret", "e2e-suite-cluster-secret-0123456789abcdef",
 		"-process.group", s.group["process"], "-process.topic", s.topic["tags"], "-process.changelog-topic", s.topic["state"],
 		"-process.changes-topic", s.topic["changes"], "-config.topic", s.topic["config"], "-process.simulated-clock", "-clickhouse.addr", "", "-log.level", "warn")
 	s.schedule = s.e.Start("schedule", "-addr", "/healthz", "-kafka.brokers", b, "-apps", s.appsFile, "-api.tokens", apiToken+":*",

@@ -217,7 +217,7 @@ func TestDryRunEqualsLiveScheduler(t *testing.T) {
 		}
 	}
 	b := strings.Join(brokers, ",")
-	procURL := e.start("process", "/healthz", "-api.tokens", "dry-run-test-token:game", "-kafka.brokers", b, "-process.group", "g-"+id, "-process.topic", tags, "-process.changelog-topic", state,
+	procURL := e.start("process", "/healthz", "-api.tokens", "dry-run-test-token:game", "-api.cluster-secret", "dry-run-test-cluster-secret-0123456789ab", "-kafka.brokers", b, "-process.group", "g-"+id, "-process.topic", tags, "-process.changelog-topic", state,
 		"-process.changes-topic", changes, "-config.topic", config, "-process.simulated-clock", "-clickhouse.addr", "")
 	e.start("schedule", "/healthz", "-kafka.brokers", b, "-schedule.group", "gs-"+id, "-schedule.topic", changes, "-schedule.changelog-topic", sstate,
 		"-schedule.deliveries-topic", dels, "-schedule.decisions-topic", decs, "-config.topic", config, "-schedule.simulated-clock")

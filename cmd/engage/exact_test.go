@@ -42,7 +42,7 @@ const (
 	nodeDevices, nodeFuture     = 100, 5  // 100 track calls each
 	perDevice                   = 100
 	writeKey                    = "demo-write-key" // the embedded demo app
-	apiToken                    = "exact-test"
+	apiToken                    = "exact-test-token-0123456789"
 )
 
 func TestAcknowledgedRecordsReadExactly(t *testing.T) {
@@ -81,7 +81,7 @@ func TestAcknowledgedRecordsReadExactly(t *testing.T) {
 	collect := e.start("collect", "/readyz", "-kafka.brokers", b)
 	sink := e.start("sink", "/healthz", "-kafka.brokers", b, "-clickhouse.addr", strings.Join(chCfg.Addr, ","),
 		"-clickhouse.http-addr", chtest.HTTPAddr(t), "-clickhouse.database", chCfg.Database)
-	group1 := e.start("process", "/healthz", "-kafka.brokers", b, "-api.tokens", apiToken+":*")
+	group1 := e.start("process", "/healthz", "-kafka.brokers", b, "-api.tokens", apiToken+":*", "-api.cluster-secret", "exact-test-cluster-secret-0123456789abcdef")
 
 	// Both streams at once, while the consumers run.
 	start := time.Now()
@@ -108,7 +108,7 @@ func TestAcknowledgedRecordsReadExactly(t *testing.T) {
 		return groupLag(t, brokers, "engage-sink") == 0 && groupLag(t, brokers, "engage-process") == 0
 	})
 	kafkatest.WaitRetentionChecks(t, brokers, 3, time.Minute)
-	group2 := e.start("process", "/healthz", "-kafka.brokers", b, "-api.tokens", apiToken+":*", "-process.group", "engage-process-replay",
+	group2 := e.start("process", "/healthz", "-kafka.brokers", b, "-api.tokens", apiToken+":*", "-api.cluster-secret", "exact-test-cluster-secret-0123456789abcdef", "-process.group", "engage-process-replay",
 		"-process.changelog-topic", kafkabus.TopicStateChangelog+".replay", "-process.changes-topic", kafkabus.TopicSegmentChanges+".replay")
 	waitFor(t, 3*time.Minute, "the replay group to read everything", func() bool { return groupLag(t, brokers, "engage-process-replay") == 0 })
 

@@ -164,8 +164,10 @@ func TestReadableLogs(t *testing.T) {
 	log.Info("partition restored", "took", 1234567890*time.Nanosecond, "from offset", int64(-2), "waiting sends", 3,
 		"error", errors.New("boom"), "offset", int64(17))
 	log.Warn("x", "err", noErr, "in", 90*time.Minute+4*time.Second, "to_offset", int64(-1))
+	log.Warn("kafka reader", "detail", "error reading partition 4 of engage.decisions at offset -2: i/o timeout")
 	want := `{"level":"INFO","msg":"partition restored","took":"1.23s","from_offset":"first (none committed)","waiting_sends":3,"err":"boom","offset":17}
 {"level":"WARN","msg":"x","in":"1h30m4s","to_offset":"last (none committed)"}
+{"level":"WARN","msg":"kafka reader","detail":"error reading partition 4 of engage.decisions at the first offset (none committed): i/o timeout"}
 `
 	var got strings.Builder
 	for _, l := range strings.SplitAfter(buf.String(), "\n") {

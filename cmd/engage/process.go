@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tagplan"
@@ -38,7 +42,11 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 	fs.DurationVar(&cfg.SessionTimeout, "process.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
 	addr := fs.String("addr", "127.0.0.1:8082", "listen address of the segments API, /metrics and /healthz; empty: none")
 	advertise := fs.String("api.advertise", "", "base URL at which the other instances reach this one's API (default: http:// and -addr, with this host's name when -addr has no host)")
-	tokens := fs.String("api.tokens", "", "bearer tokens and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment)")
+	tokens := fs.String("api.tokens", "", "bearer tokens (16 bytes or more) and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment)")
+	clusterSecret := fs.String("api.cluster-secret", "", "secret shared by the instances, with which they authenticate each other's calls (32 bytes or more; required with -api.tokens; set it in the environment)")
+	peerAllow := fs.String("api.peer-allow", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7", "CIDR prefixes other instances' addresses must be in (0.0.0.0/0,::/0: any)")
+	peerTimeout := fs.Duration("api.peer-timeout", processor.DefaultPeerTimeout, "longest wait for another instance's answer")
+	peerMaxBytes := fs.Int64("api.peer-max-bytes", processor.DefaultPeerMaxBytes, "largest answer read from another instance (a segment's members on its partitions)")
 	appsFile := fs.String("apps", "", "apps file, for the tag plans segments are checked against; empty: the embedded demo app")
 	logLevel := fs.String("log.level", "info", "log level")
 	var cf clickhouseFlags
@@ -52,9 +60,22 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	cfg.Brokers = splitList(*brokers)
-	toks, err := parseTokens(*tokens)
+	toks, err := apiauth.ParseTokens("-api.tokens", *tokens)
 	if err != nil {
 		return err
+	}
+	var cluster *apiauth.Cluster
+	if *clusterSecret != "" || (toks.Len() > 0 && *addr != "") {
+		if cluster, err = apiauth.NewCluster("-api.cluster-secret", *clusterSecret); err != nil {
+			return err
+		}
+	}
+	allow, err := processor.ParsePeerAllow(*peerAllow)
+	if err != nil {
+		return err
+	}
+	if *peerTimeout <= 0 || *peerMaxBytes <= 0 {
+		return fmt.Errorf("-api.peer-timeout %s and -api.peer-max-bytes %d must be positive", *peerTimeout, *peerMaxBytes)
 	}
 	apps, err := loadApps(*appsFile)
 	if err != nil {
@@ -74,6 +95,12 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 			if err != nil {
 				return err
 			}
+		}
+		if err := processor.CheckAddr(cfg.Advertise); err != nil {
+			return fmt.Errorf("-api.advertise: %w", err)
+		}
+		if ip, err := netip.ParseAddr(strings.Trim(hostOf(cfg.Advertise), "[]")); err == nil && !slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(ip.Unmap()) }) {
+			log.Warn("the address this instance advertises is outside -api.peer-allow: the other instances will not call it", "advertise", cfg.Advertise, "peer_allow", *peerAllow)
 		}
 	}
 	if cf.addr != "" {
@@ -98,7 +125,8 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return proc.Run(gctx) })
 	if *addr != "" {
-		api := &processor.API{Proc: proc, Store: store, Config: prod, Topic: cfg.ConfigTopic, Tokens: toks,
+		api := &processor.API{Proc: proc, Store: store, Config: prod, Topic: cfg.ConfigTopic, Tokens: toks, Cluster: cluster,
+			Client: processor.NewPeerClient(allow), PeerTimeout: *peerTimeout, PeerMaxBytes: *peerMaxBytes,
 			Plans: func(id string) (*tagplan.Plan, bool) {
 				app, ok := apps.ByID(id)
 				if !ok {
@@ -117,6 +145,12 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 	logStopped(log, "process", err, "records", counterInt(reg, "engage_process_records_total", nil),
 		"segment_changes", counterInt(reg, "engage_process_segment_changes_total", nil))
 	return err
+}
+
+// hostOf returns the host of a URL that CheckAddr accepted.
+func hostOf(u string) string {
+	p, _ := url.Parse(u)
+	return p.Hostname()
 }
 
 // advertiseURL is the default base URL of an API listening on addr.

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tagplan"
@@ -30,7 +31,7 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	fs.BoolVar(&cfg.SimulatedClock, "schedule.simulated-clock", false, "now is the newest time of each partition's input (the processor's clock), not the wall clock: run the processor with -process.simulated-clock too")
 	fs.DurationVar(&cfg.SessionTimeout, "schedule.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
 	addr := fs.String("addr", "127.0.0.1:8083", "listen address of the campaigns API, /metrics and /healthz; empty: none")
-	tokens := fs.String("api.tokens", "", "bearer tokens of the campaigns API and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment); empty: no API")
+	tokens := fs.String("api.tokens", "", "bearer tokens (16 bytes or more) of the campaigns API and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment); empty: no API")
 	appsFile := fs.String("apps", "", "apps file, for the tag plans campaigns are checked against; empty: the embedded demo app")
 	logLevel := fs.String("log.level", "info", "log level")
 	if err := parse(fs, args); err != nil {
@@ -44,7 +45,7 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	toks, err := parseTokens(*tokens)
+	toks, err := apiauth.ParseTokens("-api.tokens", *tokens)
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	g.Go(func() error { return svc.Run(gctx) })
 	if *addr != "" {
 		mux := metricsMux(reg)
-		if len(toks) > 0 {
+		if toks.Len() > 0 {
 			// The API checks campaigns against the stored segments.
 			segs := processor.NewStore()
 			ready := make(chan struct{})
@@ -90,7 +91,7 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 		if err := serveHTTP(g, gctx, *addr, mux); err != nil {
 			return err
 		}
-		log.Info("schedule: listening", "addr", *addr, "campaigns_api", len(toks) > 0)
+		log.Info("schedule: listening", "addr", *addr, "campaigns_api", toks.Len() > 0)
 	}
 	err = g.Wait()
 	logStopped(log, "schedule", err, "input", counterInt(reg, "engage_schedule_input_total", nil),

@@ -27,6 +27,9 @@ func readableAttr(_ []string, a slog.Attr) slog.Attr {
 		return slog.String(a.Key, humanDuration(v.Duration()))
 	case a.Key == "err" && v.Kind() == slog.KindAny && v.Any() == nil:
 		return slog.Attr{}
+	case v.Kind() == slog.KindString && strings.Contains(v.String(), "offset -"):
+		// The Kafka client's own messages ("… at offset -2: …").
+		return slog.String(a.Key, sentinelOffsets.Replace(v.String()))
 	case strings.HasSuffix(a.Key, "offset") && v.Kind() == slog.KindInt64:
 		switch v.Int64() {
 		case -2: // kafka.FirstOffset
@@ -37,6 +40,8 @@ func readableAttr(_ []string, a slog.Attr) slog.Attr {
 	}
 	return a
 }
+
+var sentinelOffsets = strings.NewReplacer("offset -2", "the first offset (none committed)", "offset -1", "the last offset (none committed)")
 
 // humanDuration rounds d to what a person reads: 850ms, 1.25s, 3m7s, 3h12m.
 func humanDuration(d time.Duration) string {

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,8 +15,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tagplan"
@@ -73,11 +76,17 @@ func Validate(d Definition, plan *tagplan.Plan, others []Definition) (*segments.
 // Sizes, members and explanations cover every partition, whichever
 // instance owns it: an instance answers for the partitions it owns, and
 // asks the instances that announced the others (Instance records in the
-// configuration topic) with the caller's token:
+// configuration topic) with the cluster credential (never the caller's
+// token: the instance called checks it, and asks only for the apps it
+// may read):
 //
-//	GET    /v1/local/statuses?app=A                  per partition, sizes and statuses of this instance's partitions
+//	GET    /v1/local/statuses?apps=A,B               per partition, sizes and statuses of this instance's partitions
 //	GET    /v1/segments/{app}/{name}/members?partitions=0,3   members of those of the partitions this instance owns
 //	GET    /v1/segments/{app}/{name}/explain?device=D&local=1 no forwarding
+//
+// Those three answer the cluster credential only, and the others a user's
+// token only. What a peer answers is bounded (PeerMaxBytes, PeerTimeout)
+// and checked (peer.go).
 //
 // Every answer lists the partitions it covers ("partitions", or the
 // Engage-Partitions header) and those no instance answered for
@@ -90,12 +99,21 @@ type API struct {
 	Config bus.Producer // writes the configuration topic
 	Topic  string       // the configuration topic
 	Plans  func(app string) (*tagplan.Plan, bool)
-	// Tokens maps bearer tokens to the apps they may manage ("*": all).
-	Tokens map[string][]string
-	Now    func() time.Time
-	// Client calls the other instances (nil: a client with a 10 s
-	// timeout).
+	// Tokens are the users' bearer tokens and the apps each may manage
+	// (nil: none).
+	Tokens *apiauth.Tokens
+	// Cluster authenticates the calls between instances (nil: this
+	// instance asks no other and answers none).
+	Cluster *apiauth.Cluster
+	Now     func() time.Time
+	// Client calls the other instances (nil: NewPeerClient with
+	// DefaultPeerAllow).
 	Client *http.Client
+	// PeerTimeout bounds each request to another instance (0:
+	// DefaultPeerTimeout); PeerMaxBytes each answer (0:
+	// DefaultPeerMaxBytes).
+	PeerTimeout  time.Duration
+	PeerMaxBytes int64
 }
 
 type apiError struct {
@@ -119,13 +137,25 @@ func (a *API) Handler() http.Handler {
 
 func (a *API) wrap(fn func(w http.ResponseWriter, r *http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// The answer to another instance is signed: it is held until
+		// complete, then sent with its signature.
+		if apiauth.IsPeer(r) && a.Cluster != nil && a.Cluster.Verify(r) == nil {
+			rw := w
+			held := &heldResponse{header: rw.Header(), status: http.StatusOK}
+			defer func() {
+				a.Cluster.SignResponse(r, held.status, rw.Header(), held.body.Bytes())
+				rw.WriteHeader(held.status)
+				_, _ = rw.Write(held.body.Bytes())
+			}()
+			w = held
+		}
 		v, err := fn(w, r)
 		if err != nil {
 			var ae *apiError
 			if !errors.As(err, &ae) {
 				ae = &apiError{http.StatusInternalServerError, err.Error()}
 			}
-			if ae.status == http.StatusUnauthorized {
+			if ae.status == http.StatusUnauthorized && !strings.HasPrefix(r.URL.Path, "/v1/local/") {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="engage"`)
 			}
 			w.Header().Set("Content-Type", "application/json")
@@ -141,29 +171,65 @@ func (a *API) wrap(fn func(w http.ResponseWriter, r *http.Request) (any, error))
 	}
 }
 
-// allowed checks the bearer token against the app ("" : any app the token
-// has, for listing); it returns the apps the token covers.
+// heldResponse holds an answer until it is complete.
+type heldResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+	wrote  bool
+}
+
+func (h *heldResponse) Header() http.Header { return h.header }
+
+func (h *heldResponse) WriteHeader(status int) {
+	if !h.wrote {
+		h.status, h.wrote = status, true
+	}
+}
+
+func (h *heldResponse) Write(b []byte) (int, error) {
+	h.wrote = true
+	return h.body.Write(b)
+}
+
+// allowed checks a user's bearer token against the app ("" : any app the
+// token has, for listing); it returns the apps the token covers. The
+// cluster credential is refused: it is for the calls between instances.
 func (a *API) allowed(r *http.Request, app string) (func(string) bool, error) {
-	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
+	if apiauth.IsPeer(r) {
+		return nil, &apiError{http.StatusUnauthorized, "the cluster credential is for the calls between instances: this endpoint needs a user's bearer token"}
+	}
+	tok := apiauth.Bearer(r)
+	if tok == "" {
 		return nil, &apiError{http.StatusUnauthorized, "missing bearer token: send Authorization: Bearer <token>"}
 	}
-	apps, ok := a.Tokens[tok]
+	// Looked up by its hash: the time taken does not depend on how much
+	// of a guessed token is right.
+	sc, ok := a.Tokens.Lookup(tok)
 	if !ok {
 		return nil, &apiError{http.StatusUnauthorized, "unknown bearer token"}
 	}
-	may := func(app string) bool {
-		for _, x := range apps {
-			if x == "*" || x == app {
-				return true
-			}
-		}
-		return false
-	}
-	if app != "" && !may(app) {
+	if app != "" && !sc.May(app) {
 		return nil, &apiError{http.StatusForbidden, fmt.Sprintf("this token may not manage app %q", app)}
 	}
-	return may, nil
+	return sc.May, nil
+}
+
+// fromPeer checks the cluster credential of a call from another instance.
+// A user's token is refused: these answers are not scoped to apps by a
+// token, the instance that was called checked the user's.
+func (a *API) fromPeer(r *http.Request) error {
+	if apiauth.Bearer(r) != "" {
+		return &apiError{http.StatusForbidden, "this call is for other engage process instances only (cluster credential): user tokens are refused; ask /v1/segments, which covers every partition"}
+	}
+	if a.Cluster == nil {
+		return &apiError{http.StatusUnauthorized, "this instance has no cluster secret (-api.cluster-secret): it answers no other instance"}
+	}
+	if err := a.Cluster.Verify(r); err != nil {
+		a.Proc.log.Warn("a call between instances refused", "remote", r.RemoteAddr, "path", r.URL.Path, "error", err)
+		return &apiError{http.StatusUnauthorized, err.Error()}
+	}
+	return nil
 }
 
 // SegmentInfo is one segment as the API shows it.
@@ -183,6 +249,8 @@ type SegmentInfo struct {
 	// MissingPartitions are the partitions no instance answered for: the
 	// size then counts the others only.
 	MissingPartitions []int `json:"missing_partitions,omitempty"`
+	// PeerErrors say why other instances did not answer for some of them.
+	PeerErrors []string `json:"peer_errors,omitempty"`
 }
 
 // PartitionStatus is one segment on one partition.
@@ -239,25 +307,46 @@ func (a *API) statuses(ctx context.Context, want func(app string) bool) (map[int
 	return out, err
 }
 
+// localStatuses answers another instance: ?apps=A,B (the apps the
+// caller's user may read, checked by the caller).
 func (a *API) localStatuses(_ http.ResponseWriter, r *http.Request) (any, error) {
-	app := r.URL.Query().Get("app")
-	may, err := a.allowed(r, app)
+	if err := a.fromPeer(r); err != nil {
+		return nil, err
+	}
+	apps := map[string]bool{}
+	for _, x := range splitComma(r.URL.Query().Get("apps")) {
+		apps[x] = true
+	}
+	if len(apps) == 0 {
+		return nil, &apiError{http.StatusBadRequest, "give the apps: ?apps=A,B"}
+	}
+	sts, err := a.statuses(r.Context(), func(x string) bool { return apps[x] })
 	if err != nil {
 		return nil, err
 	}
-	sts, err := a.statuses(r.Context(), func(x string) bool { return (app == "" || x == app) && may(x) })
-	if err != nil {
-		return nil, err
+	return statusesAnswer{Instance: a.Proc.ID(), Partitions: sts}, nil
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
 	}
-	return map[string]any{"instance": a.Proc.ID(), "partitions": sts}, nil
+	return out
 }
 
 // gather completes what this instance holds (have: partition → answered)
-// from the instances that announced the partitions it lacks: ask is
-// called once per instance with the partitions wanted from it, and
-// returns the partitions it answered for. It returns the partitions
-// covered and those missing, in order.
-func (a *API) gather(ctx context.Context, have map[int]bool, ask func(ctx context.Context, in Instance, parts []int) ([]int, error)) (covered, missing []int) {
+// from the instances that announced the partitions it lacks: fetch is
+// called once per instance, concurrently, with the partitions wanted from
+// it; merge then takes each result in turn (in the order of the
+// instances' ids) and returns the partitions it answered for, or why the
+// answer is refused. It returns the partitions covered and those missing,
+// in order, and an error for each instance that did not answer, naming it
+// and its partitions.
+func (a *API) gather(ctx context.Context, have map[int]bool, fetch func(ctx context.Context, in Instance, parts []int) (any, error),
+	merge func(in Instance, parts []int, v any) ([]int, error)) (covered, missing []int, errs []string) {
 	n := a.Proc.Partitions()
 	owners := a.Proc.Owners()
 	want := map[string][]int{}
@@ -278,10 +367,35 @@ func (a *API) gather(ctx context.Context, have map[int]bool, ask func(ctx contex
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	for _, id := range ids {
-		got, err := ask(ctx, insts[id], want[id])
+	if a.Cluster == nil && len(ids) > 0 {
+		errs = append(errs, "this instance has no cluster secret (-api.cluster-secret): it does not ask the instances that own the missing partitions")
+		ids = nil
+	}
+	type result struct {
+		v   any
+		err error
+	}
+	results := make([]result, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := fetch(ctx, insts[id], want[id])
+			results[i] = result{v, err}
+		}()
+	}
+	wg.Wait()
+	for i, id := range ids {
+		in, parts := insts[id], want[id]
+		err := results[i].err
+		var got []int
+		if err == nil {
+			got, err = merge(in, parts, results[i].v)
+		}
 		if err != nil {
-			a.Proc.log.Warn("ask another instance", "instance", id, "addr", insts[id].Addr, "partitions", want[id], "error", err)
+			a.Proc.log.Warn("ask another instance", "instance", in.ID, "addr", in.Addr, "partitions", parts, "error", err)
+			errs = append(errs, fmt.Sprintf("instance %s at %s, partitions %s: %v", in.ID, in.Addr, joinInts(parts), err))
 			continue
 		}
 		for _, p := range got {
@@ -295,30 +409,15 @@ func (a *API) gather(ctx context.Context, have map[int]bool, ask func(ctx contex
 			missing = append(missing, p)
 		}
 	}
-	return covered, missing
+	return covered, missing, errs
 }
 
-// peer calls another instance's API with the caller's token.
-func (a *API) peer(ctx context.Context, r *http.Request, in Instance, path string, q url.Values) (*http.Response, error) {
-	u := strings.TrimRight(in.Addr, "/") + path + "?" + q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
+func intSet(v []int) map[int]bool {
+	m := make(map[int]bool, len(v))
+	for _, x := range v {
+		m[x] = true
 	}
-	req.Header.Set("Authorization", r.Header.Get("Authorization"))
-	c := a.Client
-	if c == nil {
-		c = peerClient
-	}
-	return c.Do(req)
-}
-
-var peerClient = &http.Client{Timeout: 10 * time.Second}
-
-// peerError reads a failed peer answer.
-func peerError(resp *http.Response) error {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	return m
 }
 
 func (a *API) info(r *http.Request, defs []Definition) ([]SegmentInfo, error) {
@@ -335,43 +434,51 @@ func (a *API) info(r *http.Request, defs []Definition) ([]SegmentInfo, error) {
 	for p := range sts {
 		have[p] = true
 	}
-	app := ""
-	if len(apps) == 1 {
-		for x := range apps {
-			app = x
-		}
+	// Other instances are asked for the apps of defs only: those the
+	// caller's token may read.
+	names := make([]string, 0, len(apps))
+	for x := range apps {
+		names = append(names, x)
 	}
-	covered, missing := a.gather(ctx, have, func(ctx context.Context, in Instance, parts []int) ([]int, error) {
-		resp, err := a.peer(ctx, r, in, "/v1/local/statuses", url.Values{"app": {app}})
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, peerError(resp)
-		}
-		var got struct {
-			Partitions map[int][]PartitionStatus `json:"partitions"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
-			return nil, err
-		}
-		var ps []int
-		for p, st := range got.Partitions {
-			if have[p] {
-				continue // answered already (a partition on the move)
+	sort.Strings(names)
+	var covered, missing []int
+	var errs []string
+	if len(names) > 0 {
+		covered, missing, errs = a.gather(ctx, have, func(ctx context.Context, in Instance, parts []int) (any, error) {
+			status, body, _, err := a.peerRequest(ctx, in, "/v1/local/statuses", url.Values{"apps": {strings.Join(names, ",")}}, a.peerMaxBytes())
+			if err != nil {
+				return nil, err
 			}
-			sts[p] = st
-			ps = append(ps, p)
-		}
-		return ps, nil
-	})
+			if status != http.StatusOK {
+				return nil, peerStatusError(status, body)
+			}
+			var got statusesAnswer
+			if err := decodeStrict(body, &got); err != nil {
+				return nil, err
+			}
+			if err := checkStatuses(&got, in, intSet(parts), apps); err != nil {
+				return nil, err
+			}
+			return &got, nil
+		}, func(_ Instance, _ []int, v any) ([]int, error) {
+			got := v.(*statusesAnswer)
+			var ps []int
+			for p, st := range got.Partitions {
+				if have[p] {
+					continue // answered already (a partition on the move)
+				}
+				sts[p] = st
+				ps = append(ps, p)
+			}
+			return ps, nil
+		})
+	}
 
 	set, _ := a.Store.Current()
 	out := make([]SegmentInfo, len(defs))
 	idx := map[string]int{}
 	for i, d := range defs {
-		out[i] = SegmentInfo{Definition: d, Partitions: covered, MissingPartitions: missing}
+		out[i] = SegmentInfo{Definition: d, Partitions: covered, MissingPartitions: missing, PeerErrors: errs}
 		if out[i].Partitions == nil {
 			out[i].Partitions = []int{}
 		}
@@ -447,9 +554,15 @@ func (a *API) list(_ http.ResponseWriter, r *http.Request) (any, error) {
 	return map[string]any{"version": set.Version, "segments": infos}, nil
 }
 
-func (a *API) one(r *http.Request) (Definition, error) {
+// one returns the segment of the path, for a user whose token may manage
+// its app, or (peer) for another instance.
+func (a *API) one(r *http.Request, peer bool) (Definition, error) {
 	app, name := r.PathValue("app"), r.PathValue("name")
-	if _, err := a.allowed(r, app); err != nil {
+	if peer {
+		if err := a.fromPeer(r); err != nil {
+			return Definition{}, err
+		}
+	} else if _, err := a.allowed(r, app); err != nil {
 		return Definition{}, err
 	}
 	d, ok := a.Store.Definition(app, name)
@@ -460,7 +573,7 @@ func (a *API) one(r *http.Request) (Definition, error) {
 }
 
 func (a *API) get(_ http.ResponseWriter, r *http.Request) (any, error) {
-	d, err := a.one(r)
+	d, err := a.one(r, false)
 	if err != nil {
 		return nil, err
 	}
@@ -542,7 +655,7 @@ func (a *API) put(_ http.ResponseWriter, r *http.Request) (any, error) {
 }
 
 func (a *API) del(_ http.ResponseWriter, r *http.Request) (any, error) {
-	d, err := a.one(r)
+	d, err := a.one(r, false)
 	if err != nil {
 		return nil, err
 	}
@@ -585,22 +698,20 @@ func (a *API) waitFor(ctx context.Context, app, name string, done func(Definitio
 }
 
 func (a *API) members(w http.ResponseWriter, r *http.Request) (any, error) {
-	d, err := a.one(r)
+	// ?partitions=: those of them this instance owns, no forwarding (how
+	// instances ask each other).
+	peer := r.URL.Query().Has("partitions")
+	d, err := a.one(r, peer)
 	if err != nil {
 		return nil, err
 	}
-	// ?partitions=: those of them this instance owns, no forwarding (how
-	// instances ask each other).
 	var only map[int]bool
-	if q := r.URL.Query().Get("partitions"); q != "" {
-		ps, err := parseInts(q)
+	if peer {
+		ps, err := parseInts(r.URL.Query().Get("partitions"))
 		if err != nil {
 			return nil, &apiError{http.StatusBadRequest, "partitions: " + err.Error()}
 		}
-		only = map[int]bool{}
-		for _, p := range ps {
-			only[p] = true
-		}
+		only = intSet(ps)
 	}
 	var ids []string
 	have := map[int]bool{}
@@ -615,45 +726,37 @@ func (a *API) members(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, err
 	}
 	var covered, missing []int
+	var errs []string
 	if only != nil {
 		for p := range have {
 			covered = append(covered, p)
 		}
 		sort.Ints(covered)
 	} else {
-		covered, missing = a.gather(r.Context(), have, func(ctx context.Context, in Instance, parts []int) ([]int, error) {
-			q := make([]string, len(parts))
-			for i, p := range parts {
-				q[i] = strconv.Itoa(p)
-			}
-			resp, err := a.peer(ctx, r, in, "/v1/segments/"+url.PathEscape(d.App)+"/"+url.PathEscape(d.Name)+"/members", url.Values{"partitions": {strings.Join(q, ",")}})
+		n := a.Proc.Partitions()
+		covered, missing, errs = a.gather(r.Context(), have, func(ctx context.Context, in Instance, parts []int) (any, error) {
+			status, body, header, err := a.peerRequest(ctx, in, "/v1/segments/"+url.PathEscape(d.App)+"/"+url.PathEscape(d.Name)+"/members",
+				url.Values{"partitions": {joinInts(parts)}}, a.peerMaxBytes())
 			if err != nil {
 				return nil, err
 			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return nil, peerError(resp)
+			if status != http.StatusOK {
+				return nil, peerStatusError(status, body)
 			}
-			got, err := parseInts(resp.Header.Get("Engage-Partitions"))
+			got, more, err := checkMembers(header, body, d.App, n, intSet(parts))
 			if err != nil {
 				return nil, err
 			}
-			var more []string
-			sc := bufio.NewScanner(resp.Body)
-			sc.Buffer(nil, 1<<20)
-			for sc.Scan() {
-				more = append(more, sc.Text())
-			}
-			if err := sc.Err(); err != nil {
-				return nil, err
-			}
-			for _, p := range got {
+			return memberAnswer{got, more}, nil
+		}, func(_ Instance, _ []int, v any) ([]int, error) {
+			m := v.(memberAnswer)
+			for _, p := range m.parts {
 				if have[p] {
 					return nil, fmt.Errorf("answered partition %d, which another instance answered too", p)
 				}
 			}
-			ids = append(ids, more...)
-			return got, nil
+			ids = append(ids, m.ids...)
+			return m.parts, nil
 		})
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -661,12 +764,20 @@ func (a *API) members(w http.ResponseWriter, r *http.Request) (any, error) {
 	if len(missing) > 0 {
 		w.Header().Set("Engage-Missing-Partitions", joinInts(missing))
 	}
+	if len(errs) > 0 {
+		w.Header().Set("Engage-Peer-Errors", clean(strings.Join(errs, "; "), 4096))
+	}
 	bw := bufio.NewWriter(w)
 	for _, id := range ids {
 		bw.WriteString(id)
 		bw.WriteByte('\n')
 	}
 	return nil, bw.Flush()
+}
+
+type memberAnswer struct {
+	parts []int
+	ids   []string
 }
 
 func joinInts(v []int) string {
@@ -693,7 +804,8 @@ func parseInts(s string) ([]int, error) {
 }
 
 func (a *API) explain(w http.ResponseWriter, r *http.Request) (any, error) {
-	d, err := a.one(r)
+	local := r.URL.Query().Has("local") // another instance asks: no forwarding
+	d, err := a.one(r, local)
 	if err != nil {
 		return nil, err
 	}
@@ -701,26 +813,28 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request) (any, error) {
 	if device == "" {
 		return nil, &apiError{http.StatusBadRequest, "give the device: ?device=<device id>"}
 	}
+	if err := checkDeviceID(device); err != nil {
+		return nil, &apiError{http.StatusBadRequest, "device: " + err.Error()}
+	}
 	// The device's partition: answer here if this instance owns it, or
 	// forward to the instance that does.
-	if n := a.Proc.Partitions(); n > 0 && r.URL.Query().Get("local") == "" {
+	if n := a.Proc.Partitions(); n > 0 && !local {
 		p := kafkabus.KeyPartition([]byte(d.App+"/"+device), n)
 		if !slices.Contains(a.Proc.owned(), p) {
 			in, ok := a.Proc.Owners()[p]
 			if !ok || in.ID == a.Proc.ID() {
 				return nil, &apiError{http.StatusServiceUnavailable, fmt.Sprintf("device %q is on partition %d, which no instance answers for now (moving between instances?): try again", device, p)}
 			}
-			q := r.URL.Query()
-			q.Set("local", "1")
-			resp, err := a.peer(r.Context(), r, in, "/v1/segments/"+url.PathEscape(d.App)+"/"+url.PathEscape(d.Name)+"/explain", q)
+			x, err := a.explainElsewhere(r.Context(), in, d, device, n)
 			if err != nil {
+				var ae *apiError
+				if errors.As(err, &ae) {
+					return nil, ae
+				}
+				a.Proc.log.Warn("ask another instance", "instance", in.ID, "addr", in.Addr, "partitions", []int{p}, "error", err)
 				return nil, &apiError{http.StatusBadGateway, fmt.Sprintf("device %q is on partition %d, owned by instance %s at %s: %v", device, p, in.ID, in.Addr, err)}
 			}
-			defer resp.Body.Close()
-			w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
-			w.WriteHeader(resp.StatusCode)
-			_, err = io.Copy(w, resp.Body)
-			return nil, err
+			return x, nil
 		}
 	}
 	var found *engine.Explanation
@@ -747,27 +861,55 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request) (any, error) {
 		}
 		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("device %q of app %q has sent nothing the app's segments read (partitions searched: %v)", device, d.App, parts)}
 	}
-	return map[string]any{"app": found.App, "segment": found.Segment, "device_id": found.DeviceID, "time": found.Time, "member": found.Member,
-		"value": found.Value, "clauses": clauseJSON(found.Root), "history": found.History, "text": found.String(), "partitions": parts}, nil
+	return &ExplainAnswer{App: found.App, Segment: found.Segment, DeviceID: found.DeviceID, Time: found.Time, Member: found.Member,
+		Value: found.Value, Clauses: clauseJSON(found.Root), History: found.History, Text: found.String(), Partitions: parts}, nil
 }
 
-func clauseJSON(c *engine.Clause) map[string]any {
+// explainElsewhere asks the owner of the device's partition. Its answer
+// is checked: an explanation of the device asked, or an error message
+// with the status 404, 422 or 503 (passed on as an *apiError).
+func (a *API) explainElsewhere(ctx context.Context, in Instance, d Definition, device string, n int) (*ExplainAnswer, error) {
+	if a.Cluster == nil {
+		return nil, errors.New("this instance has no cluster secret (-api.cluster-secret): it does not ask other instances")
+	}
+	status, body, _, err := a.peerRequest(ctx, in, "/v1/segments/"+url.PathEscape(d.App)+"/"+url.PathEscape(d.Name)+"/explain",
+		url.Values{"device": {device}, "local": {"1"}}, min(a.peerMaxBytes(), maxExplainBytes))
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case http.StatusOK:
+		var x ExplainAnswer
+		if err := decodeStrict(body, &x); err != nil {
+			return nil, err
+		}
+		if err := checkExplain(&x, d.App, d.Name, device, n); err != nil {
+			return nil, err
+		}
+		return &x, nil
+	case http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable:
+		var e struct {
+			Error string `json:"error"`
+		}
+		if err := decodeStrict(body, &e); err != nil || e.Error == "" {
+			return nil, peerStatusError(status, body)
+		}
+		return nil, &apiError{status, clean(e.Error, 4096)}
+	}
+	return nil, peerStatusError(status, body)
+}
+
+func clauseJSON(c *engine.Clause) *ClauseJSON {
 	if c == nil {
 		return nil
 	}
-	m := map[string]any{"clause": c.Text, "value": c.Value}
-	if c.Detail != "" {
-		m["detail"] = c.Detail
-	}
+	m := &ClauseJSON{Clause: c.Text, Value: c.Value, Detail: c.Detail}
 	if !c.Next.IsZero() {
-		m["next_change"] = c.Next
+		t := c.Next
+		m.NextChange = &t
 	}
-	if len(c.Args) > 0 {
-		args := make([]map[string]any, len(c.Args))
-		for i, a := range c.Args {
-			args[i] = clauseJSON(a)
-		}
-		m["args"] = args
+	for _, a := range c.Args {
+		m.Args = append(m.Args, clauseJSON(a))
 	}
 	return m
 }

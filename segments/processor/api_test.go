@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/kafkabus/kafkatest"
@@ -52,8 +55,8 @@ func TestSegmentsAPI(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	api := &processor.API{Proc: proc, Store: store, Config: prod, Topic: cfg.ConfigTopic,
-		Tokens: map[string][]string{"admin-token": {"*"}, "game-token": {"game"}, "other-token": {"news"}},
+	api := &processor.API{Proc: proc, Store: store, Config: prod, Topic: cfg.ConfigTopic, Cluster: mustCluster(t),
+		Tokens: mustTokens(t, "admin-token-0123456789:* game-token-0123456789:game other-token-0123456789:news"),
 		Plans: func(app string) (*tagplan.Plan, bool) {
 			if app == "game" {
 				return plan, true
@@ -96,28 +99,28 @@ func TestSegmentsAPI(t *testing.T) {
 	expect(401, "missing bearer token", code, body)
 	code, body = call("GET", "/v1/segments", "nope", "", "")
 	expect(401, "unknown bearer token", code, body)
-	code, body = call("PUT", "/v1/segments/game/high", "other-token", "text/plain", `app_info "level" >= 3`)
+	code, body = call("PUT", "/v1/segments/game/high", otherToken, "text/plain", `app_info "level" >= 3`)
 	expect(403, `may not manage app "game"`, code, body)
 
 	// Checks: syntax with line:column, the plan's names and types.
-	code, body = call("PUT", "/v1/segments/game/high", "game-token", "text/plain", `app_info "level" >=`)
+	code, body = call("PUT", "/v1/segments/game/high", gameToken, "text/plain", `app_info "level" >=`)
 	expect(422, "1:20", code, body)
-	code, body = call("PUT", "/v1/segments/game/high", "game-token", "text/plain", `did event "level_complete"`)
+	code, body = call("PUT", "/v1/segments/game/high", gameToken, "text/plain", `did event "level_complete"`)
 	expect(422, `level_completed`, code, body) // the suggestion
-	code, body = call("PUT", "/v1/segments/game/high", "game-token", "text/plain", `app_info "level" >= "five"`)
+	code, body = call("PUT", "/v1/segments/game/high", gameToken, "text/plain", `app_info "level" >= "five"`)
 	expect(422, "number", code, body)
-	code, body = call("PUT", "/v1/segments/game/bad name", "game-token", "text/plain", `app_info "level" >= 3`)
+	code, body = call("PUT", "/v1/segments/game/bad name", gameToken, "text/plain", `app_info "level" >= 3`)
 	expect(422, `segment name "bad name"`, code, body)
-	code, body = call("PUT", "/v1/segments/news/x", "admin-token", "text/plain", `app_info "level" >= 3`)
+	code, body = call("PUT", "/v1/segments/news/x", adminToken, "text/plain", `app_info "level" >= 3`)
 	expect(404, `unknown app "news"`, code, body)
 
 	// Create (text), then the same through the JSON form.
-	code, body = call("PUT", "/v1/segments/game/high", "game-token", "text/plain", `app_info "level" >= 3`)
+	code, body = call("PUT", "/v1/segments/game/high", gameToken, "text/plain", `app_info "level" >= 3`)
 	expect(200, `"name":"high"`, code, body)
-	code, body = call("PUT", "/v1/segments/game/buyers", "game-token", "application/json",
+	code, body = call("PUT", "/v1/segments/game/buyers", gameToken, "application/json",
 		`{"expr": {"did": {"kind": "event", "name": "purchase", "count": {"op": ">=", "n": 2}}}}`)
 	expect(200, `"text":"did event \"purchase\" at least 2 times"`, code, body)
-	code, body = call("PUT", "/v1/segments/game/both", "game-token", "application/json", `{"text": "segment \"high\" and segment \"buyers\""}`)
+	code, body = call("PUT", "/v1/segments/game/both", gameToken, "application/json", `{"text": "segment \"high\" and segment \"buyers\""}`)
 	expect(200, `"name":"both"`, code, body)
 
 	// Data: three devices.
@@ -139,7 +142,7 @@ func TestSegmentsAPI(t *testing.T) {
 	// Live sizes.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		code, body = call("GET", "/v1/segments?app=game", "game-token", "", "")
+		code, body = call("GET", "/v1/segments?app=game", gameToken, "", "")
 		var resp struct {
 			Segments []processor.SegmentInfo `json:"segments"`
 		}
@@ -161,30 +164,30 @@ func TestSegmentsAPI(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	code, body = call("GET", "/v1/segments/game/high/members", "game-token", "", "")
+	code, body = call("GET", "/v1/segments/game/high/members", gameToken, "", "")
 	if code != 200 || body != "d1\nd3\n" && body != "d3\nd1\n" {
 		t.Fatalf("members: %d %q", code, body)
 	}
-	code, body = call("GET", "/v1/segments/game/both/explain?device=d3", "game-token", "", "")
+	code, body = call("GET", "/v1/segments/game/both/explain?device=d3", gameToken, "", "")
 	expect(200, `"member":false`, code, body)
 	if !strings.Contains(body, `{"clause":"segment \"buyers\"","detail":"not a member","value":false}`) {
 		t.Fatalf("explain lacks the failing clause: %s", body)
 	}
-	code, body = call("GET", "/v1/segments/game/both/explain", "game-token", "", "")
+	code, body = call("GET", "/v1/segments/game/both/explain", gameToken, "", "")
 	expect(400, "?device=", code, body)
-	code, body = call("GET", "/v1/segments/game/both/explain?device=nobody", "game-token", "", "")
+	code, body = call("GET", "/v1/segments/game/both/explain?device=nobody", gameToken, "", "")
 	expect(404, "has sent nothing", code, body)
 
 	// Update: the members change at once, from the state already held.
-	code, body = call("PUT", "/v1/segments/game/high", "game-token", "text/plain", `app_info "level" >= 5`)
+	code, body = call("PUT", "/v1/segments/game/high", gameToken, "text/plain", `app_info "level" >= 5`)
 	expect(200, `"size":1`, code, body)
 
 	// Delete: refused while referenced, then accepted.
-	code, body = call("DELETE", "/v1/segments/game/high", "game-token", "", "")
+	code, body = call("DELETE", "/v1/segments/game/high", gameToken, "", "")
 	expect(409, `"both" refers to "high"`, code, body)
-	code, body = call("DELETE", "/v1/segments/game/both", "game-token", "", "")
+	code, body = call("DELETE", "/v1/segments/game/both", gameToken, "", "")
 	expect(200, `"deleted":true`, code, body)
-	code, body = call("GET", "/v1/segments/game/both", "game-token", "", "")
+	code, body = call("GET", "/v1/segments/game/both", gameToken, "", "")
 	expect(404, "has no segment", code, body)
 }
 
@@ -196,7 +199,33 @@ type instance struct {
 	done   chan error
 }
 
-func startInstance(t *testing.T, cfg processor.Config, prod *kafkabus.Producer, tokens map[string][]string) *instance {
+// The tokens and the cluster secret of the tests.
+const (
+	gameToken     = "game-token-0123456789"
+	otherToken    = "other-token-0123456789"
+	adminToken    = "admin-token-0123456789"
+	clusterSecret = "cluster-secret-of-the-tests-0123456789"
+)
+
+func mustTokens(t *testing.T, s string) *apiauth.Tokens {
+	t.Helper()
+	toks, err := apiauth.ParseTokens("-api.tokens", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return toks
+}
+
+func mustCluster(t *testing.T) *apiauth.Cluster {
+	t.Helper()
+	cl, err := apiauth.NewCluster("-api.cluster-secret", clusterSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+func startInstance(t *testing.T, cfg processor.Config, prod *kafkabus.Producer, tokens string) *instance {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	cfg.Advertise = "http://" + srv.Listener.Addr().String()
@@ -208,7 +237,7 @@ func startInstance(t *testing.T, cfg processor.Config, prod *kafkabus.Producer, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &processor.API{Proc: proc, Store: store, Config: prod, Topic: cfg.ConfigTopic, Tokens: tokens}
+	api := &processor.API{Proc: proc, Store: store, Config: prod, Topic: cfg.ConfigTopic, Tokens: mustTokens(t, tokens), Cluster: mustCluster(t)}
 	srv.Config.Handler = api.Handler()
 	srv.Start()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -260,14 +289,14 @@ func TestSegmentsAPIAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	tokens := map[string][]string{"game-token": {"game"}, "other-token": {"news"}}
+	tokens := gameToken + ":game " + otherToken + ":news"
 	a := startInstance(t, cfg, prod, tokens)
 	defer a.stop(t)
 	b := startInstance(t, cfg, prod, tokens)
 	defer b.stop(t)
 
 	put, _ := http.NewRequest("PUT", a.srv.URL+"/v1/segments/game/high", strings.NewReader(`app_info "level" >= 5`))
-	put.Header.Set("Authorization", "Bearer game-token")
+	put.Header.Set("Authorization", "Bearer "+gameToken)
 	if resp, err := http.DefaultClient.Do(put); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("put: %v %v", resp, err)
 	}
@@ -299,7 +328,7 @@ func TestSegmentsAPIAcrossInstances(t *testing.T) {
 			var last listing
 			for _, in := range ins {
 				var l listing
-				if getJSON(t, in.srv.URL+"/v1/segments?app=game", "game-token", &l) != 200 || len(l.Segments) != 1 {
+				if getJSON(t, in.srv.URL+"/v1/segments?app=game", gameToken, &l) != 200 || len(l.Segments) != 1 {
 					ok = false
 					break
 				}
@@ -330,7 +359,7 @@ func TestSegmentsAPIAcrossInstances(t *testing.T) {
 	// Members through either instance: all of them, each once.
 	for _, in := range []*instance{a, b} {
 		req, _ := http.NewRequest("GET", in.srv.URL+"/v1/segments/game/high/members", nil)
-		req.Header.Set("Authorization", "Bearer game-token")
+		req.Header.Set("Authorization", "Bearer "+gameToken)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -363,14 +392,130 @@ func TestSegmentsAPIAcrossInstances(t *testing.T) {
 			Member bool   `json:"member"`
 			Device string `json:"device_id"`
 		}
-		if code := getJSON(t, asked.srv.URL+"/v1/segments/game/high/explain?device="+dev, "game-token", &x); code != 200 || x.Member != want[dev] || x.Device != dev {
+		if code := getJSON(t, asked.srv.URL+"/v1/segments/game/high/explain?device="+dev, gameToken, &x); code != 200 || x.Member != want[dev] || x.Device != dev {
 			t.Fatalf("explain %s (partition %d) asked of the other instance: %d %+v", dev, p, code, x)
 		}
 	}
-	// The token is checked by the instance that answers, and forwarded.
-	if code := getJSON(t, a.srv.URL+"/v1/local/statuses?app=game", "other-token", nil); code != 403 {
-		t.Fatalf("statuses with a token of another app: %d", code)
+	// The calls between instances refuse a user's token, and a token is
+	// checked by the instance that answers: it is not forwarded.
+	for _, tok := range []string{gameToken, otherToken} {
+		if code := getJSON(t, a.srv.URL+"/v1/local/statuses?apps=game", tok, nil); code != 403 {
+			t.Fatalf("statuses with a user's token: %d", code)
+		}
 	}
+	if code := getJSON(t, a.srv.URL+"/v1/segments?app=game", otherToken, nil); code != 403 {
+		t.Fatalf("sizes with a token of another app: %d", code)
+	}
+
+	// Someone who may write the configuration topic announces an instance
+	// of the group, at an address they control, as the owner of b's
+	// partitions: it receives no user token, and its answers are refused.
+	var evilMu sync.Mutex
+	var evilAuth []string
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		evilMu.Lock()
+		evilAuth = append(evilAuth, r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get("Authorization"))
+		evilMu.Unlock()
+		w.Header().Set("Engage-Partitions", "0,1,2,3")
+		io.WriteString(w, `{"instance":"evil","partitions":{"0":[{"app":"game","segment":"high","size":1000000,"complete":true}]}}`)
+	}))
+	defer evil.Close()
+	// Once the partitions have settled between a and b (as announced),
+	// the rogue claims b's.
+	var bOwns map[int]bool
+	var bParts []int
+	deadline = time.Now().Add(time.Minute)
+	for {
+		aOwns, bOwns = ownedBy(t, a), ownedBy(t, b)
+		owners := a.proc.Owners()
+		bParts = nil
+		ok := len(aOwns)+len(bOwns) == 4
+		for p := range 4 {
+			switch {
+			case aOwns[p] && !bOwns[p] && owners[p].ID == a.proc.ID():
+			case bOwns[p] && !aOwns[p] && owners[p].ID == b.proc.ID():
+				bParts = append(bParts, p)
+			default:
+				ok = false
+			}
+		}
+		if ok && len(bParts) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the partitions do not settle between the two instances: a %v, b %v", aOwns, bOwns)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	v, _ := json.Marshal(processor.Instance{ID: "evil", Group: cfg.Group, Addr: evil.URL, Partitions: bParts})
+	produce(t, brokers, cfg.ConfigTopic, []bus.Message{{Key: []byte(processor.InstanceKeyPrefix + "evil"), Value: v}})
+	deadline = time.Now().Add(time.Minute)
+	for a.proc.Owners()[bParts[0]].ID != "evil" {
+		if time.Now().After(deadline) {
+			t.Fatal("the announcement is not read after a minute")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The sizes: the rogue's answer is refused (never counted), its
+	// partitions are missing and the error names it. (Polled: a
+	// rebalance may still move partitions meanwhile.)
+	deadline = time.Now().Add(time.Minute)
+	for {
+		var l listing
+		code := getJSON(t, a.srv.URL+"/v1/segments?app=game", gameToken, &l)
+		if code != 200 || len(l.Segments) != 1 {
+			t.Fatalf("sizes with a rogue instance: %d %+v", code, l)
+		}
+		s := l.Segments[0]
+		if s.Size != nil && *s.Size >= 1000000 {
+			t.Fatalf("the rogue's size was counted: %+v", s)
+		}
+		if len(s.MissingPartitions) > 0 && len(s.PeerErrors) == 1 && strings.Contains(s.PeerErrors[0], "instance evil at "+evil.URL) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with a rogue instance announced for %v: %+v", bParts, s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// An explanation of a device on a partition the rogue claims: 502.
+	devOnB := ""
+	for i := 0; devOnB == ""; i++ {
+		if dev := fmt.Sprintf("dev-%03d", i); bOwns[kafkabus.KeyPartition([]byte("game/"+dev), 4)] {
+			devOnB = dev
+		}
+	}
+	if code := getJSON(t, a.srv.URL+"/v1/segments/game/high/explain?device="+devOnB, gameToken, nil); code != http.StatusBadGateway {
+		t.Fatalf("explain of %s through the rogue instance: %d", devOnB, code)
+	}
+	// Members: none of the rogue's, its partitions missing, its error said.
+	req, _ := http.NewRequest("GET", a.srv.URL+"/v1/segments/game/high/members", nil)
+	req.Header.Set("Authorization", "Bearer "+gameToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Header.Get("Engage-Missing-Partitions") == "" || !strings.Contains(resp.Header.Get("Engage-Peer-Errors"), "instance evil") {
+		t.Fatalf("members with a rogue instance: missing %q, errors %q", resp.Header.Get("Engage-Missing-Partitions"), resp.Header.Get("Engage-Peer-Errors"))
+	}
+	for _, id := range strings.Fields(string(body)) {
+		if bOwns[kafkabus.KeyPartition([]byte("game/"+id), 4)] {
+			t.Fatalf("members: %s, on a partition the rogue claims", id)
+		}
+	}
+	evilMu.Lock()
+	if len(evilAuth) < 3 {
+		t.Fatalf("the rogue instance was asked %d times: %v", len(evilAuth), evilAuth)
+	}
+	for _, got := range evilAuth {
+		if strings.Contains(got, gameToken) || strings.Contains(strings.ToLower(got), "bearer") {
+			t.Errorf("the rogue instance received a user's token: %s", got)
+		}
+	}
+	evilMu.Unlock()
+	produce(t, brokers, cfg.ConfigTopic, []bus.Message{{Key: []byte(processor.InstanceKeyPrefix + "evil")}})
 
 	// One stops: the other takes its partitions and answers alone.
 	b.stop(t)
@@ -386,12 +531,30 @@ func ownedBy(t *testing.T, in *instance) map[int]bool {
 	var st struct {
 		Partitions map[int]json.RawMessage `json:"partitions"`
 	}
-	if code := getJSON(t, in.srv.URL+"/v1/local/statuses?app=game", "game-token", &st); code != 200 {
-		t.Fatalf("statuses: %d", code)
+	req, _ := http.NewRequest("GET", in.srv.URL+"/v1/local/statuses?apps=game", nil)
+	mustCluster(t).Sign(req) // as another instance asks
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("statuses: %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
 	}
 	out := map[int]bool{}
 	for p := range st.Partitions {
 		out[p] = true
 	}
 	return out
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
 }

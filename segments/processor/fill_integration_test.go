@@ -31,6 +31,8 @@ import (
 // sink` writing the real ClickHouse, and the processor reading it back.
 // A processor without the history store says the same segments are
 // incomplete and since when they count.
+const fillToken = "fill-test-token-0123456789"
+
 func TestFillFromHistory(t *testing.T) {
 	brokers := kafkatest.RealBrokers(t)
 	chAddr := servicetest.Env(t, "ENGAGE_CLICKHOUSE_ADDR", "CLICKHOUSE")[0]
@@ -71,13 +73,13 @@ func TestFillFromHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	tokens := map[string][]string{"token": {"*"}}
+	tokens := fillToken + ":*"
 	in := startInstance(t, cfg, prod, tokens)
 	defer in.stop(t)
 	put := func(in *instance, name, text string) {
 		t.Helper()
 		req, _ := http.NewRequest("PUT", in.srv.URL+"/v1/segments/news/"+name, strings.NewReader(text))
-		req.Header.Set("Authorization", "Bearer token")
+		req.Header.Set("Authorization", "Bearer "+fillToken)
 		req.Header.Set("Content-Type", "text/plain")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -233,7 +235,7 @@ func TestFillFromHistory(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		var resp struct{ Segments []processor.SegmentInfo }
-		getJSON(t, in2.srv.URL+"/v1/segments?app=news", "token", &resp)
+		getJSON(t, in2.srv.URL+"/v1/segments?app=news", fillToken, &resp)
 		var got *processor.SegmentInfo
 		for i := range resp.Segments {
 			if resp.Segments[i].Name == "sport3" {
@@ -260,7 +262,7 @@ func waitComplete(t *testing.T, in *instance, name string, limit time.Duration) 
 	var last processor.SegmentInfo
 	for time.Now().Before(deadline) {
 		last = processor.SegmentInfo{} // fields absent from the answer are zero
-		if getJSON(t, in.srv.URL+"/v1/segments/news/"+name, "token", &last) == 200 &&
+		if getJSON(t, in.srv.URL+"/v1/segments/news/"+name, fillToken, &last) == 200 &&
 			last.Complete != nil && *last.Complete && !last.Filling && last.Size != nil && len(last.MissingPartitions) == 0 {
 			return last
 		}
@@ -273,7 +275,7 @@ func waitComplete(t *testing.T, in *instance, name string, limit time.Duration) 
 func explainText(t *testing.T, in *instance, seg, dev string) string {
 	t.Helper()
 	var x struct{ Text, History string }
-	if code := getJSON(t, in.srv.URL+"/v1/segments/news/"+seg+"/explain?device="+dev, "token", &x); code != 200 {
+	if code := getJSON(t, in.srv.URL+"/v1/segments/news/"+seg+"/explain?device="+dev, fillToken, &x); code != 200 {
 		t.Fatalf("explain %s %s: %d", seg, dev, code)
 	}
 	return x.Text

@@ -185,6 +185,20 @@ func (s *Store) applyInstance(m bus.Message) error {
 	if in.ID != id {
 		return fmt.Errorf("configuration %q at offset %d announces instance %q", m.Key, m.Offset, in.ID)
 	}
+	// An address other instances would call that is not a plain http(s)
+	// base URL is ignored (and the instance's older record with it: this
+	// one is newer).
+	if err := CheckAddr(in.Addr); err != nil {
+		if old, ok := s.insts[id]; ok && old.offset < m.Offset {
+			delete(s.insts, id)
+		}
+		return fmt.Errorf("configuration %q at offset %d: instance ignored: %w", m.Key, m.Offset, err)
+	}
+	for _, p := range in.Partitions {
+		if p < 0 || p >= 1<<20 {
+			return fmt.Errorf("configuration %q at offset %d: instance ignored: partition %d", m.Key, m.Offset, p)
+		}
+	}
 	if old, ok := s.insts[id]; ok && old.offset > m.Offset {
 		return nil
 	}

@@ -39,15 +39,15 @@ func TestStoreOwners(t *testing.T) {
 		}
 	}
 	_, changed := s.Current()
-	must(announce(processor.Instance{ID: "a", Group: "g", Addr: "http://a", Partitions: []int{0, 1, 2, 3}}))
-	must(announce(processor.Instance{ID: "x", Group: "replay", Addr: "http://x", Partitions: []int{0, 1, 2, 3}}))
+	must(announce(processor.Instance{ID: "a", Group: "g", Addr: "http://a:8082", Partitions: []int{0, 1, 2, 3}}))
+	must(announce(processor.Instance{ID: "x", Group: "replay", Addr: "http://x:8082", Partitions: []int{0, 1, 2, 3}}))
 	// b is killed after taking 2 and 3; a, which lost them, has not said so.
-	must(announce(processor.Instance{ID: "b", Group: "g", Addr: "http://b", Partitions: []int{2, 3}}))
+	must(announce(processor.Instance{ID: "b", Group: "g", Addr: "http://b:8082", Partitions: []int{2, 3}}))
 	if got, want := owners(), map[int]string{0: "a", 1: "a", 2: "b", 3: "b"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("owners %v, want %v", got, want)
 	}
 	// a takes them back: its newer record wins over b's stale one.
-	must(announce(processor.Instance{ID: "a", Group: "g", Addr: "http://a", Partitions: []int{0, 1, 2, 3}}))
+	must(announce(processor.Instance{ID: "a", Group: "g", Addr: "http://a:8082", Partitions: []int{0, 1, 2, 3}}))
 	if got, want := owners(), map[int]string{0: "a", 1: "a", 2: "a", 3: "a"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("owners %v, want %v", got, want)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/tagplan"
 	"github.com/openengage/engage/segments"
@@ -32,8 +33,9 @@ type CampaignAPI struct {
 	Config    bus.Producer     // writes the configuration topic
 	Topic     string
 	Plans     func(app string) (*tagplan.Plan, bool)
-	// Tokens maps bearer tokens to the apps they may manage ("*": all).
-	Tokens map[string][]string
+	// Tokens are the bearer tokens and the apps each may manage, kept by
+	// their SHA-256 (apiauth.ParseTokens; nil: none).
+	Tokens *apiauth.Tokens
 	Now    func() time.Time
 }
 
@@ -85,26 +87,20 @@ func (a *CampaignAPI) wrap(fn func(r *http.Request) (any, error)) http.HandlerFu
 // allowed checks the bearer token for app ("": any); it returns what the
 // token may manage.
 func (a *CampaignAPI) allowed(r *http.Request, app string) (func(string) bool, error) {
-	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
+	tok := apiauth.Bearer(r)
+	if tok == "" {
 		return nil, &httpError{status: http.StatusUnauthorized, msg: "missing bearer token: send Authorization: Bearer <token>"}
 	}
-	apps, ok := a.Tokens[tok]
+	// Looked up by its hash: the time taken does not depend on how much
+	// of a guessed token is right.
+	sc, ok := a.Tokens.Lookup(tok)
 	if !ok {
 		return nil, &httpError{status: http.StatusUnauthorized, msg: "unknown bearer token"}
 	}
-	may := func(app string) bool {
-		for _, x := range apps {
-			if x == "*" || x == app {
-				return true
-			}
-		}
-		return false
-	}
-	if app != "" && !may(app) {
+	if app != "" && !sc.May(app) {
 		return nil, &httpError{status: http.StatusForbidden, msg: fmt.Sprintf("this token may not manage app %q", app)}
 	}
-	return may, nil
+	return sc.May, nil
 }
 
 // CampaignInfo is a stored campaign as the API lists it.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/segments/processor"
 )
@@ -31,6 +32,22 @@ const apiCampaignJSON = `{"app": "game", "name": "lapsed",
  "who": {"segments": ["lapsed"], "control": "10%"},
  "when": {"on_entry": {"delay": "2d", "at": "10:00"}}}`
 
+// The tests' tokens.
+const (
+	gameToken  = "game-token-0123456789"
+	otherToken = "other-token-0123456789"
+	adminToken = "admin-token-0123456789"
+)
+
+func testTokens(t *testing.T) *apiauth.Tokens {
+	t.Helper()
+	toks, err := apiauth.ParseTokens("-api.tokens", gameToken+":game "+otherToken+":news "+adminToken+":*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return toks
+}
+
 func newTestAPI(t *testing.T) (*CampaignAPI, *bus.Memory, *httptest.Server) {
 	t.Helper()
 	segs := processor.NewStore()
@@ -42,7 +59,7 @@ func newTestAPI(t *testing.T) (*CampaignAPI, *bus.Memory, *httptest.Server) {
 	}
 	log := bus.NewMemory("config", 1)
 	a := &CampaignAPI{Campaigns: NewStore(), Segments: segs, Config: log, Topic: "config",
-		Tokens: map[string][]string{"game-token": {"game"}, "other-token": {"news"}, "admin": {"*"}},
+		Tokens: testTokens(t),
 		Now:    func() time.Time { return time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC) }}
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
@@ -83,10 +100,10 @@ func TestCampaignAPI(t *testing.T) {
 			}
 		}
 	}
-	if code, v := call(t, srv, "PUT", "/v1/campaigns/game/stalled", "game-token", "application/yaml", apiCampaignYAML); code != 200 || v["stored"] != true {
+	if code, v := call(t, srv, "PUT", "/v1/campaigns/game/stalled", gameToken, "application/yaml", apiCampaignYAML); code != 200 || v["stored"] != true {
 		t.Fatalf("PUT YAML: %d %v", code, v)
 	}
-	if code, v := call(t, srv, "PUT", "/v1/campaigns/game/lapsed", "game-token", "application/json", apiCampaignJSON); code != 200 || v["stored"] != true {
+	if code, v := call(t, srv, "PUT", "/v1/campaigns/game/lapsed", gameToken, "application/json", apiCampaignJSON); code != 200 || v["stored"] != true {
 		t.Fatalf("PUT JSON: %d %v", code, v)
 	}
 	sync()
@@ -97,28 +114,28 @@ func TestCampaignAPI(t *testing.T) {
 	if c := set.Campaigns[0]; c.Name != "lapsed" || c.Who.Control != 10 || c.When.Delay != 48*time.Hour || c.Version != 101 {
 		t.Errorf("the JSON campaign as stored: %+v", c)
 	}
-	code, v := call(t, srv, "GET", "/v1/campaigns?app=game", "game-token", "", "")
+	code, v := call(t, srv, "GET", "/v1/campaigns?app=game", gameToken, "", "")
 	if list, _ := v["campaigns"].([]any); code != 200 || len(list) != 2 {
 		t.Errorf("list: %d %v", code, v)
 	}
-	if code, v := call(t, srv, "GET", "/v1/campaigns/game/stalled", "admin", "", ""); code != 200 || v["source"] != apiCampaignYAML || v["when"] != "on_entry" {
+	if code, v := call(t, srv, "GET", "/v1/campaigns/game/stalled", adminToken, "", ""); code != 200 || v["source"] != apiCampaignYAML || v["when"] != "on_entry" {
 		t.Errorf("get: %d %v", code, v)
 	}
 
 	// Mistakes, each at its line:column; nothing stored.
 	before := len(log.Messages("config"))
 	bad := strings.Replace(strings.Replace(apiCampaignYAML, "[stalled]", "[stalld]", 1), "default_locale: en", "default_locale: de", 1)
-	code, v = call(t, srv, "PUT", "/v1/campaigns/game/stalled", "game-token", "application/yaml", bad)
+	code, v = call(t, srv, "PUT", "/v1/campaigns/game/stalled", gameToken, "application/yaml", bad)
 	errs, _ := v["errors"].([]any)
 	if all := strings.Join(toStrings(errs), "\n"); code != 400 || len(errs) != 2 || !strings.Contains(all, `request.yaml:9:14: unknown segment "stalld"`) || !strings.Contains(all, `request.yaml:6:5: content has no message for the default locale "de"`) {
 		t.Errorf("bad YAML: %d %v", code, v)
 	}
-	code, v = call(t, srv, "PUT", "/v1/campaigns/game/lapsed", "game-token", "application/json", strings.Replace(apiCampaignJSON, `["lapsed"]`, `["lapsd"]`, 1))
+	code, v = call(t, srv, "PUT", "/v1/campaigns/game/lapsed", gameToken, "application/json", strings.Replace(apiCampaignJSON, `["lapsed"]`, `["lapsd"]`, 1))
 	errs, _ = v["errors"].([]any)
 	if code != 400 || len(errs) != 1 || !strings.Contains(toStrings(errs)[0], `request.json:3:`) || !strings.Contains(toStrings(errs)[0], `"lapsd"`) {
 		t.Errorf("unknown segment in JSON: %d %v", code, v)
 	}
-	if code, v = call(t, srv, "PUT", "/v1/campaigns/game/other", "game-token", "application/yaml", apiCampaignYAML); code != 400 || !strings.Contains(v["error"].(string), `the path says "other"`) {
+	if code, v = call(t, srv, "PUT", "/v1/campaigns/game/other", gameToken, "application/yaml", apiCampaignYAML); code != 400 || !strings.Contains(v["error"].(string), `the path says "other"`) {
 		t.Errorf("name differs from the path: %d %v", code, v)
 	}
 	if n := len(log.Messages("config")); n != before {
@@ -129,22 +146,29 @@ func TestCampaignAPI(t *testing.T) {
 	if code, _ := call(t, srv, "PUT", "/v1/campaigns/game/stalled", "", "application/yaml", apiCampaignYAML); code != 401 {
 		t.Errorf("no token: %d", code)
 	}
-	if code, _ := call(t, srv, "PUT", "/v1/campaigns/game/stalled", "other-token", "application/yaml", apiCampaignYAML); code != 403 {
+	if code, _ := call(t, srv, "PUT", "/v1/campaigns/game/stalled", otherToken, "application/yaml", apiCampaignYAML); code != 403 {
 		t.Errorf("another app's token: %d", code)
 	}
-	if code, v := call(t, srv, "GET", "/v1/campaigns", "other-token", "", ""); code != 200 || len(v["campaigns"].([]any)) != 0 {
+	if code, v := call(t, srv, "GET", "/v1/campaigns", otherToken, "", ""); code != 200 || len(v["campaigns"].([]any)) != 0 {
 		t.Errorf("another app's token lists: %d %v", code, v)
+	}
+	// A token is looked up whole (by its hash): a wrong one with the right
+	// prefix, a prefix, one with a byte more.
+	for _, tok := range []string{gameToken[:len(gameToken)-1] + "X", gameToken[:len(gameToken)-1], gameToken + "0", adminToken[:16]} {
+		if code, _ := call(t, srv, "GET", "/v1/campaigns?app=game", tok, "", ""); code != 401 {
+			t.Errorf("token %q: %d", tok, code)
+		}
 	}
 
 	// Delete.
-	if code, v := call(t, srv, "DELETE", "/v1/campaigns/game/stalled", "game-token", "", ""); code != 200 || v["deleted"] != true {
+	if code, v := call(t, srv, "DELETE", "/v1/campaigns/game/stalled", gameToken, "", ""); code != 200 || v["deleted"] != true {
 		t.Errorf("delete: %d %v", code, v)
 	}
 	msgs := log.Messages("config")
 	if last := msgs[len(msgs)-1]; string(last.Key) != "campaign/game/stalled" || last.Value != nil {
 		t.Errorf("delete wrote %q %q, want a tombstone", last.Key, last.Value)
 	}
-	if code, _ := call(t, srv, "DELETE", "/v1/campaigns/game/nothing", "game-token", "", ""); code != 404 {
+	if code, _ := call(t, srv, "DELETE", "/v1/campaigns/game/nothing", gameToken, "", ""); code != 404 {
 		t.Errorf("delete a missing campaign: %d", code)
 	}
 }
