@@ -43,6 +43,7 @@ bench: deps
 	$(WITH_SERVICES) sh -c '\
 	  $(GO) test -run "^$$" -bench . ./pipeline/tag ./pipeline/tagplan ./pipeline/segmentapi && \
 	  $(GO) test -run "^$$" -bench CollectorToKafka -benchtime 6000x -count 3 ./bench/ && \
+	  $(GO) test -run "^$$" -bench CollectorWorstVsTypical -count 3 ./bench/ && \
 	  $(GO) test -run "^$$" -bench ConsumerFetch -benchtime 500000x ./pipeline/kafkabus && \
 	  $(GO) test -run "^$$" -bench Writer -benchtime 500000x ./sinks/clickhouse && \
 	  $(GO) test -run "^$$" -bench SinkVsKafkaEngine -benchtime 1000000x -timeout 30m ./bench/ && \

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,6 +99,10 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 	fs.DurationVar(&cfg.ProduceTimeout, "collector.produce-timeout", cfg.ProduceTimeout, "how long a request waits for Kafka's acknowledgement before 503")
 	fs.DurationVar(&cfg.RetryAfter, "collector.retry-after", cfg.RetryAfter, "Retry-After advised with 503")
 	fs.StringVar(&cfg.PublicURL, "collector.public-url", "", "URL at which SDKs reach the collector (for the Segment settings endpoint); empty: the request's Host")
+	fs.IntVar(&cfg.MaxRecords, "collector.max-records", cfg.MaxRecords, "most records in one native request (messages in one Segment batch); beyond it 413")
+	fs.Int64Var(&cfg.MemoryBudget, "collector.memory-budget", cfg.MemoryBudget, "bytes that the requests in flight may hold, taken before a body is read (6x the body, 16x for Segment; the body limit when its length is unknown or it is gzipped); beyond it 503 at once. The Go memory limit is set to it plus 64 MiB unless GOMEMLIMIT is set")
+	fs.DurationVar(&cfg.ReadTimeout, "collector.read-timeout", cfg.ReadTimeout, "time within which a request's body must have arrived; beyond it 408")
+	fs.DurationVar(&cfg.ProcessTimeout, "collector.process-timeout", cfg.ProcessTimeout, "time within which a request's records must be decoded and checked; beyond it 503")
 	serveInbox := fs.Bool("collector.inbox", true, "serve the devices' in-app messages (GET /v1/inapp), following the inbox topic in memory")
 	inboxTopic := fs.String("collector.inbox-topic", kafkabus.TopicInbox, "the compacted topic of the devices' in-app messages (engage deliver writes it)")
 	tagsTopic := fs.String("collector.topic", kafkabus.TopicTags, "the topic the accepted records go to")
@@ -107,6 +113,12 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 	log, err := newLogger(*logLevel)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The budget bounds what requests hold; the limit makes the
+		// garbage collector reclaim what they leave before the heap grows
+		// much past it.
+		debug.SetMemoryLimit(cfg.MemoryBudget + 64<<20)
 	}
 	apps, err := loadApps(*appsFile)
 	if err != nil {

@@ -16,6 +16,12 @@ type Config struct {
 	ProduceTimeout   time.Duration // how long a request waits for Kafka's acknowledgement
 	RetryAfter       time.Duration // advised in 503 answers
 	PublicURL        string        // how SDKs reach us, for the settings endpoint; empty: from the request
+
+	// Bounds on what one request may cost (docs/collector.md, Limits).
+	MaxRecords     int           // records of a native request, messages of a Segment batch
+	MemoryBudget   int64         // bytes that the requests in flight may hold at once (see requestWeight)
+	ReadTimeout    time.Duration // the body must have arrived within it (408)
+	ProcessTimeout time.Duration // decoding and checking a request's records (503)
 }
 
 // Defaults.
@@ -27,6 +33,10 @@ const (
 	DefaultBufferBytes      = 256 << 20
 	DefaultProduceTimeout   = 10 * time.Second
 	DefaultRetryAfter       = 5 * time.Second
+	DefaultMaxRecords       = 50_000
+	DefaultMemoryBudget     = 256 << 20
+	DefaultReadTimeout      = 30 * time.Second
+	DefaultProcessTimeout   = 10 * time.Second
 )
 
 // DefaultConfig returns the defaults.
@@ -35,6 +45,8 @@ func DefaultConfig() Config {
 		Addr: DefaultAddr, MaxBodyBytes: DefaultMaxBodyBytes, MaxSegmentBatch: DefaultMaxSegmentBatch,
 		MaxSegmentSingle: DefaultMaxSegmentSingle, BufferBytes: DefaultBufferBytes,
 		ProduceTimeout: DefaultProduceTimeout, RetryAfter: DefaultRetryAfter,
+		MaxRecords: DefaultMaxRecords, MemoryBudget: DefaultMemoryBudget,
+		ReadTimeout: DefaultReadTimeout, ProcessTimeout: DefaultProcessTimeout,
 	}
 }
 
@@ -50,8 +62,14 @@ func (c Config) Validate() error {
 	if c.BufferBytes < c.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("collector: buffer of %d bytes is smaller than one request (%d): raise -collector.buffer-bytes", c.BufferBytes, c.MaxBodyBytes))
 	}
-	if c.ProduceTimeout <= 0 || c.RetryAfter <= 0 {
-		errs = append(errs, errors.New("collector: produce timeout and retry-after must be positive"))
+	if c.ProduceTimeout <= 0 || c.RetryAfter <= 0 || c.ReadTimeout <= 0 || c.ProcessTimeout <= 0 {
+		errs = append(errs, errors.New("collector: produce, read and process timeouts and retry-after must be positive"))
+	}
+	if c.MaxRecords < 1 {
+		errs = append(errs, fmt.Errorf("collector: at most %d records per request: must be at least 1", c.MaxRecords))
+	}
+	if largest := max(requestWeight(c.MaxBodyBytes, false), requestWeight(max(c.MaxSegmentBatch, c.MaxSegmentSingle), true)); c.MemoryBudget < largest {
+		errs = append(errs, fmt.Errorf("collector: memory budget of %d bytes is smaller than what one request of the largest body may hold (%d): raise -collector.memory-budget", c.MemoryBudget, largest))
 	}
 	return errors.Join(errs...)
 }

@@ -4,6 +4,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // buffer bounds the bytes of accepted records waiting for Kafka's
@@ -41,40 +43,78 @@ func (b *buffer) inUse() int64 {
 	return b.used
 }
 
-// bucket is a token bucket of records per second for one app.
+// bucket is an app's rate limit: a token bucket of records per second
+// (golang.org/x/time/rate) that a request larger than the burst may leave
+// in debt.
 type bucket struct {
-	mu     sync.Mutex
-	rate   float64 // tokens per second; 0: unlimited
-	burst  float64
-	tokens float64
-	last   time.Time
+	mu    sync.Mutex // the check and the take are one step
+	lim   *rate.Limiter
+	rate  float64 // tokens per second; 0: unlimited
+	burst int
 }
 
-func newBucket(rate, burst float64) *bucket {
-	if burst < rate {
-		burst = rate
+func newBucket(r, burst float64) *bucket {
+	if r <= 0 {
+		return nil
 	}
-	return &bucket{rate: rate, burst: burst, tokens: burst}
+	b := int(math.Ceil(math.Max(burst, r)))
+	return &bucket{lim: rate.NewLimiter(rate.Limit(r), b), rate: r, burst: b}
 }
 
-// take takes n tokens, or returns how long to wait until they would be there.
+// empty reports whether the bucket has not even one token left, and how
+// long until it has: a request of this app is refused before its body is
+// read.
+func (b *bucket) empty(now time.Time) (bool, time.Duration) {
+	if b == nil {
+		return false, 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t := b.lim.TokensAt(now); t < 1 {
+		return true, time.Duration((1 - t) / b.rate * float64(time.Second))
+	}
+	return false, 0
+}
+
+// take takes n tokens, or returns how long to wait until they would be
+// there. A request larger than the burst waits for a full bucket and then
+// leaves it in debt.
 func (b *bucket) take(now time.Time, n int) (ok bool, wait time.Duration) {
-	if b == nil || b.rate <= 0 {
+	if b == nil || n <= 0 {
 		return true, 0
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.last.IsZero() {
-		b.tokens = math.Min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	enough := float64(min(n, b.burst))
+	if t := b.lim.TokensAt(now); t < enough {
+		return false, time.Duration((enough - t) / b.rate * float64(time.Second))
 	}
-	b.last = now
-	need := float64(n)
-	// A request larger than the burst waits for a full bucket and then
-	// leaves it in debt.
-	enough := math.Min(need, b.burst)
-	if b.tokens >= enough {
-		b.tokens -= need
-		return true, 0
+	// Reservations of at most the burst each; those after the first are
+	// kept although they would have to wait: that is the debt.
+	for n > 0 {
+		k := min(n, b.burst)
+		b.lim.ReserveN(now, k)
+		n -= k
 	}
-	return false, time.Duration((enough - b.tokens) / b.rate * float64(time.Second))
+	return true, 0
+}
+
+// What a request may hold in memory per byte of its body (after
+// decompression), measured by TestRequestMemory: the body, the positions of
+// its records, their encoded form on its way to Kafka, the rejections listed
+// and the answer. A Segment batch is decoded whole before its records are
+// encoded, so it holds more per byte. A request is weighed at this times its
+// body before the body is read.
+const (
+	nativeMemoryFactor  = 6
+	segmentMemoryFactor = 16
+)
+
+// requestWeight is the share of the memory budget that a request of n body
+// bytes takes.
+func requestWeight(n int64, segment bool) int64 {
+	if segment {
+		return segmentMemoryFactor * n
+	}
+	return nativeMemoryFactor * n
 }

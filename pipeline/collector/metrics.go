@@ -15,6 +15,7 @@ type metrics struct {
 	bufferFull    prometheus.Counter
 	rateLimited   *prometheus.CounterVec // app
 	produceErrors prometheus.Counter
+	overload      *prometheus.CounterVec // reason: memory_budget, body_timeout, processing_timeout, too_many_records
 }
 
 func newMetrics(reg prometheus.Registerer, buf *buffer) *metrics {
@@ -48,10 +49,13 @@ func newMetrics(reg prometheus.Registerer, buf *buffer) *metrics {
 		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "engage_collector_produce_errors_total", Help: "Requests whose records Kafka did not acknowledge (answered 503).",
 		}),
+		overload: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "engage_collector_overload_total", Help: "Requests refused to bound their cost, by reason (memory_budget, body_timeout, processing_timeout, too_many_records).",
+		}, []string{"reason"}),
 	}
 	m.bufferCap.Set(float64(buf.capacity))
 	if reg != nil {
-		reg.MustRegister(m.requests, m.records, m.duration, m.produce, m.bufferUsed, m.bufferCap, m.bufferFull, m.rateLimited, m.produceErrors)
+		reg.MustRegister(m.requests, m.records, m.duration, m.produce, m.bufferUsed, m.bufferCap, m.bufferFull, m.rateLimited, m.produceErrors, m.overload)
 	}
 	return m
 }

@@ -31,22 +31,33 @@ func (s *Server) segmentHandler(call string) http.HandlerFunc {
 			s.authenticate(w, "") // a malformed Authorization header
 			return
 		}
-		// Segment accepts the key in the body too; authenticate after
-		// reading it in that case, before decoding anything else.
-		body, mt, ok := s.readBody(w, r, limit, segmentTypes...)
+		// A key in a header is checked, with the app's rate limit, before
+		// the body is read. Segment accepts the key in the body too; then
+		// both are checked after reading it, before decoding anything else.
+		var app *App
+		if key != "" {
+			var ok bool
+			if app, ok = s.authenticate(w, key); !ok {
+				return
+			}
+		}
+		q, ok := s.admit(w, r, app, limit, true, segmentTypes...)
 		if !ok {
 			return
 		}
-		if key == "" {
+		defer q.release()
+		body, ok := q.read(w, r)
+		if !ok {
+			return
+		}
+		if app == nil {
 			var k struct {
 				WriteKey string `json:"writeKey"`
 			}
 			_ = json.Unmarshal(body, &k)
-			key = k.WriteKey
-		}
-		app, ok := s.authenticate(w, key)
-		if !ok {
-			return
+			if app, ok = s.authenticate(w, k.WriteKey); !ok || s.rateEmpty(w, app) {
+				return
+			}
 		}
 		env := tag.Envelope{AppID: app.ID, ReceivedAt: s.now().UTC()}
 		var declarer segmentapi.Declarer
@@ -59,57 +70,47 @@ func (s *Server) segmentHandler(call string) http.HandlerFunc {
 			if strings.Contains(err.Error(), "malformed JSON") {
 				code = "malformed_json"
 			}
-			if mt != "application/json" {
+			if q.mt != "application/json" {
 				hint = " (the body of a Segment call is JSON, whatever its Content-Type says)"
 			}
 			writeError(w, http.StatusBadRequest, code, "%s%s", err.Error(), hint)
 			return
 		}
-		var recs []indexed
-		var rejected []Rejection
+		if len(results) > s.cfg.MaxRecords {
+			s.tooManyRecords(w, len(results))
+			return
+		}
+		b := newBatch(app, len(body))
 		var warnings []string
+		dropped := 0
 		for _, res := range results {
+			if q.expired() {
+				q.timedOut(w)
+				return
+			}
+			// A message is refused whole if the tag plan refuses any of
+			// its records.
 			if res.Err != nil {
-				rejected = append(rejected, Rejection{Index: res.Index, Field: res.Err.Field, Reason: res.Err.Reason})
+				b.reject(Rejection{Index: res.Index, Field: res.Err.Field, Reason: res.Err.Reason})
 				continue
 			}
-			for _, rec := range res.Records {
-				recs = append(recs, indexed{res.Index, rec})
-			}
+			b.addGroup(res.Index, res.Records)
 			for _, d := range res.Dropped {
-				warnings = append(warnings, fmt.Sprintf("message %d: dropped %s", res.Index, d))
+				if dropped++; dropped <= maxWarnings {
+					warnings = append(warnings, fmt.Sprintf("message %d: dropped %s", res.Index, d))
+				}
 			}
 		}
-		s.commitGrouped(w, r, app, recs, rejected, warnings)
+		if dropped > maxWarnings {
+			warnings = append(warnings, fmt.Sprintf("and %d more dropped fields", dropped-maxWarnings))
+		}
+		s.finish(w, r, b, warnings)
 	}
 }
 
-// commitGrouped commits records of which several may come from one message:
-// a message is refused whole if the tag plan refuses any of its records.
-func (s *Server) commitGrouped(w http.ResponseWriter, r *http.Request, app *App, recs []indexed, rejected []Rejection, warnings []string) {
-	bad := map[int]bool{}
-	for _, rj := range rejected {
-		bad[rj.Index] = true
-	}
-	for i := range recs {
-		if bad[recs[i].index] {
-			continue
-		}
-		probe := recs[i].rec
-		probe.Unplanned = nil
-		if err := app.Plan.Apply(&probe); err != nil {
-			bad[recs[i].index] = true
-			rejected = append(rejected, rejectionOf(recs[i].index, err))
-		}
-	}
-	kept := recs[:0]
-	for _, ir := range recs {
-		if !bad[ir.index] {
-			kept = append(kept, ir)
-		}
-	}
-	s.commit(w, r, app, kept, rejected, warnings)
-}
+// maxWarnings bounds the warnings of one answer about dropped fields: a
+// batch can drop many more than it has bytes to spare.
+const maxWarnings = 100
 
 // handleSettings serves GET /v1/projects/{writeKey}/settings, what Segment's
 // SDKs fetch first: it points them at this collector.

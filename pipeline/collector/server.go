@@ -1,7 +1,7 @@
 package collector
 
 import (
-	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/base64"
@@ -14,14 +14,16 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/tag"
@@ -40,6 +42,7 @@ type Server struct {
 	now    func() time.Time
 	failed atomic.Int64 // unix nanos of the last produce failure not followed by a success
 	inbox  Inbox        // in-app messages; nil: not served
+	budget *semaphore.Weighted
 }
 
 // New returns a collector writing to prod. reg receives the metrics and is
@@ -59,6 +62,7 @@ func New(cfg Config, apps *Apps, prod bus.Producer, reg *prometheus.Registry, lo
 	}
 	s := &Server{cfg: cfg, apps: apps, prod: prod, log: log, reg: reg, now: time.Now}
 	s.buf = &buffer{capacity: cfg.BufferBytes}
+	s.budget = semaphore.NewWeighted(cfg.MemoryBudget)
 	s.m = newMetrics(reg, s.buf)
 	s.buf.full = s.m.bufferFull.Inc
 	return s, nil
@@ -82,7 +86,7 @@ func (s *Server) Handler() http.Handler {
 // Run serves until ctx ends, then shuts down gracefully: requests in flight
 // finish (and get their Kafka acknowledgement) before Run returns.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10*time.Second + s.cfg.ReadTimeout, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.Info("collector listening", "addr", ln.Addr().String())
@@ -122,10 +126,17 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection (the deadlines
+// of a request are set through it).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (s *Server) endpoint(name string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		// Every read of the request ends by the read timeout, also the
+		// server's own reading of a body left unread.
+		_ = http.NewResponseController(sw).SetReadDeadline(start.Add(s.cfg.ReadTimeout))
 		h(sw, r)
 		s.m.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
 		s.m.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
@@ -144,6 +155,7 @@ type Rejection struct {
 type Response struct {
 	Accepted int         `json:"accepted"`
 	Rejected []Rejection `json:"rejected,omitempty"`
+	Unlisted int         `json:"rejectedUnlisted,omitempty"` // rejections beyond the first 1000, not listed
 	Warnings []string    `json:"warnings,omitempty"`
 }
 
@@ -201,12 +213,14 @@ func writeKey(r *http.Request) string {
 
 func (s *Server) authenticate(w http.ResponseWriter, key string) (*App, bool) {
 	if key == "" {
+		noBody(w)
 		w.Header().Set("WWW-Authenticate", `Basic realm="engage"`)
 		writeError(w, http.StatusUnauthorized, "missing_write_key", "no write key: send it as the HTTP Basic user name (Segment style), a Bearer token or the X-Write-Key header")
 		return nil, false
 	}
 	app, ok := s.apps.ByKey(key)
 	if !ok {
+		noBody(w)
 		w.Header().Set("WWW-Authenticate", `Basic realm="engage"`)
 		writeError(w, http.StatusUnauthorized, "unknown_write_key", "the write key %s is not the key of any app", maskKey(key))
 		return nil, false
@@ -224,11 +238,76 @@ func maskKey(k string) string {
 
 var errTooLarge = errors.New("body too large")
 
-// readBody checks the content type, reads the body within limit (after
-// gunzip) and answers the error itself when it returns ok=false. types are
-// the media types accepted; "" among them accepts a request without
-// Content-Type.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64, types ...string) (body []byte, mediaType string, ok bool) {
+// request is one request that was admitted: it holds its share of the
+// memory budget until release, and its processing must end by deadline.
+type request struct {
+	s        *Server
+	weight   int64
+	limit    int64
+	gzip     bool
+	mt       string
+	ctx      context.Context
+	deadline time.Time // of the processing, set when the body has arrived
+	steps    int
+}
+
+func (q *request) release() { q.s.budget.Release(q.weight) }
+
+// checkEvery is how many records a loop handles between two looks at the
+// deadline.
+const checkEvery = 64
+
+// expired reports, every checkEvery calls, whether the request's processing
+// is over its deadline or its client has gone.
+func (q *request) expired() bool {
+	q.steps++
+	if q.steps%checkEvery != 0 {
+		return false
+	}
+	return q.ctx.Err() != nil || q.s.now().After(q.deadline)
+}
+
+// timedOut answers a request whose processing ran out of time: nothing of
+// it was handed to Kafka, so nothing is acknowledged.
+func (q *request) timedOut(w http.ResponseWriter) {
+	q.s.m.overload.WithLabelValues("processing_timeout").Inc()
+	w.Header().Set("Retry-After", strconv.Itoa(int(q.s.cfg.RetryAfter.Seconds())))
+	writeError(w, http.StatusServiceUnavailable, "processing_timeout", "the request was not processed within %s; nothing of it is acknowledged: retry it, in smaller batches if it is large", q.s.cfg.ProcessTimeout)
+}
+
+// rateEmpty refuses, before its body is read, a request of an app whose
+// rate limit has not one token left.
+func (s *Server) rateEmpty(w http.ResponseWriter, app *App) bool {
+	empty, wait := app.bucket.empty(s.now())
+	if !empty {
+		return false
+	}
+	s.rateLimited(w, app, wait)
+	return true
+}
+
+func (s *Server) rateLimited(w http.ResponseWriter, app *App, wait time.Duration) {
+	s.m.rateLimited.WithLabelValues(app.ID).Inc()
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+	noBody(w)
+	writeError(w, http.StatusTooManyRequests, "rate_limited", "app %q is over its rate limit of %g records/s: retry after %s", app.ID, app.RateLimit, wait.Round(time.Millisecond))
+}
+
+// noBody closes the connection after an answer that refuses a request
+// before its body was read: the body is not read, not even to reuse the
+// connection.
+func noBody(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+}
+
+// admit does what can be done before the body is read, cheapest first: it
+// checks the content type and encoding, the app's rate limit (app nil: not
+// known yet) and the announced size, takes the request's share of the
+// memory budget (weighed by the body limit, or by Content-Length when the
+// body is not compressed) without waiting for it, and sets the deadline by
+// which the body must have arrived. It answers a refusal itself.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, app *App, limit int64, segment bool, types ...string) (*request, bool) {
 	ct := r.Header.Get("Content-Type")
 	mt, err := "", error(nil)
 	if ct != "" {
@@ -236,49 +315,116 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64, t
 	}
 	if err != nil || !contains(types, mt) {
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_content_type", "content type %q is not accepted here: use %s", ct, typeList(types))
-		return nil, "", false
+		return nil, false
 	}
-	var rd io.Reader = http.MaxBytesReader(w, r.Body, limit)
+	q := &request{s: s, limit: limit, mt: mt, ctx: r.Context()}
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
+		q.gzip = true
+	default:
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_content_encoding", "content encoding %q is not accepted: use gzip or none", enc)
+		return nil, false
+	}
+	if app != nil && s.rateEmpty(w, app) {
+		return nil, false
+	}
+	size := limit
+	if !q.gzip && r.ContentLength >= 0 {
+		if r.ContentLength > limit {
+			noBody(w)
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than %d bytes (after decompression): send smaller batches", limit)
+			return nil, false
+		}
+		size = r.ContentLength
+	}
+	q.weight = requestWeight(max(size, 512), segment)
+	if !s.budget.TryAcquire(q.weight) {
+		s.m.overload.WithLabelValues("memory_budget").Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
+		noBody(w)
+		writeError(w, http.StatusServiceUnavailable, "memory_budget", "the collector is at its memory budget of %d bytes with the requests in flight: retry later", s.cfg.MemoryBudget)
+		return nil, false
+	}
+	rc := http.NewResponseController(w)
+	now := time.Now()
+	_ = rc.SetReadDeadline(now.Add(s.cfg.ReadTimeout))
+	_ = rc.SetWriteDeadline(now.Add(s.cfg.ReadTimeout + s.cfg.ProcessTimeout + s.cfg.ProduceTimeout + 10*time.Second))
+	return q, true
+}
+
+// read reads the body within the limit (after gunzip) and starts the
+// processing deadline. It answers the error itself when it returns false.
+func (q *request) read(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	var rd io.Reader = http.MaxBytesReader(w, r.Body, q.limit)
+	hint := q.limit
+	if q.gzip {
 		zr, err := gzip.NewReader(rd)
-		if err != nil {
+		switch {
+		case isTimeout(err):
+			q.bodyTimeout(w)
+			return nil, false
+		case err != nil:
 			writeError(w, http.StatusBadRequest, "malformed_gzip", "Content-Encoding is gzip but the body is not: %v", err)
-			return nil, "", false
+			return nil, false
 		}
 		defer zr.Close()
 		rd = zr
-	default:
-		writeError(w, http.StatusUnsupportedMediaType, "unsupported_content_encoding", "content encoding %q is not accepted: use gzip or none", enc)
-		return nil, "", false
+		hint = min(q.limit, max(r.ContentLength, 0)*4) // a first guess
+	} else if r.ContentLength >= 0 {
+		hint = r.ContentLength
 	}
-	body, err = readLimited(rd, limit)
+	body, err := readLimited(rd, q.limit, hint)
 	switch {
 	case errors.Is(err, errTooLarge) || errors.As(err, new(*http.MaxBytesError)):
-		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than %d bytes (after decompression): send smaller batches", limit)
-		return nil, "", false
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than %d bytes (after decompression): send smaller batches", q.limit)
+		return nil, false
+	case isTimeout(err):
+		q.bodyTimeout(w)
+		return nil, false
 	case err != nil:
 		writeError(w, http.StatusBadRequest, "unreadable_body", "reading the body: %v", err)
-		return nil, "", false
+		return nil, false
 	}
-	return body, mt, true
+	q.deadline = q.s.now().Add(q.s.cfg.ProcessTimeout)
+	return body, true
 }
 
-var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+func (q *request) bodyTimeout(w http.ResponseWriter) {
+	q.s.m.overload.WithLabelValues("body_timeout").Inc()
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestTimeout, "body_timeout", "the body did not arrive within %s; nothing of it is acknowledged", q.s.cfg.ReadTimeout)
+}
 
-func readLimited(r io.Reader, limit int64) ([]byte, error) {
-	buf := bodyPool.Get().(*bytes.Buffer)
-	defer bodyPool.Put(buf)
-	buf.Reset()
-	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
+func isTimeout(err error) bool {
+	var ne net.Error
+	return err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout())
+}
+
+// readLimited reads r to its end, at most limit bytes, into a buffer sized
+// by hint (the announced length): one allocation when the length is known.
+func readLimited(r io.Reader, limit, hint int64) ([]byte, error) {
+	buf := make([]byte, 0, min(max(hint, 512), limit)+1)
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				return nil, errTooLarge
+			}
+			buf = slices.Grow(buf, int(min(int64(cap(buf)), limit+1-int64(cap(buf)))))
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, errTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	if n > limit {
-		return nil, errTooLarge
-	}
-	return bytes.Clone(buf.Bytes()), nil
 }
 
 // typeList says which content types are accepted, for a 415.
@@ -304,27 +450,105 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// commit applies the app's tag plan, the rate limit and the buffer, hands
-// the records to the log and answers. rejected holds the records already
-// refused by the decoder.
-func (s *Server) commit(w http.ResponseWriter, r *http.Request, app *App, recs []indexed, rejected []Rejection, warnings []string) {
-	kept := recs[:0]
+// batch gathers what a request keeps: the records the tag plan accepts,
+// encoded at once for Kafka (a decoded record is not kept: its encoded form
+// is several times smaller), and the rejections in index order.
+type batch struct {
+	app       *App
+	arena     []byte // key and value of each kept record, one after the other
+	ends      []span
+	rejected  []Rejection
+	unlisted  int // rejections beyond maxListed
+	unplanned int
+}
+
+type span struct{ keyEnd, end int }
+
+// newBatch sizes the arena by the body: records encoded for Kafka are
+// usually smaller than their JSON (tiny records are larger, and grow it).
+func newBatch(app *App, bodyLen int) *batch {
+	return &batch{app: app, arena: make([]byte, 0, bodyLen)}
+}
+
+// maxListed bounds the rejections an answer lists: a body of many tiny bad
+// records would otherwise get an answer, and hold memory, many times its
+// size. The others are only counted.
+const maxListed = 1000
+
+func (b *batch) reject(rj Rejection) {
+	if len(b.rejected) < maxListed {
+		b.rejected = append(b.rejected, rj)
+	} else {
+		b.unlisted++
+	}
+}
+
+// add applies the tag plan to rec and keeps it, or refuses it.
+func (b *batch) add(index int, rec *tag.Record) {
+	before := len(rec.Unplanned)
+	if err := b.app.Plan.Apply(rec); err != nil {
+		b.reject(rejectionOf(index, err))
+		return
+	}
+	if len(rec.Unplanned) > before {
+		b.unplanned++
+	}
+	b.encode(rec)
+}
+
+// addGroup keeps the records of one message (several may come from one
+// Segment message), or none of them when the tag plan refuses any.
+func (b *batch) addGroup(index int, recs []tag.Record) {
 	unplanned := 0
-	for _, ir := range recs {
-		before := len(ir.rec.Unplanned)
-		if err := app.Plan.Apply(&ir.rec); err != nil {
-			rejected = append(rejected, rejectionOf(ir.index, err))
-			continue
+	for i := range recs {
+		before := len(recs[i].Unplanned)
+		if err := b.app.Plan.Apply(&recs[i]); err != nil {
+			b.reject(rejectionOf(index, err))
+			return
 		}
-		if len(ir.rec.Unplanned) > before {
+		if len(recs[i].Unplanned) > before {
 			unplanned++
 		}
-		kept = append(kept, ir)
 	}
-	sortRejections(rejected)
-	s.m.records.WithLabelValues(app.ID, "rejected").Add(float64(len(rejected)))
-	if len(kept) == 0 {
-		resp := Response{Rejected: rejected, Warnings: warnings}
+	for i := range recs {
+		b.encode(&recs[i])
+	}
+	b.unplanned += unplanned
+}
+
+func (b *batch) encode(rec *tag.Record) {
+	if room := cap(b.arena) - len(b.arena); room < 4096 {
+		// Double rather than let append grow large slices by a quarter:
+		// fewer copies, less garbage.
+		b.arena = slices.Grow(b.arena, max(cap(b.arena), 64<<10))
+	}
+	b.arena = append(b.arena, rec.AppID...)
+	b.arena = append(b.arena, '/')
+	b.arena = append(b.arena, rec.DeviceID...)
+	keyEnd := len(b.arena)
+	b.arena = rec.AppendBinary(b.arena)
+	b.ends = append(b.ends, span{keyEnd, len(b.arena)})
+}
+
+func (b *batch) messages() []bus.Message {
+	msgs := make([]bus.Message, len(b.ends))
+	start := 0
+	for i, e := range b.ends {
+		msgs[i] = bus.Message{Key: b.arena[start:e.keyEnd:e.keyEnd], Value: b.arena[e.keyEnd:e.end:e.end]}
+		start = e.end
+	}
+	return msgs
+}
+
+// finish applies the rate limit and the buffer, hands the kept records to
+// the log and answers.
+func (s *Server) finish(w http.ResponseWriter, r *http.Request, b *batch, warnings []string) {
+	app := b.app
+	kept := len(b.ends)
+	rejected := orderRejections(b.rejected)
+	s.m.records.WithLabelValues(app.ID, "rejected").Add(float64(len(rejected) + b.unlisted))
+	if kept == 0 {
+		resp := Response{Rejected: rejected, Unlisted: b.unlisted, Warnings: warnings}
 		code := http.StatusBadRequest
 		if len(rejected) == 0 {
 			code = http.StatusOK // an empty batch
@@ -332,59 +556,42 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, app *App, recs [
 		writeJSON(w, code, resp)
 		return
 	}
-	if ok, wait := app.bucket.take(s.now(), len(kept)); !ok {
-		s.m.rateLimited.WithLabelValues(app.ID).Inc()
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		writeError(w, http.StatusTooManyRequests, "rate_limited", "app %q is over its rate limit of %g records/s: retry after %s", app.ID, app.RateLimit, wait.Round(time.Millisecond))
+	if ok, wait := app.bucket.take(s.now(), kept); !ok {
+		s.rateLimited(w, app, wait)
 		return
 	}
-	msgs := make([]bus.Message, len(kept))
-	size := 0
-	for i := range kept {
-		size += 64 + len(kept[i].rec.MessageID) + len(kept[i].rec.Name)
-	}
-	arena := make([]byte, 0, size*2)
-	for i := range kept {
-		rec := &kept[i].rec
-		start := len(arena)
-		arena = append(arena, rec.AppID...)
-		arena = append(arena, '/')
-		arena = append(arena, rec.DeviceID...)
-		keyEnd := len(arena)
-		arena = rec.AppendBinary(arena)
-		msgs[i] = bus.Message{Key: arena[start:keyEnd:keyEnd], Value: arena[keyEnd:len(arena):len(arena)]}
-	}
-	n := int64(len(arena))
+	n := int64(len(b.arena))
 	if !s.buf.tryAcquire(n) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
 		writeError(w, http.StatusServiceUnavailable, "buffer_full", "the collector already holds %d bytes waiting for Kafka: retry later", s.buf.capacity)
 		return
 	}
 	defer s.buf.release(n)
+	msgs := b.messages()
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ProduceTimeout)
 	defer cancel()
 	start := time.Now()
 	if err := s.prod.Produce(ctx, msgs); err != nil {
 		s.failed.Store(time.Now().UnixNano())
 		s.m.produceErrors.Inc()
-		s.m.records.WithLabelValues(app.ID, "failed").Add(float64(len(kept)))
-		s.log.Warn("produce failed", "app", app.ID, "records", len(kept), "err", err)
+		s.m.records.WithLabelValues(app.ID, "failed").Add(float64(kept))
+		s.log.Warn("produce failed", "app", app.ID, "records", kept, "err", err)
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
 		cause := "the broker refused or failed the write"
 		if ctx.Err() != nil {
 			cause = "no acknowledgement within " + s.cfg.ProduceTimeout.String()
 		}
-		writeError(w, http.StatusServiceUnavailable, "kafka_unavailable", "Kafka did not acknowledge the %d records (%s); nothing of this request is acknowledged: retry it (message ids make the retry safe)", len(kept), cause)
+		writeError(w, http.StatusServiceUnavailable, "kafka_unavailable", "Kafka did not acknowledge the %d records (%s); nothing of this request is acknowledged: retry it (message ids make the retry safe)", kept, cause)
 		return
 	}
 	s.failed.Store(0)
 	s.m.produce.Observe(time.Since(start).Seconds())
-	s.m.records.WithLabelValues(app.ID, "accepted").Add(float64(len(kept)))
-	if unplanned > 0 {
-		s.m.records.WithLabelValues(app.ID, "unplanned").Add(float64(unplanned))
-		warnings = append(warnings, fmt.Sprintf("%d records carry tags that are not in the tag plan of app %q (marked unplanned)", unplanned, app.ID))
+	s.m.records.WithLabelValues(app.ID, "accepted").Add(float64(kept))
+	if b.unplanned > 0 {
+		s.m.records.WithLabelValues(app.ID, "unplanned").Add(float64(b.unplanned))
+		warnings = append(warnings, fmt.Sprintf("%d records carry tags that are not in the tag plan of app %q (marked unplanned)", b.unplanned, app.ID))
 	}
-	writeJSON(w, http.StatusOK, Response{Accepted: len(kept), Rejected: rejected, Warnings: warnings})
+	writeJSON(w, http.StatusOK, Response{Accepted: kept, Rejected: rejected, Unlisted: b.unlisted, Warnings: warnings})
 }
 
 // indexed is a decoded record and its position in the request.
@@ -401,10 +608,47 @@ func rejectionOf(index int, err error) Rejection {
 	return Rejection{Index: index, Field: "record", Reason: err.Error()}
 }
 
-func sortRejections(rs []Rejection) {
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && rs[j-1].Index > rs[j].Index; j-- {
-			rs[j-1], rs[j] = rs[j], rs[j-1]
+// orderSteps counts the steps of orderRejections, for the test of its cost.
+var orderSteps atomic.Int64
+
+// orderRejections puts the rejections in index order, keeping the order of
+// those of one index, in time linear in their number: the handlers gather
+// them in order, and when they did not (a caller that appended a second
+// sorted run), a counting sort by index puts them in order. (An insertion
+// sort here was quadratic: plan-refused records followed by many invalid
+// ones cost minutes.)
+func orderRejections(rs []Rejection) []Rejection {
+	maxIndex, sorted := -1, true
+	for i, r := range rs {
+		orderSteps.Add(1)
+		if i > 0 && r.Index < rs[i-1].Index {
+			sorted = false
 		}
+		maxIndex = max(maxIndex, r.Index)
 	}
+	if sorted {
+		return rs
+	}
+	if maxIndex > 4*len(rs)+1024 || slices.ContainsFunc(rs, func(r Rejection) bool { return r.Index < 0 }) {
+		// Indexes are positions in the request: never this sparse. Stay
+		// n log n all the same.
+		slices.SortStableFunc(rs, func(a, b Rejection) int { return cmp.Compare(a.Index, b.Index) })
+		return rs
+	}
+	at := make([]int, maxIndex+2)
+	for _, r := range rs {
+		orderSteps.Add(1)
+		at[r.Index+1]++
+	}
+	for i := 1; i < len(at); i++ {
+		orderSteps.Add(1)
+		at[i] += at[i-1]
+	}
+	out := make([]Rejection, len(rs))
+	for _, r := range rs {
+		orderSteps.Add(1)
+		out[at[r.Index]] = r
+		at[r.Index]++
+	}
+	return out
 }
