@@ -72,13 +72,27 @@ type Config struct {
 	// SinkGroup is the consumer group of the sink that writes History: a
 	// fill waits until it has committed past the fill's seam.
 	SinkGroup string
+	// EvictAfter is the retention of devices no longer seen: a device not
+	// seen for this long is evicted (its memberships exit with cause
+	// "evicted", its state is deleted with a tombstone) even when a
+	// condition without a window reads it; sooner when every condition of
+	// its app has a window (the longest, plus EvictMargin). Zero: never.
+	// See segments/engine/evict.go.
+	EvictAfter time.Duration
+	// EvictMargin is added to an app's longest window (zero: the engine's
+	// default, 30 days).
+	EvictMargin time.Duration
 }
+
+// DefaultEvictAfter is the default retention of devices no longer seen.
+const DefaultEvictAfter = 400 * 24 * time.Hour
 
 // DefaultConfig returns the defaults for the given brokers.
 func DefaultConfig(brokers []string) Config {
 	return Config{Brokers: brokers, Group: "engage-process", Topic: kafkabus.TopicTags, ChangelogTopic: kafkabus.TopicStateChangelog,
 		ChangesTopic: kafkabus.TopicSegmentChanges, ConfigTopic: kafkabus.TopicConfig,
-		FlushInterval: 100 * time.Millisecond, FlushRecords: 50000, SessionTimeout: 10 * time.Second, SinkGroup: "engage-sink"}
+		FlushInterval: 100 * time.Millisecond, FlushRecords: 50000, SessionTimeout: 10 * time.Second, SinkGroup: "engage-sink",
+		EvictAfter: DefaultEvictAfter, EvictMargin: engine.DefaultEvictMargin}
 }
 
 // Validate checks the configuration.
@@ -92,6 +106,9 @@ func (c Config) Validate() error {
 		return errors.New("process: a history store needs the sink's consumer group (-history.sink-group)")
 	case c.FlushInterval <= 0 || c.FlushRecords <= 0:
 		return fmt.Errorf("process: flush interval %s and flush records %d must be positive", c.FlushInterval, c.FlushRecords)
+	}
+	if err := (engine.Options{EvictAfter: c.EvictAfter, EvictMargin: c.EvictMargin}).Validate(); err != nil {
+		return fmt.Errorf("process: -process.evict-after %s, -process.evict-margin %s: %w", c.EvictAfter, c.EvictMargin, err)
 	}
 	return nil
 }
@@ -271,7 +288,7 @@ func (o *owner) now() time.Time {
 
 func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partitions int) error {
 	start := time.Now()
-	o := &owner{p: p, claim: c, eng: engine.New(engine.Options{Fill: p.cfg.History != nil}), next: -1, changesEnd: -1,
+	o := &owner{p: p, claim: c, eng: engine.New(engine.Options{Fill: p.cfg.History != nil, EvictAfter: p.cfg.EvictAfter, EvictMargin: p.cfg.EvictMargin}), next: -1, changesEnd: -1,
 		clockKey: kafkabus.PartitionKey(clockKeyPrefix+strconv.Itoa(c.Partition)+"/", c.Partition, partitions),
 		fills:    map[uint64]context.CancelFunc{}, hist: make(chan histMsg)}
 	defer o.stopFills()

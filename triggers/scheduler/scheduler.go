@@ -44,6 +44,7 @@ import (
 	"github.com/openengage/engage/pipeline/fault"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tag"
+	"github.com/openengage/engage/segments/engine"
 	"github.com/openengage/engage/segments/processor"
 	"github.com/openengage/engage/triggers"
 )
@@ -61,13 +62,21 @@ type Config struct {
 	FlushRecords    int
 	SimulatedClock  bool
 	SessionTimeout  time.Duration
+	// EvictAfter is the retention of devices without input: a device in
+	// no segment, with nothing waiting and no history that still decides
+	// anything is forgotten (tombstone) this long after its last input, or
+	// EvictMargin after the processor evicted it (triggers/evict.go). Zero:
+	// never.
+	EvictAfter  time.Duration
+	EvictMargin time.Duration
 }
 
 // DefaultConfig returns the defaults for the given brokers.
 func DefaultConfig(brokers []string) Config {
 	return Config{Brokers: brokers, Group: "engage-schedule", Topic: kafkabus.TopicSegmentChanges, ChangelogTopic: kafkabus.TopicSchedulerState,
 		DeliveriesTopic: kafkabus.TopicDeliveries, DecisionsTopic: kafkabus.TopicDecisions, ConfigTopic: kafkabus.TopicConfig,
-		FlushInterval: 100 * time.Millisecond, FlushRecords: 50000, SessionTimeout: 10 * time.Second}
+		FlushInterval: 100 * time.Millisecond, FlushRecords: 50000, SessionTimeout: 10 * time.Second,
+		EvictAfter: processor.DefaultEvictAfter, EvictMargin: engine.DefaultEvictMargin}
 }
 
 // Validate checks the configuration.
@@ -79,6 +88,8 @@ func (c Config) Validate() error {
 		return errors.New("schedule: group and topics must be set")
 	case c.FlushInterval <= 0 || c.FlushRecords <= 0:
 		return fmt.Errorf("schedule: flush interval %s and flush records %d must be positive", c.FlushInterval, c.FlushRecords)
+	case c.EvictAfter < 0 || c.EvictMargin < 0:
+		return fmt.Errorf("schedule: -schedule.evict-after %s and -schedule.evict-margin %s must not be negative", c.EvictAfter, c.EvictMargin)
 	}
 	return nil
 }
@@ -275,6 +286,7 @@ func (s *Service) runPartition(ctx context.Context, c *kafkabus.Claim, partition
 	start := time.Now()
 	o := &owner{s: s, claim: c, sched: triggers.New(), next: -1, own: ownRecord{deliveriesEnd: -1, decisionsEnd: -1},
 		ownKey: kafkabus.PartitionKey(ownKeyPrefix+strconv.Itoa(c.Partition)+"/", c.Partition, partitions)}
+	o.sched.SetEviction(s.cfg.EvictAfter, s.cfg.EvictMargin)
 	set, changed := s.store.Current()
 	// Restore under the current campaigns: a waiting send of a campaign
 	// changed since its state was written is dropped with it (its version
@@ -454,7 +466,8 @@ func (o *owner) apply(m bus.Message) {
 		if err != nil {
 			o.s.log.Debug("extras of a change", "partition", m.Partition, "offset", m.Offset, "err", err) // the good ones are kept
 		}
-		ch := triggers.SegmentChange{App: cm.App, Segment: cm.Segment, DeviceID: cm.DeviceID, Enter: cm.Enter, Time: cm.Time, ID: cm.ID, Extras: extras, Seq: seq}
+		ch := triggers.SegmentChange{App: cm.App, Segment: cm.Segment, DeviceID: cm.DeviceID, Enter: cm.Enter, Time: cm.Time, ID: cm.ID, Extras: extras, Seq: seq,
+			Evicted: cm.Cause == engine.CauseEvicted}
 		o.collect(m.Time, func() { o.decs, o.dels = o.sched.Apply(ch, now, o.decs, o.dels) })
 	default:
 		o.invalid(m, fmt.Errorf("unknown message kind %q", cm.Kind))
