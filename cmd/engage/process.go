@@ -40,6 +40,8 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 	fs.IntVar(&cfg.FlushRecords, "process.flush-records", cfg.FlushRecords, "or after this many input records")
 	fs.BoolVar(&cfg.SimulatedClock, "process.simulated-clock", false, "now is the newest event time of each partition, not the wall clock (replays, tests, dry runs)")
 	fs.DurationVar(&cfg.SessionTimeout, "process.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
+	fs.DurationVar(&cfg.EvictAfter, "process.evict-after", cfg.EvictAfter, "retention of devices no longer seen: evicted (memberships exit with cause \"evicted\", state deleted) after this long even when a condition without a window reads them, sooner when every condition of their app has a window (the longest plus -process.evict-margin); a device back after it counts as new; 0: never")
+	fs.DurationVar(&cfg.EvictMargin, "process.evict-margin", cfg.EvictMargin, "added to an app's longest window before its devices no longer seen are evicted")
 	addr := fs.String("addr", "127.0.0.1:8082", "listen address of the segments API, /metrics and /healthz; empty: none")
 	advertise := fs.String("api.advertise", "", "base URL at which the other instances reach this one's API (default: http:// and -addr, with this host's name when -addr has no host)")
 	tokens := fs.String("api.tokens", "", "bearer tokens (16 bytes or more) and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment)")

@@ -30,6 +30,8 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	fs.IntVar(&cfg.FlushRecords, "schedule.flush-records", cfg.FlushRecords, "or after this many input messages")
 	fs.BoolVar(&cfg.SimulatedClock, "schedule.simulated-clock", false, "now is the newest time of each partition's input (the processor's clock), not the wall clock: run the processor with -process.simulated-clock too")
 	fs.DurationVar(&cfg.SessionTimeout, "schedule.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
+	fs.DurationVar(&cfg.EvictAfter, "schedule.evict-after", cfg.EvictAfter, "retention of a device's state without input (in no segment, nothing waiting, no caps or repeat history that still counts); a once: true campaign's send is kept that long; 0: never")
+	fs.DurationVar(&cfg.EvictMargin, "schedule.evict-margin", cfg.EvictMargin, "how long after the processor evicted a device (and after its caps and repeat history stop counting) its state is deleted")
 	addr := fs.String("addr", "127.0.0.1:8083", "listen address of the campaigns API, /metrics and /healthz; empty: none")
 	tokens := fs.String("api.tokens", "", "bearer tokens (16 bytes or more) of the campaigns API and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment); empty: no API")
 	appsFile := fs.String("apps", "", "apps file, for the tag plans campaigns are checked against; empty: the embedded demo app")
