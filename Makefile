@@ -59,6 +59,7 @@ bench: deps
 	  $(GO) test -run "^$$" -bench "DeliverToAPNs" -benchtime 200000x -timeout 30m ./bench/ && \
 	  $(GO) test -run "^$$" -bench "DeliverVsGorush" -benchtime 100000x -timeout 30m ./bench/ && \
 	  $(GO) test -run "^$$" -bench "InAppFetch" -benchtime 100000x ./bench/ && \
+	  $(GO) test -run "^$$" -bench Churn -benchtime 1x -timeout 30m ./segments/engine ./triggers && \
 	  ENGAGE_ANALYTICS_BENCH_RECORDS=$${ENGAGE_ANALYTICS_BENCH_RECORDS:-2000000} $(GO) test -run "^$$" -bench Queries -benchtime 20x -timeout 30m ./sinks/analytics'
 
 
