@@ -509,3 +509,28 @@ func TestPeerUnsignedAnswer(t *testing.T) {
 		t.Fatalf("%d %s", a.status, a.body)
 	}
 }
+
+// The instance asks the others only for the apps the caller's token may
+// read: a token of "game" listing every segment asks for "game" alone,
+// though "news" has segments too.
+func TestPeerAskedOnlyForTheTokensApps(t *testing.T) {
+	fp := newSignedPeer(t, func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"instance":"peer-1","partitions":{}}`)
+	})
+	api := lonelyAPI(t, fp.srv.URL)
+	d, _ := json.Marshal(Definition{App: "news", Name: "readers", Text: `did event "article_read"`})
+	if _, err := api.Store.Apply(bus.Message{Key: ConfigKey("news", "readers"), Value: d, Offset: 3}); err != nil {
+		t.Fatal(err)
+	}
+	h := api.Handler()
+	if a := call(t, h, "/v1/segments", userToken); a.status != 200 || strings.Contains(a.body, "readers") {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	if a := call(t, h, "/v1/segments", adminToken); a.status != 200 || !strings.Contains(a.body, "readers") {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	_, paths := fp.received()
+	if len(paths) != 2 || paths[0] != "/v1/local/statuses?apps=game" || paths[1] != "/v1/local/statuses?apps=game%2Cnews" {
+		t.Fatalf("asked %v", paths)
+	}
+}
