@@ -125,6 +125,13 @@
 // come needs no fill. first_session and last_seen are tracked for every
 // device of an app that has segments.
 //
+// Eviction. With Options.EvictAfter set, a device not seen for longer
+// than its app's horizon (the longest look-back of its segments plus
+// Options.EvictMargin, or EvictAfter when a condition has no window) and
+// with no pending timer is evicted: its memberships exit (CauseEvicted),
+// its state is deleted (a tombstone in Dirty). A device that comes back
+// starts afresh. See evict.go.
+//
 // # State
 //
 // Per app and device, one state: the last applied offset, first_session,
@@ -170,7 +177,8 @@
 // costs O(log n) per due timer and never scans devices. SetSegments costs
 // O(devices × changed segments) for the apps whose set changed. Memory is
 // bounded per device by the features its segments read: at most K times
-// per did feature, one value per attribute.
+// per did feature, one value per attribute; and in devices by eviction:
+// the devices seen within their app's horizon (BenchmarkChurn).
 //
 // The benchmarks (bench_test.go) measure Apply and ApplyBatch with a
 // million devices and 50 segments, the state size for a typical rule set,
