@@ -43,6 +43,7 @@ type Scheduler struct {
 	// and the keys of the states evicted since the last Dirty.
 	evictAfter, evictMargin int64
 	tombs                   []string
+	evictStale              int // stale eviction checks in the timer queue
 }
 
 type rateState struct {
@@ -633,6 +634,7 @@ func (s *Scheduler) Apply(ch SegmentChange, now time.Time, decs []Decision, dels
 	s.touch(d)
 	d.gone = ch.Evicted && !ch.Enter
 	s.markDirty(d)
+	defer s.armEvict(d) // once the memberships are updated (evict.go)
 	a := s.apps[ch.App]
 	if a == nil || len(a.bySegment[ch.Segment]) == 0 {
 		if ch.Enter {
@@ -1104,8 +1106,15 @@ func (q *timerQueue) peek() (timerEntry, bool) {
 func (q *timerQueue) pop() {
 	n := len(q.h) - 1
 	q.h[0] = q.h[n]
+	q.h[n] = timerEntry{}
 	q.h = q.h[:n]
-	for i := 0; ; {
+	q.down(0)
+}
+
+// down moves the entry at i down to its place.
+func (q *timerQueue) down(i int) {
+	n := len(q.h)
+	for {
 		l, r, m := 2*i+1, 2*i+2, i
 		if l < n && q.less(l, m) {
 			m = l

@@ -95,22 +95,52 @@ func (s *Scheduler) evictAt(d *devState) int64 {
 // armEvict puts a device's eviction check in the timer queue, unless one
 // is there at or before the instant the device can go (a later instant is
 // checked again when due; an exit of an evicted device brings it nearer).
+// A device in a segment or waiting for a send is not armed: it is
+// armed again by the change that ends that (Apply, a send, a campaign
+// change).
 func (s *Scheduler) armEvict(d *devState) {
-	if s.evictAfter <= 0 {
+	if s.evictAfter <= 0 || len(d.members) > 0 || len(d.pending) > 0 {
 		return
 	}
 	at := s.evictAt(d)
-	if d.evictDue != 0 && d.evictDue <= at {
-		return
+	if d.evictDue != 0 {
+		if d.evictDue <= at {
+			return
+		}
+		// The entry at d.evictDue is stale from now on: it holds the
+		// device until it comes out, unless the queue is compacted.
+		s.evictStale++
+		if s.evictStale > 1024 && 2*s.evictStale > len(s.timers.h) {
+			s.compactEvicts()
+		}
 	}
 	d.evictDue = at
 	s.timers.push(timerEntry{due: at, d: d})
+}
+
+// compactEvicts drops the stale eviction checks from the timer queue, so
+// that it does not hold evicted devices.
+func (s *Scheduler) compactEvicts() {
+	h := s.timers.h[:0]
+	for _, e := range s.timers.h {
+		if e.p == nil && (e.d.evictDue != e.due || s.devs[e.d.app+"/"+e.d.id] != e.d) {
+			continue
+		}
+		h = append(h, e)
+	}
+	clear(s.timers.h[len(h):])
+	s.timers.h = h
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		s.timers.down(i)
+	}
+	s.evictStale = 0
 }
 
 // evictCheck runs a due eviction check.
 func (s *Scheduler) evictCheck(e timerEntry) {
 	d := e.d
 	if d.evictDue != e.due {
+		s.evictStale = max(s.evictStale-1, 0)
 		return // stale
 	}
 	d.evictDue = 0
