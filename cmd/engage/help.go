@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 )
 
 // A verb's help: what it does in one line, what follows its flags, and,
@@ -151,11 +152,14 @@ func printFlags(w io.Writer, fs *flag.FlagSet, verb string) {
 		text = strings.TrimSuffix(text, " [$"+envName(f.Name)+"]")
 		var extra []string
 		if !zeroDefault(f) {
-			if typ == "string" {
-				extra = append(extra, fmt.Sprintf("default %q", f.DefValue))
-			} else {
-				extra = append(extra, "default "+f.DefValue)
+			def := f.DefValue
+			if d, err := time.ParseDuration(def); err == nil && typ == "duration" {
+				def = humanDuration(d) // 1m, not 1m0s
 			}
+			if typ == "string" {
+				def = fmt.Sprintf("%q", def)
+			}
+			extra = append(extra, "default "+def)
 		}
 		extra = append(extra, "$"+envName(f.Name))
 		fmt.Fprintln(w, line)
