@@ -3,6 +3,7 @@ package collector_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -124,7 +125,7 @@ func TestMemoryBudgetRefusesAtOnce(t *testing.T) {
 	cfg.MaxBodyBytes, cfg.MaxSegmentBatch, cfg.MaxSegmentSingle = 64<<10, 16<<10, 8<<10
 	cfg.MemoryBudget = 6 * 64 << 10 // one native request of unknown length
 	mem := bus.NewMemory("tags", 1)
-	slow := &slowLog{Producer: mem, release: make(chan struct{})}
+	slow := &enteredLog{Producer: mem, entered: make(chan struct{}, 8), release: make(chan struct{})}
 	s, err := collector.New(cfg, apps, slow, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -150,19 +151,16 @@ func TestMemoryBudgetRefusesAtOnce(t *testing.T) {
 		first <- code
 	}()
 	// The first request holds the budget while its records wait for Kafka.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, h, b := post(io.MultiReader(strings.NewReader(`not even JSON`)))
-		if code == http.StatusServiceUnavailable {
-			if !bytes.Contains(b, []byte(`"memory_budget"`)) || h.Get("Retry-After") == "" {
-				t.Fatalf("503 without its code or Retry-After: %s", b)
-			}
-			break
-		}
-		if code != http.StatusBadRequest || time.Now().After(deadline) {
-			t.Fatalf("while the budget is held: %d %s", code, b)
-		}
-		time.Sleep(10 * time.Millisecond) // the first request is not in yet
+	select {
+	case <-slow.entered:
+	case code := <-first:
+		t.Fatalf("the first request was answered %d before reaching Kafka", code)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first request never reached Kafka")
+	}
+	code, h, b := post(strings.NewReader(`not even JSON`))
+	if code != http.StatusServiceUnavailable || !bytes.Contains(b, []byte(`"memory_budget"`)) || h.Get("Retry-After") == "" {
+		t.Fatalf("while the budget is held: %d %s (Retry-After %q)", code, b, h.Get("Retry-After"))
 	}
 	close(slow.release)
 	if code := <-first; code != http.StatusOK {
@@ -174,6 +172,18 @@ func TestMemoryBudgetRefusesAtOnce(t *testing.T) {
 	if n := len(mem.Messages("tags")); n != 5 {
 		t.Fatalf("stored %d, want 5", n)
 	}
+}
+
+// enteredLog says when a Produce starts and holds it until released.
+type enteredLog struct {
+	bus.Producer
+	entered, release chan struct{}
+}
+
+func (l *enteredLog) Produce(ctx context.Context, m []bus.Message) error {
+	l.entered <- struct{}{}
+	<-l.release
+	return l.Producer.Produce(ctx, m)
 }
 
 // A request of more records than the limit is refused whole, as JSON
