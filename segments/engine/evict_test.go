@@ -293,3 +293,45 @@ func TestEvictRestoreDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// A fill from the history store does not bring back a device whose last
+// record is past its app's horizon: only the devices a live engine would
+// still hold are created.
+func TestEvictFillSkipsGoneDevices(t *testing.T) {
+	e := New(Options{Fill: true, EvictAfter: 10 * 24 * time.Hour, EvictMargin: time.Hour})
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	// The partition had records before the app had segments: a fill.
+	e.Apply(&tag.Record{AppID: "news", DeviceID: "x", Kind: tag.KindEvent, Name: "read", Time: t0}, 9, t0, nil)
+	now := t0.Add(30 * 24 * time.Hour)
+	segs := evictSegments(t, "news", map[string]string{"readers": `did event "read"`})
+	if _, _, err := e.SetSegments(segs, now); err != nil {
+		t.Fatal(err)
+	}
+	fills, _ := e.Fills(now, nil)
+	if len(fills) != 1 {
+		t.Fatalf("%d fills", len(fills))
+	}
+	hist := func(dev string, at time.Time, off int64) {
+		r := &tag.Record{AppID: "news", DeviceID: dev, MessageID: dev, Kind: tag.KindEvent, Name: "read", Time: at}
+		if _, err := e.ApplyHistory(fills[0].ID, dev, []HistoryRecord{{Record: r, Offset: off}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hist("old", t0, 1)                          // last seen 30 days ago: gone
+	hist("recent", now.Add(-5*24*time.Hour), 2) // 5 days ago: held
+	out, err := e.FinishFill(fills[0].ID, now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := changeLines(out); !strings.Contains(s, "enter news/readers recent") || strings.Contains(s, " old ") {
+		t.Fatalf("changes of the fill: %s", s)
+	}
+	if e.device("news", "old") != nil || e.device("news", "recent") == nil {
+		t.Fatal("the fill brought back a device past its horizon, or not the recent one")
+	}
+	// The recent one goes at its horizon.
+	e.Advance(now.Add(5*24*time.Hour), nil)
+	if e.device("news", "recent") != nil {
+		t.Fatal("a device created by a fill is not evicted at its horizon")
+	}
+}

@@ -419,6 +419,13 @@ func (e *Engine) ApplyHistory(id uint64, deviceID string, recs []HistoryRecord, 
 		}
 	}
 	fl.devices++
+	if created && e.evictAt(d) <= ns {
+		// Gone before the fill: its history does not bring it back
+		// (evict.go); nothing was written for it.
+		e.removeDevice(d)
+		e.tombs = e.tombs[:len(e.tombs)-1]
+		return out, nil
+	}
 	if created {
 		copy(e.clearTouched(a.set.words), a.set.all)
 		var next int64
@@ -426,6 +433,7 @@ func (e *Engine) ApplyHistory(id uint64, deviceID string, recs []HistoryRecord, 
 		e.setTimer(d, next)
 	}
 	e.markDirty(d)
+	e.armEvict(d)
 	return out, nil
 }
 
