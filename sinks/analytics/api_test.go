@@ -127,6 +127,12 @@ func check(t *testing.T, h http.Handler, path string, want any) {
 	if code != http.StatusOK {
 		t.Fatalf("%s: status %d: %s", path, code, body)
 	}
+	compareJSON(t, path, body, want)
+}
+
+// compareJSON compares an answer of the API with want as check does.
+func compareJSON(t *testing.T, path string, body []byte, want any) {
+	t.Helper()
 	var got, exp any
 	wb, _ := json.Marshal(want)
 	if err := json.Unmarshal(body, &got); err != nil {

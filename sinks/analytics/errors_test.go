@@ -2,6 +2,7 @@ package analytics_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -132,41 +133,53 @@ var payloads = []string{
 func testInjection(t *testing.T, f *fixture) {
 	from, to := date("2026-03-02"), date("2026-04-10")
 	tr := f.tr
-	for _, p := range payloads {
-		for _, tc := range []struct {
-			path string
-			want any
-		}{
-			{appPath(p, "active", "from", "2026-03-02", "to", "2026-04-10"), tr.active(p, from, to, "day")},
-			{appPath(p, "retention", "from", "2026-03-02", "to", "2026-04-10", "days", "3"), tr.retention(p, from, to, 3)},
-			{appPath(p, "top", "from", "2026-03-02", "to", "2026-04-10"), tr.top(p, from, to, "event", 20)},
-			{appPath(p, "app-info", "key", "plan"), tr.appInfo(p, "plan", 100)},
-			{appPath(newsApp, "jobs", "from", "2026-03-02", "to", "2026-04-10", "name", p), tr.jobs(newsApp, from, to, p)},
-			{appPath(newsApp, "jobs", "from", "2026-03-02", "to", "2026-04-10", "name", "login"+p), tr.jobs(newsApp, from, to, "login"+p)},
-			{appPath(newsApp, "funnel", "from", "2026-03-02", "to", "2026-04-10", "steps", "event:article_read,event:"+p),
-				tr.funnel(newsApp, from, to, []analytics.Step{{Kind: "event", Name: "article_read"}, {Kind: "event", Name: p}}, 86400)},
-			{appPath(newsApp, "app-info", "key", "plan"+p), tr.appInfo(newsApp, "plan"+p, 100)},
-			{appPath(newsApp, "top", "from", "2026-03-02", "to", "2026-04-10", "kind", "event"+p), nil},
-			{appPath(newsApp, "active", "from", "2026-03-02", "to", "2026-04-10", "period", "day"+p), nil},
-			{appPath(newsApp, "active", "from", "2026-03-02"+p, "to", "2026-04-10"), nil},
-		} {
-			code, body := get(f.h, allToken, tc.path)
-			switch {
-			case code == http.StatusBadRequest:
-			case code == http.StatusOK && tc.want != nil:
-				check(t, f.h, tc.path, tc.want)
-			case code == http.StatusForbidden && strings.HasPrefix(tc.path, "/v1/apps/news"):
-			default:
-				t.Errorf("%q: status %d: %s", tc.path, code, body)
-			}
+	// The payloads in parallel (the queries only read), all before the
+	// rows are counted again.
+	t.Run("payloads", func(t *testing.T) {
+		for i, p := range payloads {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				injectOne(t, f, tr, p, from, to)
+			})
 		}
-		// A scoped token cannot widen its scope.
-		if code, _ := get(f.h, newsToken, appPath(newsApp+p, "active", "from", "2026-03-02", "to", "2026-04-10")); code != 403 && code != 400 {
-			t.Errorf("news token on %q: status %d", newsApp+p, code)
-		}
-	}
+	})
 	if n := f.count(t, "count()"); n != f.total {
 		t.Fatalf("tags has %d rows after the injection attempts, had %d", n, f.total)
+	}
+}
+
+// injectOne sends payload p in every string parameter.
+func injectOne(t *testing.T, f *fixture, tr *truth, p string, from, to time.Time) {
+	for _, tc := range []struct {
+		path string
+		want any
+	}{
+		{appPath(p, "active", "from", "2026-03-02", "to", "2026-04-10"), tr.active(p, from, to, "day")},
+		{appPath(p, "retention", "from", "2026-03-02", "to", "2026-04-10", "days", "3"), tr.retention(p, from, to, 3)},
+		{appPath(p, "top", "from", "2026-03-02", "to", "2026-04-10"), tr.top(p, from, to, "event", 20)},
+		{appPath(p, "app-info", "key", "plan"), tr.appInfo(p, "plan", 100)},
+		{appPath(newsApp, "jobs", "from", "2026-03-02", "to", "2026-04-10", "name", p), tr.jobs(newsApp, from, to, p)},
+		{appPath(newsApp, "jobs", "from", "2026-03-02", "to", "2026-04-10", "name", "login"+p), tr.jobs(newsApp, from, to, "login"+p)},
+		{appPath(newsApp, "funnel", "from", "2026-03-02", "to", "2026-04-10", "steps", "event:article_read,event:"+p),
+			tr.funnel(newsApp, from, to, []analytics.Step{{Kind: "event", Name: "article_read"}, {Kind: "event", Name: p}}, 86400)},
+		{appPath(newsApp, "app-info", "key", "plan"+p), tr.appInfo(newsApp, "plan"+p, 100)},
+		{appPath(newsApp, "top", "from", "2026-03-02", "to", "2026-04-10", "kind", "event"+p), nil},
+		{appPath(newsApp, "active", "from", "2026-03-02", "to", "2026-04-10", "period", "day"+p), nil},
+		{appPath(newsApp, "active", "from", "2026-03-02"+p, "to", "2026-04-10"), nil},
+	} {
+		code, body := get(f.h, allToken, tc.path)
+		switch {
+		case code == http.StatusBadRequest:
+		case code == http.StatusOK && tc.want != nil:
+			compareJSON(t, tc.path, body, tc.want)
+		case code == http.StatusForbidden && strings.HasPrefix(tc.path, "/v1/apps/news"):
+		default:
+			t.Errorf("%q: status %d: %s", tc.path, code, body)
+		}
+	}
+	// A scoped token cannot widen its scope.
+	if code, _ := get(f.h, newsToken, appPath(newsApp+p, "active", "from", "2026-03-02", "to", "2026-04-10")); code != 403 && code != 400 {
+		t.Errorf("news token on %q: status %d", newsApp+p, code)
 	}
 }
 
