@@ -77,6 +77,8 @@ services: deps
 services-down:
 	$(SERVICES) down
 
+## services-status: says whether Kafka and ClickHouse are up, and exits 0 either way;
+## scripts that must know ask `deploy/services/services.sh ready` (exit 0 only when both are).
 services-status:
 	$(SERVICES) status
 
