@@ -240,7 +240,9 @@ func (s *Sink) logProgress(ctx context.Context, last totals, lastAt time.Time) {
 				args = append(args, "lag", l)
 			}
 		}
-		idle := now == last && lag <= 0
+		// Idle: nothing written and nothing left to read (a commit of a
+		// batch written before is not news).
+		idle := now.rows == last.rows && now.dead == last.dead && lag <= 0
 		if !idle || !idleSaid {
 			msg := "sink: written"
 			if idle {
