@@ -9,7 +9,9 @@
 #                        jars come from Maven Central through
 #                        deploy/services/services.sh); Node.js and npm (for the
 #                        SDK compatibility tests) and those SDKs from npm, at
-#                        the versions pinned in each harness's package-lock.json.
+#                        the versions pinned in each harness's package-lock.json;
+#                        Chromium (for the browser test: Segment's analytics.js
+#                        in headless Chromium against the collector).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 what="${1:-all}"
@@ -34,8 +36,11 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn  >/dev/null || need_apt+=(maven)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm  >/dev/null || need_apt+=(npm)
+# Any Chromium the browser test finds on the PATH will do.
+command -v chromium >/dev/null || command -v chromium-headless-shell >/dev/null || command -v chromium-browser >/dev/null ||
+  command -v google-chrome >/dev/null || need_apt+=(chromium)
 if [ "${#need_apt[@]}" -gt 0 ]; then
-  echo "deps: installing ${need_apt[*]} with apt-get (for the tests' Kafka broker and SDK checks)" >&2
+  echo "deps: installing ${need_apt[*]} with apt-get (for the tests' Kafka broker, SDK and browser checks)" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q "${need_apt[@]}" >&2 || { apt-get update -q >&2 && apt-get install -y -q "${need_apt[@]}" >&2; }
 fi
@@ -52,4 +57,11 @@ sdk="$repo/examples/rudderstack-node"
 if [ ! -d "$sdk/node_modules/@rudderstack/rudder-sdk-node" ]; then
   echo "deps: installing @rudderstack/rudder-sdk-node from npm" >&2
   (cd "$sdk" && npm ci --omit=optional --no-audit --no-fund --loglevel=error >&2)
+fi
+# Segment's browser SDK (analytics.js 2.0) that the browser test serves to
+# headless Chromium.
+sdk="$repo/examples/analytics-js"
+if [ ! -d "$sdk/node_modules/@segment/analytics-next" ]; then
+  echo "deps: installing @segment/analytics-next from npm" >&2
+  (cd "$sdk" && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi

@@ -22,8 +22,14 @@ type App struct {
 	Plan      *tagplan.Plan // nil: no plan, everything accepted
 	RateLimit float64       // records per second; 0: unlimited
 	Burst     float64       // records; default: one second of RateLimit
+	// Origins are the web origins ("https://www.example.com") whose pages
+	// may call the collector from a browser with this app's keys, or "*"
+	// for any. Empty: any origin on the tracking endpoints, none on
+	// /v1/inapp (cors.go).
+	Origins []string
 
-	bucket *bucket
+	bucket  *bucket
+	origins [numClasses]originSet
 }
 
 // Apps finds apps by write key. Read-only after construction: safe for
@@ -31,6 +37,10 @@ type App struct {
 type Apps struct {
 	byKey map[[32]byte]*App
 	list  []*App
+	// What some app allows, for the answers given before the app is known
+	// (preflights, 401s): the union of the apps' origins per class of
+	// endpoint.
+	origins [numClasses]originSet
 }
 
 // NewApps indexes the apps by their write keys.
@@ -55,6 +65,14 @@ func NewApps(apps ...*App) (*Apps, error) {
 			return nil, fmt.Errorf("apps: app %q: negative rate limit", app.ID)
 		}
 		app.bucket = newBucket(app.RateLimit, app.Burst)
+		origins, err := parseOrigins(app.Origins)
+		if err != nil {
+			return nil, fmt.Errorf("apps: app %q: %w", app.ID, err)
+		}
+		app.origins = origins
+		for c := range a.origins {
+			a.origins[c].add(app.origins[c])
+		}
 		for _, k := range app.WriteKeys {
 			if len(k) < 8 {
 				return nil, fmt.Errorf("apps: app %q: write keys have at least 8 characters", app.ID)
@@ -97,11 +115,13 @@ type appsFile struct {
 		TagPlan   string   `yaml:"tag_plan"`
 		RateLimit float64  `yaml:"rate_limit"`
 		Burst     float64  `yaml:"burst"`
+		Origins   []string `yaml:"origins"`
 	} `yaml:"apps"`
 }
 
 // LoadApps reads an apps file: a YAML list of apps with their write keys,
-// tag plan file (relative to the apps file) and rate limit.
+// tag plan file (relative to the apps file), rate limit and the web origins
+// allowed to call from browsers.
 func LoadApps(path string) (*Apps, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -129,7 +149,7 @@ func ParseApps(name string, data []byte, readPlan func(string) ([]byte, error)) 
 	var apps []*App
 	var errs []error
 	for _, a := range f.Apps {
-		app := &App{ID: a.ID, WriteKeys: a.WriteKeys, RateLimit: a.RateLimit, Burst: a.Burst}
+		app := &App{ID: a.ID, WriteKeys: a.WriteKeys, RateLimit: a.RateLimit, Burst: a.Burst, Origins: a.Origins}
 		if a.TagPlan != "" {
 			raw, err := readPlan(a.TagPlan)
 			if err != nil {

@@ -23,7 +23,7 @@ func (s *Server) SetInbox(in Inbox) { s.inbox = in }
 // of them without one), oldest first.
 func (s *Server) handleInApp(w http.ResponseWriter, r *http.Request) {
 	app, ok := s.authenticate(w, writeKey(r))
-	if !ok {
+	if !ok || !s.checkOrigin(w, r, app, classInApp) {
 		return
 	}
 	if s.inbox == nil {

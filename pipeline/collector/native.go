@@ -15,7 +15,7 @@ var nativeTypes = []string{"application/json", "application/x-ndjson", "applicat
 // and the records are looked at one by one, the deadline with them.
 func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 	app, ok := s.authenticate(w, writeKey(r))
-	if !ok {
+	if !ok || !s.checkOrigin(w, r, app, classTracking) {
 		return
 	}
 	q, ok := s.admit(w, r, app, s.cfg.MaxBodyBytes, false, nativeTypes...)

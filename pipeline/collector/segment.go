@@ -37,7 +37,7 @@ func (s *Server) segmentHandler(call string) http.HandlerFunc {
 		var app *App
 		if key != "" {
 			var ok bool
-			if app, ok = s.authenticate(w, key); !ok {
+			if app, ok = s.authenticate(w, key); !ok || !s.checkOrigin(w, r, app, classTracking) {
 				return
 			}
 		}
@@ -55,7 +55,7 @@ func (s *Server) segmentHandler(call string) http.HandlerFunc {
 				WriteKey string `json:"writeKey"`
 			}
 			_ = json.Unmarshal(body, &k)
-			if app, ok = s.authenticate(w, k.WriteKey); !ok || s.rateEmpty(w, app) {
+			if app, ok = s.authenticate(w, k.WriteKey); !ok || !s.checkOrigin(w, r, app, classTracking) || s.rateEmpty(w, app) {
 				return
 			}
 		}
@@ -113,25 +113,36 @@ func (s *Server) segmentHandler(call string) http.HandlerFunc {
 const maxWarnings = 100
 
 // handleSettings serves GET /v1/projects/{writeKey}/settings, what Segment's
-// SDKs fetch first: it points them at this collector.
+// SDKs fetch first (analytics.js from its cdnURL): it points them at this
+// collector.
 func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("writeKey")
-	if _, ok := s.authenticate(w, key); !ok {
+	app, ok := s.authenticate(w, key)
+	if !ok || !s.checkOrigin(w, r, app, classTracking) {
 		return
 	}
 	host := strings.TrimSuffix(s.cfg.PublicURL, "/")
 	if host == "" {
 		host = r.Host
 	}
+	segmentIO := map[string]any{
+		"apiKey":                key,
+		"unbundledIntegrations": []string{},
+		"addBundledMetadata":    true,
+	}
+	// analytics.js calls protocol://apiHost (https when not said): the
+	// public URL's scheme says which, else a request that came over TLS.
+	switch {
+	case strings.HasPrefix(host, "https://"), s.cfg.PublicURL == "" && r.TLS != nil:
+		segmentIO["protocol"] = "https"
+	case strings.HasPrefix(host, "http://"):
+		segmentIO["protocol"] = "http"
+	}
 	host = strings.TrimPrefix(strings.TrimPrefix(host, "https://"), "http://")
+	segmentIO["apiHost"] = host + "/v1"
 	writeJSON(w, http.StatusOK, map[string]any{
 		"integrations": map[string]any{
-			"Segment.io": map[string]any{
-				"apiKey":                key,
-				"apiHost":               host + "/v1",
-				"unbundledIntegrations": []string{},
-				"addBundledMetadata":    true,
-			},
+			"Segment.io": segmentIO,
 		},
 		"plan": map[string]any{
 			"track":    map[string]any{"__default": map[string]any{"enabled": true, "integrations": map[string]any{}}},

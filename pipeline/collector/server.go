@@ -71,12 +71,21 @@ func New(cfg Config, apps *Apps, prod bus.Producer, reg *prometheus.Registry, lo
 // Handler returns the HTTP routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/tags", s.endpoint("tags", s.handleTags))
-	for _, call := range []string{"batch", "track", "screen", "page", "identify", "group", "alias"} {
-		mux.Handle("POST /v1/"+call, s.endpoint(call, s.segmentHandler(call)))
+	// route serves an endpoint that browsers may call, and its preflight.
+	route := func(method, path, name string, c corsClass, h http.HandlerFunc) {
+		mux.Handle(method+" "+path, s.endpoint(name, s.cors(c, h)))
+		mux.Handle("OPTIONS "+path, s.endpoint("preflight", s.preflight(c, method)))
 	}
-	mux.Handle("GET /v1/projects/{writeKey}/settings", s.endpoint("settings", s.handleSettings))
-	mux.Handle("GET /v1/inapp", s.endpoint("inapp", s.handleInApp))
+	route("POST", "/v1/tags", "tags", classTracking, s.handleTags)
+	for _, call := range []string{"batch", "track", "screen", "page", "identify", "group", "alias"} {
+		h := s.segmentHandler(call)
+		route("POST", "/v1/"+call, call, classTracking, h)
+		// analytics.js (Segment's browser SDK) posts to the call's
+		// initial: /v1/t, /v1/p, /v1/i…, and its batches to /v1/b.
+		route("POST", "/v1/"+call[:1], call, classTracking, h)
+	}
+	route("GET", "/v1/projects/{writeKey}/settings", "settings", classTracking, s.handleSettings)
+	route("GET", "/v1/inapp", "inapp", classInApp, s.handleInApp)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.handleReady)
