@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/openengage/engage/pipeline/apierror"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/tag"
 )
@@ -89,7 +90,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	return mux
+	return apierror.Routes(mux)
 }
 
 // Run serves until ctx ends, then shuts down gracefully: requests in flight
@@ -168,14 +169,9 @@ type Response struct {
 	Warnings []string    `json:"warnings,omitempty"`
 }
 
-// ErrorBody is the body of an answer that refuses the whole request.
-type ErrorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-		Offset  *int64 `json:"offset,omitempty"`
-	} `json:"error"`
-}
+// ErrorBody is the body of an answer that refuses the whole request: the
+// shape every API of the platform answers errors with (pipeline/apierror).
+type ErrorBody = apierror.Body
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -184,22 +180,17 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, format string, args ...any) {
-	var b ErrorBody
-	b.Error.Code, b.Error.Message = code, fmt.Sprintf(format, args...)
-	writeJSON(w, status, b)
+	apierror.Writef(w, status, code, format, args...)
 }
 
 func writeSyntaxError(w http.ResponseWriter, err error) {
-	var b ErrorBody
-	b.Error.Code = "malformed_json"
+	d := apierror.Detail{Code: "malformed_json", Message: "malformed JSON: " + err.Error()}
 	if off, ok := tag.SyntaxOffset(err); ok {
 		o := int64(off)
-		b.Error.Offset = &o
-		b.Error.Message = fmt.Sprintf("malformed JSON in the body: %v", err)
-	} else {
-		b.Error.Message = "malformed JSON: " + err.Error()
+		d.Offset = &o
+		d.Message = fmt.Sprintf("malformed JSON in the body: %v", err)
 	}
-	writeJSON(w, http.StatusBadRequest, b)
+	apierror.Write(w, http.StatusBadRequest, d)
 }
 
 // writeKey reads the write key: HTTP Basic (the key as user name, as Segment
