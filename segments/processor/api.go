@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/openengage/engage/pipeline/apiauth"
+	"github.com/openengage/engage/pipeline/apierror"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tagplan"
@@ -116,12 +117,11 @@ type API struct {
 	PeerMaxBytes int64
 }
 
-type apiError struct {
-	status int
-	msg    string
+// apiErr is an error answered with its status and code (docs/processor.md
+// lists the codes).
+func apiErr(status int, code, msg string) *apierror.Error {
+	return &apierror.Error{Status: status, Detail: apierror.Detail{Code: code, Message: msg}}
 }
-
-func (e *apiError) Error() string { return e.msg }
 
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -132,7 +132,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/segments/{app}/{name}/members", a.wrap(a.members))
 	mux.HandleFunc("GET /v1/segments/{app}/{name}/explain", a.wrap(a.explain))
 	mux.HandleFunc("GET /v1/local/statuses", a.wrap(a.localStatuses))
-	return mux
+	return apierror.Routes(mux)
 }
 
 func (a *API) wrap(fn func(w http.ResponseWriter, r *http.Request) (any, error)) http.HandlerFunc {
@@ -151,16 +151,14 @@ func (a *API) wrap(fn func(w http.ResponseWriter, r *http.Request) (any, error))
 		}
 		v, err := fn(w, r)
 		if err != nil {
-			var ae *apiError
+			var ae *apierror.Error
 			if !errors.As(err, &ae) {
-				ae = &apiError{http.StatusInternalServerError, err.Error()}
+				ae = apiErr(http.StatusInternalServerError, "internal", err.Error())
 			}
-			if ae.status == http.StatusUnauthorized && !strings.HasPrefix(r.URL.Path, "/v1/local/") {
+			if ae.Status == http.StatusUnauthorized && !strings.HasPrefix(r.URL.Path, "/v1/local/") {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="engage"`)
 			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(ae.status)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": ae.msg})
+			apierror.Write(w, ae.Status, ae.Detail)
 			return
 		}
 		if v == nil {
@@ -197,20 +195,20 @@ func (h *heldResponse) Write(b []byte) (int, error) {
 // cluster credential is refused: it is for the calls between instances.
 func (a *API) allowed(r *http.Request, app string) (func(string) bool, error) {
 	if apiauth.IsPeer(r) {
-		return nil, &apiError{http.StatusUnauthorized, "the cluster credential is for the calls between instances: this endpoint needs a user's bearer token"}
+		return nil, apiErr(http.StatusUnauthorized, "unauthorized", "the cluster credential is for the calls between instances: this endpoint needs a user's bearer token")
 	}
 	tok := apiauth.Bearer(r)
 	if tok == "" {
-		return nil, &apiError{http.StatusUnauthorized, "missing bearer token: send Authorization: Bearer <token>"}
+		return nil, apiErr(http.StatusUnauthorized, "unauthorized", "missing bearer token: send Authorization: Bearer <token>")
 	}
 	// Looked up by its hash: the time taken does not depend on how much
 	// of a guessed token is right.
 	sc, ok := a.Tokens.Lookup(tok)
 	if !ok {
-		return nil, &apiError{http.StatusUnauthorized, "unknown bearer token"}
+		return nil, apiErr(http.StatusUnauthorized, "unauthorized", "unknown bearer token")
 	}
 	if app != "" && !sc.May(app) {
-		return nil, &apiError{http.StatusForbidden, fmt.Sprintf("this token may not manage app %q", app)}
+		return nil, apiErr(http.StatusForbidden, "forbidden", fmt.Sprintf("this token may not manage app %q", app)).WithParam("app")
 	}
 	return sc.May, nil
 }
@@ -220,14 +218,14 @@ func (a *API) allowed(r *http.Request, app string) (func(string) bool, error) {
 // token, the instance that was called checked the user's.
 func (a *API) fromPeer(r *http.Request) error {
 	if apiauth.Bearer(r) != "" {
-		return &apiError{http.StatusForbidden, "this call is for other engage process instances only (cluster credential): user tokens are refused; ask /v1/segments, which covers every partition"}
+		return apiErr(http.StatusForbidden, "forbidden", "this call is for other engage process instances only (cluster credential): user tokens are refused; ask /v1/segments, which covers every partition")
 	}
 	if a.Cluster == nil {
-		return &apiError{http.StatusUnauthorized, "this instance has no cluster secret (-api.cluster-secret): it answers no other instance"}
+		return apiErr(http.StatusUnauthorized, "unauthorized", "this instance has no cluster secret (-api.cluster-secret): it answers no other instance")
 	}
 	if err := a.Cluster.Verify(r); err != nil {
 		a.Proc.log.Warn("a call between instances refused", "remote", r.RemoteAddr, "path", r.URL.Path, "error", err)
-		return &apiError{http.StatusUnauthorized, err.Error()}
+		return apiErr(http.StatusUnauthorized, "unauthorized", err.Error())
 	}
 	return nil
 }
@@ -318,7 +316,7 @@ func (a *API) localStatuses(_ http.ResponseWriter, r *http.Request) (any, error)
 		apps[x] = true
 	}
 	if len(apps) == 0 {
-		return nil, &apiError{http.StatusBadRequest, "give the apps: ?apps=A,B"}
+		return nil, apiErr(http.StatusBadRequest, "missing_param", "give the apps: ?apps=A,B").WithParam("apps")
 	}
 	sts, err := a.statuses(r.Context(), func(x string) bool { return apps[x] })
 	if err != nil {
@@ -567,7 +565,7 @@ func (a *API) one(r *http.Request, peer bool) (Definition, error) {
 	}
 	d, ok := a.Store.Definition(app, name)
 	if !ok {
-		return Definition{}, &apiError{http.StatusNotFound, fmt.Sprintf("app %q has no segment %q", app, name)}
+		return Definition{}, apiErr(http.StatusNotFound, "unknown_segment", fmt.Sprintf("app %q has no segment %q", app, name))
 	}
 	return d, nil
 }
@@ -594,10 +592,10 @@ func (a *API) put(_ http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
-		return nil, &apiError{http.StatusBadRequest, "read body: " + err.Error()}
+		return nil, apiErr(http.StatusBadRequest, "unreadable_body", "read body: "+err.Error())
 	}
 	if len(body) > maxBody {
-		return nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxBody)}
+		return nil, apiErr(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", maxBody))
 	}
 	text := string(body)
 	if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/json") {
@@ -608,15 +606,15 @@ func (a *API) put(_ http.ResponseWriter, r *http.Request) (any, error) {
 		dec := json.NewDecoder(strings.NewReader(text))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			return nil, &apiError{http.StatusBadRequest, "body: " + err.Error() + ` (send {"text": "..."} or {"expr": {...}})`}
+			return nil, apiErr(http.StatusBadRequest, "invalid_body", "body: "+err.Error()+` (send {"text": "..."} or {"expr": {...}})`)
 		}
 		switch {
 		case req.Text != "" && req.Expr != nil:
-			return nil, &apiError{http.StatusBadRequest, `body: give "text" or "expr", not both`}
+			return nil, apiErr(http.StatusBadRequest, "invalid_body", `body: give "text" or "expr", not both`)
 		case req.Expr != nil:
 			n, err := segments.UnmarshalNode(req.Expr)
 			if err != nil {
-				return nil, &apiError{http.StatusBadRequest, "expr: " + err.Error()}
+				return nil, apiErr(http.StatusBadRequest, "invalid_segment", "expr: "+err.Error())
 			}
 			text = segments.Format(n)
 		default:
@@ -624,24 +622,24 @@ func (a *API) put(_ http.ResponseWriter, r *http.Request) (any, error) {
 		}
 	}
 	if strings.TrimSpace(text) == "" {
-		return nil, &apiError{http.StatusBadRequest, "empty segment: send its text (text/plain) or JSON {\"text\"} / {\"expr\"}"}
+		return nil, apiErr(http.StatusBadRequest, "invalid_body", "empty segment: send its text (text/plain) or JSON {\"text\"} / {\"expr\"}")
 	}
 	d := Definition{App: app, Name: name, Text: text, UpdatedAt: a.now()}
 	var plan *tagplan.Plan
 	if a.Plans != nil {
 		p, ok := a.Plans(app)
 		if !ok {
-			return nil, &apiError{http.StatusNotFound, fmt.Sprintf("unknown app %q", app)}
+			return nil, apiErr(http.StatusNotFound, "unknown_app", fmt.Sprintf("unknown app %q", app)).WithParam("app")
 		}
 		plan = p
 	}
 	set, _ := a.Store.Current()
 	if _, err := Validate(d, plan, set.Defs); err != nil {
-		return nil, &apiError{http.StatusUnprocessableEntity, err.Error()}
+		return nil, apiErr(http.StatusUnprocessableEntity, "invalid_segment", err.Error())
 	}
 	v, _ := json.Marshal(d)
 	if err := a.Config.Produce(r.Context(), []bus.Message{{Topic: a.Topic, Key: ConfigKey(app, name), Value: v}}); err != nil {
-		return nil, &apiError{http.StatusServiceUnavailable, "store the segment: " + err.Error()}
+		return nil, apiErr(http.StatusServiceUnavailable, "kafka_unavailable", "store the segment: "+err.Error())
 	}
 	stored, ok := a.waitFor(r.Context(), app, name, func(d Definition, ok bool) bool { return ok && d.Text == text })
 	if !ok {
@@ -666,12 +664,12 @@ func (a *API) del(_ http.ResponseWriter, r *http.Request) (any, error) {
 		}
 		for _, ref := range segments.Refs(o.Expr) {
 			if ref == d.Name {
-				return nil, &apiError{http.StatusConflict, fmt.Sprintf("segment %q refers to %q: change it first", o.Name, d.Name)}
+				return nil, apiErr(http.StatusConflict, "segment_in_use", fmt.Sprintf("segment %q refers to %q: change it first", o.Name, d.Name))
 			}
 		}
 	}
 	if err := a.Config.Produce(r.Context(), []bus.Message{{Topic: a.Topic, Key: ConfigKey(d.App, d.Name)}}); err != nil {
-		return nil, &apiError{http.StatusServiceUnavailable, "delete the segment: " + err.Error()}
+		return nil, apiErr(http.StatusServiceUnavailable, "kafka_unavailable", "delete the segment: "+err.Error())
 	}
 	a.waitFor(r.Context(), d.App, d.Name, func(_ Definition, ok bool) bool { return !ok })
 	return map[string]any{"deleted": true, "app": d.App, "name": d.Name}, nil
@@ -709,7 +707,7 @@ func (a *API) members(w http.ResponseWriter, r *http.Request) (any, error) {
 	if peer {
 		ps, err := parseInts(r.URL.Query().Get("partitions"))
 		if err != nil {
-			return nil, &apiError{http.StatusBadRequest, "partitions: " + err.Error()}
+			return nil, apiErr(http.StatusBadRequest, "invalid_param", "partitions: "+err.Error()).WithParam("partitions")
 		}
 		only = intSet(ps)
 	}
@@ -811,10 +809,10 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	device := r.URL.Query().Get("device")
 	if device == "" {
-		return nil, &apiError{http.StatusBadRequest, "give the device: ?device=<device id>"}
+		return nil, apiErr(http.StatusBadRequest, "missing_param", "give the device: ?device=<device id>").WithParam("device")
 	}
 	if err := checkDeviceID(device); err != nil {
-		return nil, &apiError{http.StatusBadRequest, "device: " + err.Error()}
+		return nil, apiErr(http.StatusBadRequest, "invalid_param", "device: "+err.Error()).WithParam("device")
 	}
 	// The device's partition: answer here if this instance owns it, or
 	// forward to the instance that does.
@@ -823,16 +821,16 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request) (any, error) {
 		if !slices.Contains(a.Proc.owned(), p) {
 			in, ok := a.Proc.Owners()[p]
 			if !ok || in.ID == a.Proc.ID() {
-				return nil, &apiError{http.StatusServiceUnavailable, fmt.Sprintf("device %q is on partition %d, which no instance answers for now (moving between instances?): try again", device, p)}
+				return nil, apiErr(http.StatusServiceUnavailable, "partition_unavailable", fmt.Sprintf("device %q is on partition %d, which no instance answers for now (moving between instances?): try again", device, p))
 			}
 			x, err := a.explainElsewhere(r.Context(), in, d, device, n)
 			if err != nil {
-				var ae *apiError
+				var ae *apierror.Error
 				if errors.As(err, &ae) {
 					return nil, ae
 				}
 				a.Proc.log.Warn("ask another instance", "instance", in.ID, "addr", in.Addr, "partitions", []int{p}, "error", err)
-				return nil, &apiError{http.StatusBadGateway, fmt.Sprintf("device %q is on partition %d, owned by instance %s at %s: %v", device, p, in.ID, in.Addr, err)}
+				return nil, apiErr(http.StatusBadGateway, "peer_failed", fmt.Sprintf("device %q is on partition %d, owned by instance %s at %s: %v", device, p, in.ID, in.Addr, err))
 			}
 			return x, nil
 		}
@@ -857,9 +855,9 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	if found == nil {
 		if ferr != nil {
-			return nil, &apiError{http.StatusUnprocessableEntity, ferr.Error()}
+			return nil, apiErr(http.StatusUnprocessableEntity, "explain_failed", ferr.Error())
 		}
-		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("device %q of app %q has sent nothing the app's segments read (partitions searched: %v)", device, d.App, parts)}
+		return nil, apiErr(http.StatusNotFound, "unknown_device", fmt.Sprintf("device %q of app %q has sent nothing the app's segments read (partitions searched: %v)", device, d.App, parts))
 	}
 	return &ExplainAnswer{App: found.App, Segment: found.Segment, DeviceID: found.DeviceID, Time: found.Time, Member: found.Member,
 		Value: found.Value, Clauses: clauseJSON(found.Root), History: found.History, Text: found.String(), Partitions: parts}, nil
@@ -867,7 +865,7 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request) (any, error) {
 
 // explainElsewhere asks the owner of the device's partition. Its answer
 // is checked: an explanation of the device asked, or an error message
-// with the status 404, 422 or 503 (passed on as an *apiError).
+// with the status 404, 422 or 503 (passed on as an *apierror.Error).
 func (a *API) explainElsewhere(ctx context.Context, in Instance, d Definition, device string, n int) (*ExplainAnswer, error) {
 	if a.Cluster == nil {
 		return nil, errors.New("this instance has no cluster secret (-api.cluster-secret): it does not ask other instances")
@@ -888,13 +886,11 @@ func (a *API) explainElsewhere(ctx context.Context, in Instance, d Definition, d
 		}
 		return &x, nil
 	case http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable:
-		var e struct {
-			Error string `json:"error"`
-		}
-		if err := decodeStrict(body, &e); err != nil || e.Error == "" {
+		e, err := apierror.DecodeBytes(body)
+		if err != nil {
 			return nil, peerStatusError(status, body)
 		}
-		return nil, &apiError{status, clean(e.Error, 4096)}
+		return nil, &apierror.Error{Status: status, Detail: apierror.Detail{Code: clean(e.Code, 64), Message: clean(e.Message, 4096), Param: clean(e.Param, 64)}}
 	}
 	return nil, peerStatusError(status, body)
 }

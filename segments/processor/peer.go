@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/openengage/engage/pipeline/apierror"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tag"
 )
@@ -197,14 +198,9 @@ func (a *API) peerMaxBytes() int64 {
 
 // peerStatusError describes an answer other than 200.
 func peerStatusError(status int, body []byte) error {
-	var e struct {
-		Error string `json:"error"`
-	}
-	msg := ""
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		msg = e.Error
-	} else {
-		msg = string(body)
+	msg := string(body)
+	if e, err := apierror.DecodeBytes(body); err == nil {
+		msg = e.Code + ": " + e.Message
 	}
 	return fmt.Errorf("%d %s: %s", status, http.StatusText(status), clean(msg, 300))
 }
