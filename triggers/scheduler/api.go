@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/openengage/engage/pipeline/apiauth"
+	"github.com/openengage/engage/pipeline/apierror"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/tagplan"
 	"github.com/openengage/engage/segments"
@@ -42,13 +43,11 @@ type CampaignAPI struct {
 // maxCampaignBody bounds a PUT's body.
 const maxCampaignBody = 1 << 20
 
-type httpError struct {
-	status int
-	msg    string
-	errs   []string // a campaign's mistakes, each at its line:column
+// apiErr is an error answered with its status and code (docs/campaigns.md
+// lists the codes).
+func apiErr(status int, code, msg string) *apierror.Error {
+	return &apierror.Error{Status: status, Detail: apierror.Detail{Code: code, Message: msg}}
 }
-
-func (e *httpError) Error() string { return e.msg }
 
 // Handler returns the API's routes.
 func (a *CampaignAPI) Handler() http.Handler {
@@ -57,29 +56,24 @@ func (a *CampaignAPI) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/campaigns/{app}/{name}", a.wrap(a.get))
 	mux.HandleFunc("PUT /v1/campaigns/{app}/{name}", a.wrap(a.put))
 	mux.HandleFunc("DELETE /v1/campaigns/{app}/{name}", a.wrap(a.del))
-	return mux
+	return apierror.Routes(mux)
 }
 
 func (a *CampaignAPI) wrap(fn func(r *http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v, err := fn(r)
-		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
-			var he *httpError
-			if !errors.As(err, &he) {
-				he = &httpError{status: http.StatusInternalServerError, msg: err.Error()}
+			var ae *apierror.Error
+			if !errors.As(err, &ae) {
+				ae = apiErr(http.StatusInternalServerError, "internal", err.Error())
 			}
-			if he.status == http.StatusUnauthorized {
+			if ae.Status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="engage"`)
 			}
-			w.WriteHeader(he.status)
-			body := map[string]any{"error": he.msg}
-			if len(he.errs) > 0 {
-				body["errors"] = he.errs
-			}
-			_ = json.NewEncoder(w).Encode(body)
+			apierror.Write(w, ae.Status, ae.Detail)
 			return
 		}
+		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(v)
 	}
 }
@@ -89,16 +83,16 @@ func (a *CampaignAPI) wrap(fn func(r *http.Request) (any, error)) http.HandlerFu
 func (a *CampaignAPI) allowed(r *http.Request, app string) (func(string) bool, error) {
 	tok := apiauth.Bearer(r)
 	if tok == "" {
-		return nil, &httpError{status: http.StatusUnauthorized, msg: "missing bearer token: send Authorization: Bearer <token>"}
+		return nil, apiErr(http.StatusUnauthorized, "unauthorized", "missing bearer token: send Authorization: Bearer <token>")
 	}
 	// Looked up by its hash: the time taken does not depend on how much
 	// of a guessed token is right.
 	sc, ok := a.Tokens.Lookup(tok)
 	if !ok {
-		return nil, &httpError{status: http.StatusUnauthorized, msg: "unknown bearer token"}
+		return nil, apiErr(http.StatusUnauthorized, "unauthorized", "unknown bearer token")
 	}
 	if app != "" && !sc.May(app) {
-		return nil, &httpError{status: http.StatusForbidden, msg: fmt.Sprintf("this token may not manage app %q", app)}
+		return nil, apiErr(http.StatusForbidden, "forbidden", fmt.Sprintf("this token may not manage app %q", app)).WithParam("app")
 	}
 	return sc.May, nil
 }
@@ -163,7 +157,7 @@ func (a *CampaignAPI) get(r *http.Request) (any, error) {
 	}
 	st, ok := a.find(app, name)
 	if !ok {
-		return nil, &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no campaign %q in app %q", name, app)}
+		return nil, apiErr(http.StatusNotFound, "unknown_campaign", fmt.Sprintf("no campaign %q in app %q", name, app))
 	}
 	return info(st, true), nil
 }
@@ -175,10 +169,10 @@ func (a *CampaignAPI) put(r *http.Request) (any, error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxCampaignBody+1))
 	if err != nil {
-		return nil, &httpError{status: http.StatusBadRequest, msg: "read body: " + err.Error()}
+		return nil, apiErr(http.StatusBadRequest, "unreadable_body", "read body: "+err.Error())
 	}
 	if len(body) > maxCampaignBody {
-		return nil, &httpError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body over %d bytes", maxCampaignBody)}
+		return nil, apiErr(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", maxCampaignBody))
 	}
 	file := "request.yaml"
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
@@ -189,13 +183,13 @@ func (a *CampaignAPI) put(r *http.Request) (any, error) {
 		return nil, mistakes("the campaign does not parse", err)
 	}
 	if c.App != app || c.Name != name {
-		return nil, &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("the document is campaign %q of app %q, the path says %q of app %q", c.Name, c.App, name, app)}
+		return nil, apiErr(http.StatusBadRequest, "campaign_mismatch", fmt.Sprintf("the document is campaign %q of app %q, the path says %q of app %q", c.Name, c.App, name, app))
 	}
 	env := triggers.Env{Now: a.now(), Segments: map[string]*segments.Segment{}}
 	if a.Plans != nil {
 		plan, ok := a.Plans(app)
 		if !ok {
-			return nil, &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("unknown app %q (not in the apps file)", app)}
+			return nil, apiErr(http.StatusNotFound, "unknown_app", fmt.Sprintf("unknown app %q (not in the apps file)", app)).WithParam("app")
 		}
 		env.Plan = plan
 	}
@@ -215,7 +209,7 @@ func (a *CampaignAPI) put(r *http.Request) (any, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	if err := a.Config.Produce(ctx, []bus.Message{{Topic: a.Topic, Key: CampaignKey(app, name), Value: v}}); err != nil {
-		return nil, &httpError{status: http.StatusServiceUnavailable, msg: "store the campaign: " + err.Error()}
+		return nil, apiErr(http.StatusServiceUnavailable, "kafka_unavailable", "store the campaign: "+err.Error())
 	}
 	return map[string]any{"stored": true, "app": app, "name": name, "channel": c.What.Channel, "when": c.When.Kind}, nil
 }
@@ -226,12 +220,12 @@ func (a *CampaignAPI) del(r *http.Request) (any, error) {
 		return nil, err
 	}
 	if _, ok := a.find(app, name); !ok {
-		return nil, &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no campaign %q in app %q", name, app)}
+		return nil, apiErr(http.StatusNotFound, "unknown_campaign", fmt.Sprintf("no campaign %q in app %q", name, app))
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	if err := a.Config.Produce(ctx, []bus.Message{{Topic: a.Topic, Key: CampaignKey(app, name)}}); err != nil {
-		return nil, &httpError{status: http.StatusServiceUnavailable, msg: "delete the campaign: " + err.Error()}
+		return nil, apiErr(http.StatusServiceUnavailable, "kafka_unavailable", "delete the campaign: "+err.Error())
 	}
 	return map[string]any{"deleted": true, "app": app, "name": name}, nil
 }
@@ -244,7 +238,9 @@ func mistakes(msg string, err error) error {
 			errs = append(errs, line)
 		}
 	}
-	return &httpError{status: http.StatusBadRequest, msg: msg, errs: errs}
+	e := apiErr(http.StatusBadRequest, "invalid_campaign", msg)
+	e.Errors = errs
+	return e
 }
 
 func (a *CampaignAPI) now() time.Time {

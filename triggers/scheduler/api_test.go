@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -126,16 +127,16 @@ func TestCampaignAPI(t *testing.T) {
 	before := len(log.Messages("config"))
 	bad := strings.Replace(strings.Replace(apiCampaignYAML, "[stalled]", "[stalld]", 1), "default_locale: en", "default_locale: de", 1)
 	code, v = call(t, srv, "PUT", "/v1/campaigns/game/stalled", gameToken, "application/yaml", bad)
-	errs, _ := v["errors"].([]any)
+	errs, _ := errorOf(v)["errors"].([]any)
 	if all := strings.Join(toStrings(errs), "\n"); code != 400 || len(errs) != 2 || !strings.Contains(all, `request.yaml:9:14: unknown segment "stalld"`) || !strings.Contains(all, `request.yaml:6:5: content has no message for the default locale "de"`) {
 		t.Errorf("bad YAML: %d %v", code, v)
 	}
 	code, v = call(t, srv, "PUT", "/v1/campaigns/game/lapsed", gameToken, "application/json", strings.Replace(apiCampaignJSON, `["lapsed"]`, `["lapsd"]`, 1))
-	errs, _ = v["errors"].([]any)
+	errs, _ = errorOf(v)["errors"].([]any)
 	if code != 400 || len(errs) != 1 || !strings.Contains(toStrings(errs)[0], `request.json:3:`) || !strings.Contains(toStrings(errs)[0], `"lapsd"`) {
 		t.Errorf("unknown segment in JSON: %d %v", code, v)
 	}
-	if code, v = call(t, srv, "PUT", "/v1/campaigns/game/other", gameToken, "application/yaml", apiCampaignYAML); code != 400 || !strings.Contains(v["error"].(string), `the path says "other"`) {
+	if code, v = call(t, srv, "PUT", "/v1/campaigns/game/other", gameToken, "application/yaml", apiCampaignYAML); code != 400 || !strings.Contains(fmt.Sprint(errorOf(v)["message"]), `the path says "other"`) {
 		t.Errorf("name differs from the path: %d %v", code, v)
 	}
 	if n := len(log.Messages("config")); n != before {
@@ -179,4 +180,10 @@ func toStrings(xs []any) []string {
 		out[i], _ = x.(string)
 	}
 	return out
+}
+
+// errorOf is the content of an error body, {"error": {...}}.
+func errorOf(v map[string]any) map[string]any {
+	e, _ := v["error"].(map[string]any)
+	return e
 }
