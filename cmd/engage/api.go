@@ -2,35 +2,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/pipeline/collector"
 	"github.com/openengage/engage/sinks/analytics"
 	"github.com/openengage/engage/sinks/clickhouse"
 )
-
-// parseTokens reads "TOKEN:app1,app2 TOKEN2:*": bearer tokens and the apps
-// each may read.
-func parseTokens(s string) (map[string][]string, error) {
-	out := map[string][]string{}
-	for _, item := range strings.Fields(s) {
-		tok, apps, ok := strings.Cut(item, ":")
-		if !ok || tok == "" || apps == "" {
-			return nil, errors.New(`api tokens: each item is TOKEN:app1,app2 (or TOKEN:*), items separated by spaces`)
-		}
-		out[tok] = splitList(apps)
-	}
-	return out, nil
-}
 
 // planSource gives the analytics API the apps' tag plans from the apps file.
 func planSource(apps *collector.Apps) analytics.PlanSource {
@@ -68,7 +53,7 @@ func runAPI(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	cfg := analytics.DefaultConfig()
-	if cfg.Tokens, err = parseTokens(*tokens); err != nil {
+	if cfg.Tokens, err = apiauth.ParseTokens("-api.tokens", *tokens); err != nil {
 		return err
 	}
 	apps, err := loadApps(*appsFile)

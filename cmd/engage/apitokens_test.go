@@ -14,8 +14,8 @@ func clearAPIEnv(t *testing.T) {
 	}
 }
 
-// A token shorter than 16 bytes stops `engage process` and `engage
-// schedule` at start, with an error that names which token (masked, not
+// A token shorter than 16 bytes stops `engage process`, `engage
+// schedule` and `engage api` at start, with an error that names which token (masked, not
 // in full) and what to do.
 func TestShortTokenRefusedAtStart(t *testing.T) {
 	clearAPIEnv(t)
@@ -29,6 +29,8 @@ func TestShortTokenRefusedAtStart(t *testing.T) {
 			[]string{"-kafka.brokers", "127.0.0.1:1", "-addr", "127.0.0.1:0", "-api.cluster-secret", secret}},
 		{"schedule", func(ctx context.Context, args []string) error { return runSchedule(ctx, args, nil) },
 			[]string{"-kafka.brokers", "127.0.0.1:1", "-addr", "127.0.0.1:0"}},
+		{"api", func(ctx context.Context, args []string) error { return runAPI(ctx, args, nil) },
+			[]string{"-addr", "127.0.0.1:0"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

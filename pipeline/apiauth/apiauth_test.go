@@ -146,3 +146,21 @@ func TestClusterResponse(t *testing.T) {
 	h3.Del(PeerResponseHeader)
 	bad("unsigned", 200, h3, body, req, c)
 }
+
+func TestNewTokens(t *testing.T) {
+	toks, err := NewTokens("tokens", map[string][]string{"odd-token-0123456789": {"o'reilly \\ app", "news"}, "admin-token-0123456789": {"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := toks.Lookup("odd-token-0123456789"); !ok || !s.May("o'reilly \\ app") || !s.May("news") || s.May("game") {
+		t.Fatalf("%+v %v", s, ok)
+	}
+	if s, ok := toks.Lookup("admin-token-0123456789"); !ok || !s.All() {
+		t.Fatalf("%+v %v", s, ok)
+	}
+	for _, bad := range []map[string][]string{{"short": {"*"}}, {"0123456789 abcdef": {"*"}}, {"0123456789abcdef": nil}} {
+		if _, err := NewTokens("tokens", bad); err == nil || strings.Contains(err.Error(), "0123456789") {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -74,45 +75,68 @@ func ParseTokens(flag, s string) (*Tokens, error) {
 			errs = append(errs, fmt.Errorf("%s: each item is TOKEN:app1,app2 (or TOKEN:*), items separated by spaces", which))
 			continue
 		}
-		switch {
-		case len(tok) < MinTokenLen:
-			errs = append(errs, fmt.Errorf("%s has %d bytes: tokens need at least %d (e.g. `openssl rand -hex 24`)", which, len(tok), MinTokenLen))
-			continue
-		case len(tok) > MaxTokenLen:
-			errs = append(errs, fmt.Errorf("%s has %d bytes, more than %d", which, len(tok), MaxTokenLen))
-			continue
-		case !printable(tok):
-			errs = append(errs, fmt.Errorf("%s: use printable ASCII only", which))
-			continue
-		}
-		sc := Scope{apps: map[string]bool{}, Name: Mask(tok)}
-		for _, app := range strings.Split(list, ",") {
-			switch {
-			case app == AllApps:
-				sc.all = true
-			case app == "":
-				// "a,,b" or "a,": splitList's leniency.
-			case len(app) > maxAppLen || !utf8.ValidString(app):
-				errs = append(errs, fmt.Errorf("%s: app id %q: at most %d bytes of UTF-8", which, app, maxAppLen))
-			default:
-				sc.apps[app] = true
-			}
-		}
-		if !sc.all && len(sc.apps) == 0 {
-			errs = append(errs, fmt.Errorf("%s has no apps: list app ids or %q", which, AllApps))
-			continue
-		}
-		h := sha256.Sum256([]byte(tok))
-		if _, dup := t.byHash[h]; dup {
-			errs = append(errs, fmt.Errorf("%s appears twice: give each token once, with all its apps", which))
-			continue
-		}
-		t.byHash[h] = sc
+		errs = append(errs, t.add(which, tok, strings.Split(list, ","))...)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// NewTokens is ParseTokens of tokens given as a map, each with its app
+// ids (which may then hold any character, spaces and commas included),
+// checked the same way; the tokens are numbered in their sorted order.
+func NewTokens(flag string, toks map[string][]string) (*Tokens, error) {
+	t := &Tokens{byHash: map[[sha256.Size]byte]Scope{}}
+	keys := make([]string, 0, len(toks))
+	for tok := range toks {
+		keys = append(keys, tok)
+	}
+	sort.Strings(keys)
+	var errs []error
+	for i, tok := range keys {
+		errs = append(errs, t.add(fmt.Sprintf("%s: token %d of %d (%s)", flag, i+1, len(keys), Mask(tok)), tok, toks[tok])...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// add checks one token and its apps and keeps it; which names it in
+// errors.
+func (t *Tokens) add(which, tok string, apps []string) []error {
+	switch {
+	case len(tok) < MinTokenLen:
+		return []error{fmt.Errorf("%s has %d bytes: tokens need at least %d (e.g. `openssl rand -hex 24`)", which, len(tok), MinTokenLen)}
+	case len(tok) > MaxTokenLen:
+		return []error{fmt.Errorf("%s has %d bytes, more than %d", which, len(tok), MaxTokenLen)}
+	case !printable(tok):
+		return []error{fmt.Errorf("%s: use printable ASCII only", which)}
+	}
+	var errs []error
+	sc := Scope{apps: map[string]bool{}, Name: Mask(tok)}
+	for _, app := range apps {
+		switch {
+		case app == AllApps:
+			sc.all = true
+		case app == "":
+			// "a,,b" or "a,": splitList's leniency.
+		case len(app) > maxAppLen || !utf8.ValidString(app):
+			errs = append(errs, fmt.Errorf("%s: app id %q: at most %d bytes of UTF-8", which, app, maxAppLen))
+		default:
+			sc.apps[app] = true
+		}
+	}
+	if !sc.all && len(sc.apps) == 0 {
+		return append(errs, fmt.Errorf("%s has no apps: list app ids or %q", which, AllApps))
+	}
+	h := sha256.Sum256([]byte(tok))
+	if _, dup := t.byHash[h]; dup {
+		return append(errs, fmt.Errorf("%s appears twice: give each token once, with all its apps", which))
+	}
+	t.byHash[h] = sc
+	return errs
 }
 
 // Lookup returns the scope of a token.

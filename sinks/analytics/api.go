@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,9 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/openengage/engage/pipeline/apiauth"
+	"github.com/openengage/engage/pipeline/apierror"
 )
 
 // API answers the analytics endpoints from ClickHouse. It is safe for
@@ -25,15 +27,7 @@ type API struct {
 	cfg    Config
 	log    *slog.Logger
 	plans  PlanSource
-	tokens map[[sha256.Size]byte]scope
 	routes map[string]endpoint
-}
-
-// scope is what one token may read.
-type scope struct {
-	all  bool
-	apps map[string]bool
-	name string // redacted token, for logs
 }
 
 // endpoint answers one route for one app with validated parameters.
@@ -60,15 +54,7 @@ func New(conn driver.Conn, db string, cfg Config, log *slog.Logger, plans PlanSo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &API{conn: conn, db: db, cfg: cfg, log: log, plans: plans, tokens: map[[sha256.Size]byte]scope{}}
-	for tok, apps := range cfg.Tokens {
-		s := scope{apps: map[string]bool{}, name: redact(tok)}
-		for _, app := range apps {
-			s.all = s.all || app == AllApps
-			s.apps[app] = true
-		}
-		a.tokens[sha256.Sum256([]byte(tok))] = s
-	}
+	a := &API{conn: conn, db: db, cfg: cfg, log: log, plans: plans}
 	a.routes = map[string]endpoint{
 		"active":      {[]string{"from", "to", "period"}, a.active},
 		"new-devices": {[]string{"from", "to"}, a.newDevices},
@@ -162,7 +148,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badParam("app", "app id %s", msg))
 		return
 	}
-	if !s.all && !s.apps[app] {
+	if !s.May(app) {
 		writeError(w, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("this token may not read app %q", app), "app"})
 		return
 	}
@@ -192,25 +178,24 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		if timedOut(ctx, err) {
 			status, code, msg = http.StatusGatewayTimeout, "timeout", fmt.Sprintf("query took longer than %s: narrow the range", a.cfg.QueryTimeout)
 		}
-		a.log.Error("analytics query", "endpoint", name, "app", app, "token", s.name, "err", err)
+		a.log.Error("analytics query", "endpoint", name, "app", app, "token", s.Name, "err", err)
 		writeError(w, &apiError{status, code, msg, ""})
 		return
 	}
-	a.log.Debug("analytics request", "endpoint", name, "app", app, "token", s.name, "seconds", time.Since(start).Seconds())
+	a.log.Debug("analytics request", "endpoint", name, "app", app, "token", s.Name, "seconds", time.Since(start).Seconds())
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (a *API) authenticate(r *http.Request) (scope, *apiError) {
-	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	tok = strings.TrimSpace(tok)
-	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return scope{}, &apiError{http.StatusUnauthorized, "unauthorized", "missing bearer token: send Authorization: Bearer <token>", ""}
+func (a *API) authenticate(r *http.Request) (apiauth.Scope, *apiError) {
+	tok := apiauth.Bearer(r)
+	if tok == "" {
+		return apiauth.Scope{}, &apiError{http.StatusUnauthorized, "unauthorized", "missing bearer token: send Authorization: Bearer <token>", ""}
 	}
-	// Looking the token up by its hash keeps the comparison's timing
-	// independent of how much of a guessed token is right.
-	s, ok := a.tokens[sha256.Sum256([]byte(tok))]
+	// Looked up by its hash: the time taken does not depend on how much
+	// of a guessed token is right.
+	s, ok := a.cfg.Tokens.Lookup(tok)
 	if !ok {
-		return scope{}, &apiError{http.StatusUnauthorized, "unauthorized", "unknown bearer token", ""}
+		return apiauth.Scope{}, &apiError{http.StatusUnauthorized, "unauthorized", "unknown bearer token", ""}
 	}
 	return s, nil
 }
@@ -231,8 +216,8 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ex) && ex.Code == 159
 }
 
-// apiError is an error answered to the client as
-// {"error":{"code":…,"message":…,"param":…}}.
+// apiError is an error answered to the client in the shape of every API
+// (pipeline/apierror): {"error":{"code":…,"message":…,"param":…}}.
 type apiError struct {
 	status  int
 	code    string
@@ -247,15 +232,8 @@ func badParam(param, format string, args ...any) *apiError {
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-			Param   string `json:"param,omitempty"`
-		} `json:"error"`
-	}
-	body.Error.Code, body.Error.Message, body.Error.Param = e.code, e.message, e.param
-	writeJSON(w, e.status, body)
+	w.Header().Set("Cache-Control", "no-store")
+	apierror.Write(w, e.status, apierror.Detail{Code: e.code, Message: e.message, Param: e.param})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/sinks/analytics"
 	"github.com/openengage/engage/sinks/clickhouse"
 	"github.com/openengage/engage/sinks/clickhouse/chtest"
@@ -39,10 +40,19 @@ var plans = analytics.PlanSourceFunc(func(app string) (analytics.PlannedTags, bo
 	return analytics.PlannedTags{}, false
 })
 
+func mustTokens(t testing.TB, m map[string][]string) *apiauth.Tokens {
+	t.Helper()
+	toks, err := apiauth.NewTokens("tokens", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return toks
+}
+
 func newAPI(t testing.TB, conn driver.Conn, db string) http.Handler {
 	t.Helper()
 	cfg := analytics.DefaultConfig()
-	cfg.Tokens = map[string][]string{allToken: {"*"}, newsToken: {newsApp}, oddToken: {oddApp, otherApp}}
+	cfg.Tokens = mustTokens(t, map[string][]string{allToken: {"*"}, newsToken: {newsApp}, oddToken: {oddApp, otherApp}})
 	log := slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := analytics.New(conn, db, cfg, log, plans)
 	if err != nil {

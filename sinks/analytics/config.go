@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf8"
+
+	"github.com/openengage/engage/pipeline/apiauth"
 )
 
 // Config configures the analytics API.
 type Config struct {
-	// Tokens maps each bearer token to the app ids it may read; the app id
-	// "*" means every app.
-	Tokens map[string][]string
+	// Tokens are the bearer tokens and the app ids each may read ("*":
+	// every app), kept by their SHA-256 (apiauth.ParseTokens checks them:
+	// at least apiauth.MinTokenLen printable bytes, at least one app).
+	Tokens *apiauth.Tokens
 
 	MaxRange         time.Duration // longest from..to range, whole days (400 days)
 	MaxRetentionDays int           // largest days= of /retention
@@ -33,11 +36,6 @@ const (
 	DefaultMaxFunnelWindow  = 90 * 24 * time.Hour
 	DefaultMaxLimit         = 1000
 	DefaultQueryTimeout     = 30 * time.Second
-
-	// MinTokenLen is the shortest bearer token Validate accepts.
-	MinTokenLen = 16
-	// AllApps in a token's list lets it read every app.
-	AllApps = "*"
 )
 
 // DefaultConfig returns the defaults, with no tokens.
@@ -51,23 +49,8 @@ func DefaultConfig() Config {
 // Validate checks the configuration. Its errors never contain a token.
 func (c Config) Validate() error {
 	var errs []error
-	if len(c.Tokens) == 0 {
+	if c.Tokens.Len() == 0 {
 		errs = append(errs, errors.New("analytics: no API tokens: configure at least one bearer token and the app ids it may read (or *)"))
-	}
-	n := 0
-	for tok, apps := range c.Tokens {
-		n++
-		if len(tok) < MinTokenLen || !printable(tok) {
-			errs = append(errs, fmt.Errorf("analytics: a token of %d bytes is too short or not printable ASCII: use at least %d characters, e.g. `openssl rand -hex 24`", len(tok), MinTokenLen))
-		}
-		if len(apps) == 0 {
-			errs = append(errs, fmt.Errorf("analytics: a token (%s) has no apps: list app ids or %q", redact(tok), AllApps))
-		}
-		for _, app := range apps {
-			if app != AllApps && checkText(app, maxAppLen) != "" {
-				errs = append(errs, fmt.Errorf("analytics: token %s: app id %q: %s", redact(tok), app, checkText(app, maxAppLen)))
-			}
-		}
 	}
 	if c.MaxRange < 24*time.Hour {
 		errs = append(errs, fmt.Errorf("analytics: max range %s is less than a day", c.MaxRange))
@@ -85,23 +68,6 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("analytics: query timeout %s is less than a second", c.QueryTimeout))
 	}
 	return errors.Join(errs...)
-}
-
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= 0x20 || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// redact shows enough of a token to tell tokens apart in logs and errors.
-func redact(tok string) string {
-	if len(tok) < 8 {
-		return "…"
-	}
-	return tok[:4] + "…"
 }
 
 // checkText applies the tag model's rules for ids and names (valid UTF-8,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/sinks/clickhouse/chtest"
 )
 
@@ -19,7 +20,7 @@ import (
 func TestQueriesAreReadOnly(t *testing.T) {
 	conn, cfg, _ := chtest.Database(t)
 	acfg := DefaultConfig()
-	acfg.Tokens = map[string][]string{"0123456789abcdef": {"*"}}
+	acfg.Tokens = mustTokens(t, map[string][]string{"0123456789abcdef": {"*"}})
 	a, err := New(conn, cfg.Database, acfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +191,7 @@ func FuzzParams(f *testing.F) {
 func TestQueryTimeout(t *testing.T) {
 	conn, cfg, _ := chtest.Database(t)
 	acfg := DefaultConfig()
-	acfg.Tokens = map[string][]string{"0123456789abcdef": {"*"}}
+	acfg.Tokens = mustTokens(t, map[string][]string{"0123456789abcdef": {"*"}})
 	acfg.QueryTimeout = time.Second
 	a, err := New(conn, cfg.Database, acfg, nil, nil)
 	if err != nil {
@@ -206,4 +207,13 @@ func TestQueryTimeout(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %s to stop", d)
 	}
+}
+
+func mustTokens(t testing.TB, m map[string][]string) *apiauth.Tokens {
+	t.Helper()
+	toks, err := apiauth.NewTokens("tokens", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return toks
 }
