@@ -60,7 +60,7 @@ func TestAcknowledgedRecordsReadExactly(t *testing.T) {
 	b := broker.Addr()
 	e := newEngage(t)
 
-	e.run("topics", "-kafka.brokers", b)
+	e.run("topics", "-kafka.brokers", b, "-dev")
 	// Segments roll every 2 s, as those of a busy topic roll by size, so
 	// that retention has closed segments to look at.
 	client := &kafka.Client{Addr: kafka.TCP(b), Timeout: 30 * time.Second}

@@ -113,7 +113,7 @@ func TestSegmentsCheck(t *testing.T) {
 func TestTopicsRealKafka(t *testing.T) {
 	brokers := kafkatest.RealBrokers(t)
 	ctx := context.Background()
-	args := []string{"-kafka.brokers", strings.Join(brokers, ","), "-kafka.partitions", "8"}
+	args := []string{"-kafka.brokers", strings.Join(brokers, ","), "-kafka.partitions", "8", "-dev"}
 	var first, second bytes.Buffer
 	// The first run fixes topics an older version created on this broker.
 	if err := runTopics(ctx, append(args, "-fix-timestamp-type"), &first); err != nil {
@@ -170,7 +170,7 @@ func TestTopicsRealKafka(t *testing.T) {
 	}
 	// A mismatch is reported and fails the command.
 	var third bytes.Buffer
-	err = runTopics(ctx, []string{"-kafka.brokers", strings.Join(brokers, ","), "-kafka.partitions", "5"}, &third)
+	err = runTopics(ctx, []string{"-kafka.brokers", strings.Join(brokers, ","), "-kafka.partitions", "5", "-dev"}, &third)
 	if err == nil || !strings.Contains(third.String(), "has 8 partitions, the platform expects 5") {
 		t.Fatalf("mismatch: %v\n%s", err, third.String())
 	}

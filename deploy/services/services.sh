@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Start/stop real Kafka (KRaft, single node) and ClickHouse on loopback for tests and development.
+# Start/stop real Kafka (KRaft, single node) and ClickHouse on loopback for tests and development,
+# and, on request, a Kafka cluster of several brokers (the replication tests').
 #
-#   services.sh up     [kafka|clickhouse]  start (no-op when already running and healthy)
-#   services.sh down   [kafka|clickhouse]  stop: SIGTERM, SIGKILL after a bounded wait; data kept
-#   services.sh status [kafka|clickhouse]  print state (exit 0: it only reports; 1 on a usage error)
-#   services.sh ready  [kafka|clickhouse]  print state; exit 0 iff all (selected) are up (for scripts)
-#   services.sh env                        print shell exports (eval "$(services.sh env)")
-#   services.sh reset  [kafka|clickhouse]  down + delete data, config and logs
+#   services.sh up     [kafka|clickhouse|cluster]  start (no-op when already running and healthy)
+#   services.sh down   [kafka|clickhouse|cluster]  stop: SIGTERM, SIGKILL after a bounded wait; data kept
+#                                          (without a service: all of them, the cluster too)
+#   services.sh status [kafka|clickhouse|cluster]  print state (exit 0: it only reports; 1 on a usage error)
+#   services.sh ready  [kafka|clickhouse|cluster]  print state; exit 0 iff all (selected) are up (for scripts)
+#   services.sh env    [cluster]           print shell exports (eval "$(services.sh env)")
+#   services.sh reset  [kafka|clickhouse|cluster]  down + delete data, config and logs
+#   services.sh node-down N [kill]         stop broker N (1..) of the cluster: SIGTERM (controlled
+#                                          shutdown), or SIGKILL with "kill"; its data is kept
+#   services.sh node-up N                  start broker N of the cluster again and wait until it is back
 #   services.sh kafka-tool CLASS [ARGS]    run a Kafka CLI class from the cached jars, e.g.
 #                                          org.apache.kafka.tools.TopicCommand --bootstrap-server ... --list
+#
+# "all" (no service named) is kafka and clickhouse for up, status, ready and reset; the cluster
+# only starts when asked for by name: services.sh up cluster. Each of its brokers is a combined
+# KRaft controller and broker with its own ports and data under $ENGAGE_SERVICES_DIR/kafka-nodeN;
+# the internal topics (consumer offsets, transactions) are replicated on all of them (at most 3)
+# and min.insync.replicas is one less, so the cluster keeps working with one broker down.
 #
 # Environment (all optional):
 #   ENGAGE_SERVICES_DIR  state dir: data, pid files, logs  (default: <repo>/.services)
@@ -19,6 +30,11 @@
 #                        tests of retention start a broker of their own with it small)
 #   ENGAGE_CLICKHOUSE_PORT=19000 (native)  ENGAGE_CLICKHOUSE_HTTP_PORT=18123
 #   ENGAGE_SERVICES_TIMEOUT=90   seconds to wait for a service to become ready
+#   The cluster: ENGAGE_KAFKA_CLUSTER_NODES=3  ENGAGE_KAFKA_CLUSTER_HEAP=256m (each broker)
+#   ENGAGE_KAFKA_CLUSTER_PORTS=19192,19193,19194  ENGAGE_KAFKA_CLUSTER_CONTROLLER_PORTS=19292,19293,19294
+#                        (one per broker; generated as base+i from the first when only one is given)
+#   ENGAGE_KAFKA_CLUSTER_SESSION_TIMEOUT_MS=9000  how long the controllers wait for a broker that
+#                        stopped heart-beating (one killed) before fencing it and moving its partitions
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -72,6 +88,7 @@ svc_marker() {
   case $1 in
     kafka) echo "kafka.Kafka $STATE/kafka/server.properties" ;;
     clickhouse) echo "--config-file=$STATE/clickhouse/config.xml" ;;
+    kafka-node*) echo "kafka.Kafka $STATE/$1/server.properties" ;;
   esac
 }
 
@@ -230,6 +247,207 @@ kafka_up() {
   log "kafka: ready on $HOST:$KAFKA_PORT (pid $(<"$(pid_file kafka)"))"
 }
 
+# ---------------------------------------------------------------- Kafka cluster (several brokers)
+# Node i (1..N) is the service kafka-node$i: its own folder, ports, pid file and log, started and
+# stopped as the single broker is. All nodes are formatted with one cluster id, kept in
+# $STATE/kafka-cluster.id; the quorum's voters are all of them (a majority must be up to start).
+CLUSTER_NODES=${ENGAGE_KAFKA_CLUSTER_NODES:-3}
+[[ $CLUSTER_NODES =~ ^[1-9]$ ]] || { echo "ENGAGE_KAFKA_CLUSTER_NODES=$CLUSTER_NODES: give 1 to 9" >&2; exit 2; }
+CLUSTER_HEAP=${ENGAGE_KAFKA_CLUSTER_HEAP:-256m}
+CLUSTER_SESSION_TIMEOUT_MS=${ENGAGE_KAFKA_CLUSTER_SESSION_TIMEOUT_MS:-9000}
+[[ $CLUSTER_SESSION_TIMEOUT_MS =~ ^[1-9][0-9]*$ ]] || { echo "ENGAGE_KAFKA_CLUSTER_SESSION_TIMEOUT_MS=$CLUSTER_SESSION_TIMEOUT_MS: give milliseconds" >&2; exit 2; }
+
+cluster_ports() { # list-from-env default-base: prints N ports, one a line
+  local list=$1 base=$2 i ports=()
+  IFS=, read -r -a ports <<<"$list"
+  if ((${#ports[@]} == 0)); then ports=("$base"); fi
+  if ((${#ports[@]} == 1)); then for ((i = 1; i < CLUSTER_NODES; i++)); do ports+=($((ports[0] + i))); done; fi
+  ((${#ports[@]} == CLUSTER_NODES)) || { echo "give $CLUSTER_NODES ports, not '$list'" >&2; exit 2; }
+  for i in "${ports[@]}"; do [[ $i =~ ^[0-9]+$ ]] || { echo "port '$i' is not a number" >&2; exit 2; }; echo "$i"; done
+}
+mapfile -t CLUSTER_PORTS < <(cluster_ports "${ENGAGE_KAFKA_CLUSTER_PORTS:-}" 19192)
+mapfile -t CLUSTER_CONTROLLER_PORTS < <(cluster_ports "${ENGAGE_KAFKA_CLUSTER_CONTROLLER_PORTS:-}" 19292)
+((${#CLUSTER_PORTS[@]} == CLUSTER_NODES && ${#CLUSTER_CONTROLLER_PORTS[@]} == CLUSTER_NODES)) \
+  || { echo "ENGAGE_KAFKA_CLUSTER_PORTS and ENGAGE_KAFKA_CLUSTER_CONTROLLER_PORTS: give $CLUSTER_NODES ports each (or one, the first)" >&2; exit 2; }
+
+node_port() { echo "${CLUSTER_PORTS[$(($1 - 1))]}"; }
+node_controller_port() { echo "${CLUSTER_CONTROLLER_PORTS[$(($1 - 1))]}"; }
+cluster_bootstrap() { local i out=(); for ((i = 1; i <= CLUSTER_NODES; i++)); do out+=("$HOST:$(node_port "$i")"); done; (IFS=,; echo "${out[*]}"); }
+check_node() { [[ $1 =~ ^[1-9]$ ]] && (($1 <= CLUSTER_NODES)) || die "no broker '$1' in a cluster of $CLUSTER_NODES (1..$CLUSTER_NODES)"; }
+
+node_write_config() { # i
+  local i=$1 d voters="" j repl min_isr
+  d=$(svc_dir "kafka-node$i")
+  for ((j = 1; j <= CLUSTER_NODES; j++)); do voters+="${voters:+,}$j@$HOST:$(node_controller_port "$j")"; done
+  repl=$((CLUSTER_NODES < 3 ? CLUSTER_NODES : 3))
+  min_isr=$((repl > 1 ? repl - 1 : 1))
+  cat >"$d/server.properties" <<EOC
+# Generated by deploy/services/services.sh on every start; edit the script, not this file.
+# Broker $i of a cluster of $CLUSTER_NODES, each a combined KRaft controller and broker.
+process.roles=broker,controller
+node.id=$i
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://$HOST:$(node_port "$i"),CONTROLLER://$HOST:$(node_controller_port "$i")
+advertised.listeners=PLAINTEXT://$HOST:$(node_port "$i")
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$d/data
+num.partitions=8
+# Internal topics replicated on $repl brokers, writes to them acknowledged by $min_isr: the group
+# coordinator and its committed offsets survive one broker down.
+offsets.topic.replication.factor=$repl
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=$repl
+transaction.state.log.min.isr=$min_isr
+share.coordinator.state.topic.replication.factor=$repl
+share.coordinator.state.topic.min.isr=$min_isr
+# For topics created without these settings (engage topics sets them on its own).
+default.replication.factor=$repl
+min.insync.replicas=$min_isr
+unclean.leader.election.enable=false
+broker.session.timeout.ms=$CLUSTER_SESSION_TIMEOUT_MS
+broker.heartbeat.interval.ms=$((CLUSTER_SESSION_TIMEOUT_MS / 4 < 2000 ? CLUSTER_SESSION_TIMEOUT_MS / 4 : 2000))
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=2
+num.replica.fetchers=1
+background.threads=2
+log.retention.check.interval.ms=$KAFKA_RETENTION_CHECK_MS
+log.initial.task.delay.ms=$((KAFKA_RETENTION_CHECK_MS < 30000 ? KAFKA_RETENTION_CHECK_MS : 30000))
+EOC
+}
+
+# node_registered i: node i answers, and its metadata lists every broker of the cluster.
+node_registered() {
+  local n
+  port_open "$(node_port "$1")" || return 1
+  n=$(timeout 30 java -Xmx128m -XX:TieredStopAtLevel=1 -cp "$KAFKA_HOME/libs/*" \
+    org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$HOST:$(node_port "$1")" 2>/dev/null \
+    | grep -c ' (id: ' || true)
+  [[ $n == "$CLUSTER_NODES" ]]
+}
+
+# node_start i: format its storage on first use, write its config and launch it (no wait).
+node_start() {
+  local i=$1 svc=kafka-node$1 d pid cluster_id
+  d=$(svc_dir "$svc")
+  if pid=$(pid_of "$svc"); then log "$svc: already running (pid $pid) on $HOST:$(node_port "$i")"; return 0; fi
+  ensure_port_free "$(node_port "$i")" ENGAGE_KAFKA_CLUSTER_PORTS
+  ensure_port_free "$(node_controller_port "$i")" ENGAGE_KAFKA_CLUSTER_CONTROLLER_PORTS
+  mkdir -p "$d/data" "$d/logs"
+  node_write_config "$i"
+  if [[ ! -f $d/data/meta.properties ]]; then
+    cluster_id=$(<"$STATE/kafka-cluster.id")
+    log "$svc: formatting KRaft storage in $d/data (cluster id $cluster_id)"
+    kafka_java -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$d/logs" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$d/server.properties" >>"$d/logs/format.log" 2>&1 \
+      || { tail -n 20 "$d/logs/format.log" >&2; die "$svc: kafka storage format failed"; }
+  fi
+  rotate_logs "$d/logs/kafka.out" "$d/logs/server.log"
+  log "$svc: starting on $HOST:$(node_port "$i") (controller $(node_controller_port "$i"))"
+  launch "$svc" "$d/logs/kafka.out" java -Xmx"$CLUSTER_HEAP" -Xms64m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:TieredStopAtLevel=1 -XX:ParallelGCThreads=1 -XX:ConcGCThreads=1 -XX:CICompilerCount=1 \
+    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$d/logs" \
+    -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$d/server.properties"
+}
+
+# nodes_wait i...: wait until each node answers with every broker registered.
+nodes_wait() {
+  local deadline=$((SECONDS + READY_TIMEOUT)) i left=("$@") still d
+  while ((${#left[@]} > 0)); do
+    still=()
+    for i in "${left[@]}"; do
+      d=$(svc_dir "kafka-node$i")
+      pid_of "kafka-node$i" >/dev/null || { show_logs "$d/logs/kafka.out" "$d/logs/server.log"; die "kafka-node$i exited during startup"; }
+      node_registered "$i" || still+=("$i")
+    done
+    left=("${still[@]}")
+    ((${#left[@]} == 0)) && break
+    if ((SECONDS >= deadline)); then
+      for i in "${left[@]}"; do d=$(svc_dir "kafka-node$i"); show_logs "$d/logs/kafka.out" "$d/logs/server.log"; done
+      die "cluster: broker(s) ${left[*]} not ready after ${READY_TIMEOUT}s (left running; see '$0 down cluster')"
+    fi
+    sleep 1
+  done
+}
+
+cluster_up() {
+  local i
+  ensure_java; kafka_fetch
+  mkdir -p "$STATE"
+  if [[ ! -f $STATE/kafka-cluster.id ]]; then
+    local cluster_id=-   # as kafka_up: an id starting with "-" reads as an option
+    while [ "${cluster_id#-}" != "$cluster_id" ]; do
+      cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
+    echo "$cluster_id" >"$STATE/kafka-cluster.id"
+  fi
+  for ((i = 1; i <= CLUSTER_NODES; i++)); do node_start "$i"; done
+  local all=(); for ((i = 1; i <= CLUSTER_NODES; i++)); do all+=("$i"); done
+  nodes_wait "${all[@]}"
+  log "cluster: $CLUSTER_NODES brokers ready on $(cluster_bootstrap)"
+}
+
+# cluster_down: SIGTERM to every broker at once (one after the other, the last ones would wait for
+# a quorum that is gone), SIGKILL to those still alive after 15 s (what they wrote is in the page
+# cache: a killed process loses nothing the kernel has).
+cluster_down() {
+  local i pid pids=() deadline
+  for ((i = 1; i <= CLUSTER_NODES; i++)); do
+    if pid=$(pid_of "kafka-node$i"); then
+      log "kafka-node$i: stopping (pid $pid)"; kill -TERM "$pid" 2>/dev/null || true; pids+=("$pid")
+    fi
+    rm -f "$(pid_file "kafka-node$i")"
+  done
+  ((${#pids[@]} > 0)) || { log "cluster: not running"; return 0; }
+  deadline=$((SECONDS + 15))
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+  done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      log "cluster: pid $pid still alive after 15s, sending SIGKILL"; kill -KILL "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+  done
+  log "cluster: stopped"
+}
+
+# node_down i [kill]: SIGTERM lets the broker hand its leaderships over (controlled shutdown);
+# SIGKILL is a crash, which the controllers notice after the session timeout.
+node_down() {
+  local i=$1 how=${2:-term} pid
+  check_node "$i"
+  case $how in
+    term) stop_svc "kafka-node$i" ;;
+    kill)
+      if ! pid=$(pid_of "kafka-node$i"); then log "kafka-node$i: not running"; return 0; fi
+      log "kafka-node$i: killing (pid $pid)"
+      kill -KILL "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+      rm -f "$(pid_file "kafka-node$i")"
+      log "kafka-node$i: killed" ;;
+    *) die "node-down $i $how: say nothing (SIGTERM) or kill (SIGKILL)" ;;
+  esac
+}
+
+node_up() { check_node "$1"; ensure_java; kafka_fetch; node_start "$1"; nodes_wait "$1"; log "kafka-node$1: ready on $HOST:$(node_port "$1")"; }
+
+cluster_running() { local i; for ((i = 1; i <= CLUSTER_NODES; i++)); do pid_of "kafka-node$i" >/dev/null && return 0; done; return 1; }
+
+status_cluster() {
+  local i rc=0 pid
+  for ((i = 1; i <= CLUSTER_NODES; i++)); do
+    if pid=$(pid_of "kafka-node$i"); then
+      if port_open "$(node_port "$i")"; then echo "kafka-node$i: up (pid $pid, $HOST:$(node_port "$i"))"
+      else echo "kafka-node$i: starting or unhealthy (pid $pid alive, $HOST:$(node_port "$i") not answering)"; rc=1; fi
+    else echo "kafka-node$i: down"; rc=1; fi
+  done
+  return $rc
+}
+
 # ---------------------------------------------------------------- ClickHouse
 CH_SERVER=""
 ensure_clickhouse() {
@@ -282,30 +500,47 @@ status_one() {
 lock() { mkdir -p "$STATE"; exec 9>"$STATE/.lock"; flock -w 300 9 || die "another services.sh holds $STATE/.lock"; }
 
 main() {
-  local cmd=${1:-} target=${2:-all} svcs rc=0 s
+  local cmd=${1:-} target=${2:-all} svcs rc=0 s i
   if [[ $cmd == kafka-tool ]]; then
     shift; [[ $# -gt 0 ]] || die "usage: $0 kafka-tool CLASS [ARGS...]"
     ensure_java; kafka_fetch; kafka_java "$@"; return
   fi
-  case $target in all) svcs=(kafka clickhouse) ;; kafka | clickhouse) svcs=("$target") ;;
-    *) die "unknown service '$target' (kafka|clickhouse)" ;; esac
   case $cmd in
-    up) lock; for s in "${svcs[@]}"; do case $s in kafka) kafka_up ;; clickhouse) ch_up ;; esac; done ;;
-    down) lock; for s in "${svcs[@]}"; do stop_svc "$s"; done ;;
-    status) for s in "${svcs[@]}"; do status_one "$s" || true; done ;;
-    ready) for s in "${svcs[@]}"; do status_one "$s" || rc=1; done; return $rc ;;
+    node-down) [[ $# -ge 2 ]] || die "usage: $0 node-down N [kill]"; lock; node_down "$2" "${3:-term}"; return ;;
+    node-up) [[ $# -ge 2 ]] || die "usage: $0 node-up N"; lock; node_up "$2"; return ;;
+  esac
+  case $target in all) svcs=(kafka clickhouse) ;; kafka | clickhouse | cluster) svcs=("$target") ;;
+    *) die "unknown service '$target' (kafka|clickhouse|cluster)" ;; esac
+  case $cmd in
+    up) lock; for s in "${svcs[@]}"; do case $s in kafka) kafka_up ;; clickhouse) ch_up ;; cluster) cluster_up ;; esac; done ;;
+    down)
+      lock
+      for s in "${svcs[@]}"; do case $s in cluster) cluster_down ;; *) stop_svc "$s" ;; esac; done
+      # Without a service named, the cluster stops too, when it runs.
+      if [[ $target == all ]] && cluster_running; then cluster_down; fi ;;
+    status)
+      for s in "${svcs[@]}"; do case $s in cluster) status_cluster || true ;; *) status_one "$s" || true ;; esac; done
+      if [[ $target == all ]] && cluster_running; then status_cluster || true; fi ;;
+    ready) for s in "${svcs[@]}"; do case $s in cluster) status_cluster || rc=1 ;; *) status_one "$s" || rc=1 ;; esac; done; return $rc ;;
     env)
+      if [[ $target == cluster ]]; then echo "export ENGAGE_KAFKA_BROKERS=$(cluster_bootstrap)"; return; fi
       echo "export ENGAGE_KAFKA_BROKERS=$HOST:$KAFKA_PORT"
       echo "export ENGAGE_CLICKHOUSE_ADDR=$HOST:$CH_PORT"
       echo "export ENGAGE_CLICKHOUSE_HTTP_ADDR=$HOST:$CH_HTTP_PORT" ;;
     reset)
       lock
+      [[ -n $STATE && $STATE != / ]] || die "refusing to delete under '$STATE'"
       for s in "${svcs[@]}"; do
+        if [[ $s == cluster ]]; then
+          cluster_down
+          for ((i = 1; i <= CLUSTER_NODES; i++)); do rm -rf "${STATE:?}/kafka-node$i"; done
+          rm -f "${STATE:?}/kafka-cluster.id"; log "cluster: data deleted"
+          continue
+        fi
         stop_svc "$s"
-        [[ -n $STATE && $STATE != / ]] || die "refusing to delete under '$STATE'"
         rm -rf "${STATE:?}/$s"; log "$s: data deleted"
       done ;;
-    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 

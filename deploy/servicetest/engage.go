@@ -95,6 +95,7 @@ func (e *Engage) Start(service, addrFlag, path string, args ...string) *Service 
 	for {
 		select {
 		case err := <-s.exited:
+			s.stopped = true // nothing left to stop: the cleanup must not wait for it
 			data, _ := os.ReadFile(s.Log)
 			e.t.Fatalf("engage %s exited: %v\n%s", service, err, LastLines(data, 30))
 		default:

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -33,7 +36,8 @@ func (c ConsumerConfig) Validate() error {
 // committed only by Commit, never automatically: a message is redelivered
 // unless it was committed. Fetch and Commit are called from one goroutine.
 type Consumer struct {
-	r *kafka.Reader
+	r   *kafka.Reader
+	log *slog.Logger
 }
 
 // NewConsumer joins the group (lazily, at the first Fetch). A new group
@@ -61,12 +65,16 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger) (*Consumer, error) {
 			log.Warn("kafka reader", "detail", fmt.Sprintf(msg, args...))
 		}),
 	})
-	return &Consumer{r: r}, nil
+	return &Consumer{r: r, log: log}, nil
 }
 
-// Fetch returns the next message.
+// Fetch returns the next message, waiting for one. While brokers are
+// unreachable or a partition's leadership moves (a broker stopped), it
+// waits too: the reader reconnects to the new leaders by itself and only
+// reports what it met, so Fetch logs it and asks again until ctx ends. It
+// returns the errors that are not transient, and ctx's.
 func (c *Consumer) Fetch(ctx context.Context) (bus.Message, error) {
-	m, err := c.r.FetchMessage(ctx)
+	m, err := fetchRetrying(ctx, c.r, c.log)
 	if err != nil {
 		return bus.Message{}, err
 	}
@@ -98,3 +106,49 @@ func (c *Consumer) Commit(ctx context.Context, msgs []bus.Message) error {
 
 // Close leaves the group.
 func (c *Consumer) Close() error { return c.r.Close() }
+
+// fetchRetrying returns r's next message. A kafka-go reader reconnects by
+// itself when a broker goes away or a partition's leadership moves, and
+// reports what it met meanwhile; those reports are logged (the first, then
+// every twentieth) and the fetch asked again until ctx ends. Errors that
+// are not transient, and ctx's, are returned.
+func fetchRetrying(ctx context.Context, r *kafka.Reader, log *slog.Logger) (kafka.Message, error) {
+	var since time.Time
+	for failures := 0; ; failures++ {
+		m, err := r.FetchMessage(ctx)
+		if err == nil || ctx.Err() != nil || !Transient(err) {
+			if err == nil && failures > 0 && log != nil {
+				log.Info("kafka fetch recovered", "topic", m.Topic, "partition", m.Partition, "failures", failures, "after", time.Since(since).Round(time.Millisecond).String())
+			}
+			return m, err
+		}
+		if failures == 0 {
+			since = time.Now()
+		}
+		if log != nil && (failures == 0 || (failures+1)%20 == 0) {
+			log.Warn("kafka fetch failed; retrying", "failures", failures+1, "since", time.Since(since).Round(time.Millisecond).String(), "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return kafka.Message{}, ctx.Err()
+		case <-time.After(min(time.Duration(failures+1)*100*time.Millisecond, 2*time.Second)):
+		}
+	}
+}
+
+// Transient says whether err, met talking to Kafka, may go away by itself:
+// a broker that cannot be reached or closed the connection, a timeout, or
+// a Kafka error that says to retry (a leader or coordinator moving, not
+// enough replicas in sync).
+func Transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		return ke.Temporary()
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}

@@ -38,11 +38,13 @@ type Claim struct {
 	gen   *kafka.Generation
 	topic string
 	r     *kafka.Reader
+	log   *slog.Logger
 }
 
-// Fetch returns the partition's next message, waiting for one.
+// Fetch returns the partition's next message, waiting for one, also while
+// its leader moves to another broker (see fetchRetrying).
 func (c *Claim) Fetch(ctx context.Context) (bus.Message, error) {
-	m, err := c.r.FetchMessage(ctx)
+	m, err := fetchRetrying(ctx, c.r, c.log)
 	if err != nil {
 		return bus.Message{}, err
 	}
@@ -117,7 +119,7 @@ func RunGroup(ctx context.Context, cfg GroupConfig, log *slog.Logger, fn func(ct
 		assigned := gen.Assignments[cfg.Topic]
 		log.Info("group generation", "generation", gen.ID, "partitions", len(assigned))
 		for _, a := range assigned {
-			claim := &Claim{Partition: a.ID, Offset: a.Offset, gen: gen, topic: cfg.Topic}
+			claim := &Claim{Partition: a.ID, Offset: a.Offset, gen: gen, topic: cfg.Topic, log: log}
 			gen.Start(func(gctx context.Context) {
 				var err error
 				claim.r, err = partitionReader(cfg.Brokers, cfg.Topic, a.ID, a.Offset, cfg.MaxBytes)
@@ -188,7 +190,7 @@ func ReadPartitionFrom(ctx context.Context, brokers []string, topic string, part
 	defer r.Close()
 	var n int64
 	for {
-		m, err := r.FetchMessage(ctx)
+		m, err := fetchRetrying(ctx, r, nil)
 		if err != nil {
 			return n, fmt.Errorf("read %s/%d at %d: %w", topic, partition, r.Offset(), err)
 		}
@@ -223,7 +225,7 @@ func FollowPartition(ctx context.Context, brokers []string, topic string, partit
 	}
 	defer r.Close()
 	for {
-		m, err := r.FetchMessage(ctx)
+		m, err := fetchRetrying(ctx, r, nil)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -238,12 +240,13 @@ func FollowPartition(ctx context.Context, brokers []string, topic string, partit
 
 // partitionBounds returns a partition's first and next offsets, retrying
 // for up to 30 s while its leader is moving or not elected yet (a new
-// topic, a broker restarting).
+// topic, a broker restarting). Each attempt asks the next of the brokers
+// for the leader: any one of them may be the one that is down.
 func partitionBounds(ctx context.Context, brokers []string, topic string, partition int) (first, last int64, err error) {
 	deadline := time.Now().Add(30 * time.Second)
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+	for i, wait := 0, 50*time.Millisecond; ; i, wait = i+1, min(2*wait, time.Second) {
 		var conn *kafka.Conn
-		conn, err = kafka.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+		conn, err = kafka.DialLeader(ctx, "tcp", brokers[i%len(brokers)], topic, partition)
 		if err == nil {
 			first, last, err = conn.ReadOffsets()
 			conn.Close()
