@@ -173,6 +173,7 @@ type decoder struct {
 	last     wireContext // …and what it gave
 	lastDrop []string
 	ids      map[string]string // raw JSON id → id, see id
+	msg      message           // the message being decoded
 	// devices maps a device id to what this request last emitted for it.
 	devices map[string]seenDevice
 }
@@ -214,7 +215,8 @@ func (d *decoder) read(raw rawJSON, call Call) (*message, *MessageError) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, &MessageError{Field: "message", Reason: "expected a JSON object, got JSON " + jsonKind(raw)}
 	}
-	m := new(message)
+	m := &d.msg // reused: what the records keep is copied out of it
+	*m = message{}
 	if err := m.decode(raw); err != nil {
 		return nil, err
 	}

@@ -54,22 +54,61 @@ const (
 )
 
 type candidate struct {
-	key  string // the extras key
-	src  string // where it came from, e.g. "address.city"
-	rank int
-	val  tag.Value
+	key   string // the extras key
+	src   string // where it came from, e.g. "city"; for rankFlattened the parent, "address"…
+	child string // …and the child's key, "city": source() joins them only when needed
+	rank  int
+	val   tag.Value
+}
+
+// source names where c came from in a warning or an error, e.g.
+// "address.city". A flattened key's is built here, only for the few
+// candidates that are named, rather than for every nested property.
+func (c *candidate) source() string {
+	if c.rank == rankFlattened {
+		return srcKey(c.src) + "." + srcKey(c.child)
+	}
+	return c.src
 }
 
 // extrasBuilder turns a Segment object into typed extras.
 type extrasBuilder struct {
-	path    string // "properties" or "traits"
-	prefix  string // prepended to every key ("group_")
-	cands   []candidate
-	dropped []string
+	path   string // "properties" or "traits"
+	prefix string // prepended to every key ("group_")
+	cands  []candidate
+	// The warnings, written one after the other ("path.src: why"), ending
+	// at dropEnds: one string for all of them at the end (dropped), not
+	// one allocation each.
+	drops    []byte
+	dropEnds []int
 }
 
 func (b *extrasBuilder) drop(src, why string) {
-	b.dropped = append(b.dropped, b.path+"."+src+": "+why)
+	b.drops = append(b.drops, b.path...)
+	b.drops = append(b.drops, '.')
+	b.drops = append(b.drops, src...)
+	b.endDrop(why)
+}
+
+func (b *extrasBuilder) endDrop(why string) {
+	b.drops = append(b.drops, ": "...)
+	b.drops = append(b.drops, why...)
+	b.dropEnds = append(b.dropEnds, len(b.drops))
+}
+
+// dropped returns the warnings.
+func (b *extrasBuilder) dropped() []string {
+	if len(b.dropEnds) == 0 {
+		return nil
+	}
+	all := string(b.drops)
+	out := make([]string, len(b.dropEnds))
+	start := 0
+	for i, end := range b.dropEnds {
+		out[i] = all[start:end]
+		start = end
+	}
+	return out
 }
 
 // buildExtras maps the first-level keys of obj to extras, flattening one
@@ -96,8 +135,7 @@ func (b *extrasBuilder) add(k string, raw rawJSON) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) > 0 && raw[0] == '{' {
 		if !members(raw, func(ck, cv []byte) {
-			ckey, _ := unquote(ck)
-			b.addChild(k, ckey, cv)
+			b.addChild(k, ck, cv)
 		}) {
 			b.drop(src, "unreadable object")
 		}
@@ -120,22 +158,44 @@ func (b *extrasBuilder) add(k string, raw rawJSON) {
 	b.cands = append(b.cands, candidate{key: key, src: src, rank: rank, val: v})
 }
 
-func (b *extrasBuilder) addChild(parent, k string, raw rawJSON) {
-	src := srcKey(parent) + "." + srcKey(k)
+// addChild adds the member of the object parent whose raw (quoted) key is
+// rawKey: the key is only made a string when it is kept or needs quoting.
+func (b *extrasBuilder) addChild(parent string, rawKey []byte, raw rawJSON) {
 	v, why := scalar(bytes.TrimSpace(raw))
 	if why == "object" {
 		why = "object nested in an object: only one level is flattened"
 	}
 	if why != "" {
-		b.drop(src, why)
+		if inner, ok := plainQuoted(rawKey); ok {
+			b.drops = append(b.drops, b.path...)
+			b.drops = append(b.drops, '.')
+			b.drops = appendSrcKey(b.drops, parent)
+			b.drops = append(b.drops, '.')
+			b.drops = append(b.drops, inner...)
+			b.endDrop(why)
+			return
+		}
+		k, _ := unquote(rawKey)
+		b.dropChild(parent, k, why)
 		return
 	}
+	k, _ := unquote(rawKey)
 	key, _, ok := sanitize(b.prefix + parent + "_" + k)
 	if !ok {
-		b.drop(src, "flattened key "+quoteShort(b.prefix+parent+"_"+k)+" is invalid")
+		b.dropChild(parent, k, "flattened key "+quoteShort(b.prefix+parent+"_"+k)+" is invalid")
 		return
 	}
-	b.cands = append(b.cands, candidate{key: key, src: src, rank: rankFlattened, val: v})
+	b.cands = append(b.cands, candidate{key: key, src: parent, child: k, rank: rankFlattened, val: v})
+}
+
+// dropChild is drop for the child k of the object parent, in one string.
+func (b *extrasBuilder) dropChild(parent, k, why string) {
+	b.drops = append(b.drops, b.path...)
+	b.drops = append(b.drops, '.')
+	b.drops = appendSrcKey(b.drops, parent)
+	b.drops = append(b.drops, '.')
+	b.drops = appendSrcKey(b.drops, k)
+	b.endDrop(why)
 }
 
 // finish sorts the candidates, resolves clashes and the limit.
@@ -147,21 +207,22 @@ func (b *extrasBuilder) finish(nfixed int) ([]tag.Extra, []string, *MessageError
 		if x.rank != y.rank {
 			return x.rank - y.rank
 		}
-		return strings.Compare(x.src, y.src)
+		return strings.Compare(x.source(), y.source())
 	})
 	n := min(len(b.cands), tag.MaxExtras)
 	out := make([]tag.Extra, 0, n)
 	room := tag.MaxExtras - nfixed
-	for i, c := range b.cands {
+	for i := range b.cands {
+		c := &b.cands[i]
 		switch {
 		case i > 0 && c.key == b.cands[i-1].key:
-			b.drop(c.src, "same key "+c.key+" as "+b.path+"."+b.cands[i-1].src)
+			b.drop(c.source(), "same key "+c.key+" as "+b.path+"."+b.cands[i-1].source())
 			continue
 		case c.rank != rankFixed && room == 0:
-			b.drop(c.src, fmt.Sprintf("more than %d keys (kept the first in key order)", tag.MaxExtras))
+			b.drop(c.source(), fmt.Sprintf("more than %d keys (kept the first in key order)", tag.MaxExtras))
 			continue
 		case c.val.Type == tag.TypeString && len(c.val.Str) > tag.MaxValueLen:
-			return nil, nil, &MessageError{Field: b.path + "." + c.src, Reason: fmt.Sprintf("string of %d bytes, more than the limit of %d", len(c.val.Str), tag.MaxValueLen)}
+			return nil, nil, &MessageError{Field: b.path + "." + c.source(), Reason: fmt.Sprintf("string of %d bytes, more than the limit of %d", len(c.val.Str), tag.MaxValueLen)}
 		}
 		if c.rank != rankFixed {
 			room--
@@ -171,7 +232,7 @@ func (b *extrasBuilder) finish(nfixed int) ([]tag.Extra, []string, *MessageError
 	if len(out) == 0 {
 		out = nil
 	}
-	return out, b.dropped, nil
+	return out, b.dropped(), nil
 }
 
 // scalar converts a JSON string, number or bool to a value. For anything
@@ -235,16 +296,47 @@ func sanitize(k string) (key string, renamed, ok bool) {
 	return key, true, tag.ValidKey(key)
 }
 
+// appendSrcKey appends srcKey(k) to b, without allocating for a plain key.
+func appendSrcKey(b []byte, k string) []byte {
+	if plainKey(k) {
+		return append(b, k...)
+	}
+	return append(b, quoteShort(k)...)
+}
+
+// plainQuoted returns what the JSON string raw holds when it has no
+// escapes and srcKey renders it as it is (plainKey).
+func plainQuoted(raw []byte) ([]byte, bool) {
+	if len(raw) < 3 || raw[0] != '"' || raw[len(raw)-1] != '"' || len(raw)-2 > tag.MaxKeyLen {
+		return nil, false
+	}
+	inner := raw[1 : len(raw)-1]
+	for _, c := range inner {
+		if c <= ' ' || c == '"' || c == '.' || c == '\\' || c >= 0x7f {
+			return nil, false
+		}
+	}
+	return inner, true
+}
+
+// plainKey reports whether srcKey renders k as it is.
+func plainKey(k string) bool {
+	if k == "" || len(k) > tag.MaxKeyLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= ' ' || c == '"' || c == '.' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // srcKey renders a Segment key for a warning or an error: as it is when it
 // is plain, quoted and cut to 64 bytes otherwise.
 func srcKey(k string) string {
-	for i := 0; i < len(k); i++ {
-		if c := k[i]; c <= ' ' || c == '"' || c == '.' || c >= 0x7f {
-			return quoteShort(k)
-		}
+	if plainKey(k) {
+		return k
 	}
-	if k == "" || len(k) > tag.MaxKeyLen {
-		return quoteShort(k)
-	}
-	return k
+	return quoteShort(k)
 }

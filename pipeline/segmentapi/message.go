@@ -151,7 +151,11 @@ func (d *decoder) mapMessage(m *message, res *Result) *MessageError {
 		res.Records = append(res.Records, *dev)
 		mp.dropped = append(mp.dropped, ctxDrops...)
 	}
-	res.Records = append(res.Records, recs...)
+	if len(res.Records) == 0 {
+		res.Records = recs // no copy
+	} else {
+		res.Records = append(res.Records, recs...)
+	}
 	slices.Sort(mp.dropped)
 	res.Dropped = mp.dropped
 	return nil

@@ -62,6 +62,16 @@ func skipValue(b []byte, i int) int {
 // skipString returns the offset just past the string that starts at b[i].
 func skipString(b []byte, i int) int {
 	start := i
+	// Most strings (keys, short values) end within a few bytes: look for
+	// the quote here before calling IndexByte.
+	for j := i + 1; j < len(b) && j <= i+16; j++ {
+		if b[j] == '\\' {
+			break
+		}
+		if b[j] == '"' {
+			return j + 1
+		}
+	}
 	for i++; i < len(b); {
 		j := bytes.IndexByte(b[i:], '"')
 		if j < 0 {

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	mrand "math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -198,6 +200,10 @@ func (v Value) AppendJSON(b []byte) []byte {
 		s, _ := json.Marshal(v.Str)
 		return append(b, s...)
 	case TypeNumber:
+		if f := v.Num; f == math.Trunc(f) && f > -1e6 && f < 1e6 && (f != 0 || !math.Signbit(f)) {
+			// What 'g' writes for these integers, several times faster.
+			return strconv.AppendInt(b, int64(f), 10)
+		}
 		return strconv.AppendFloat(b, v.Num, 'g', -1, 64)
 	case TypeBool:
 		return strconv.AppendBool(b, v.Bool)
@@ -217,10 +223,13 @@ func (v Value) AppendJSON(b []byte) []byte {
 func GenerateID(r *Record, clientTime time.Time) string {
 	if clientTime.IsZero() {
 		var b [16]byte
-		_, _ = rand.Read(b[:])
-		return "r-" + hex.EncodeToString(b[:])
+		g := idRand.Get().(*mrand.ChaCha8)
+		_, _ = g.Read(b[:])
+		idRand.Put(g)
+		return prefixedHex("r-", b[:])
 	}
-	buf := make([]byte, 0, 256)
+	var stack [512]byte
+	buf := stack[:0]
 	buf = append(buf, byte(r.Kind))
 	for _, s := range [...]string{r.AppID, r.DeviceID, r.UserID, r.SessionID, r.Name, r.Activity, r.JobID} {
 		buf = strconv.AppendInt(buf, int64(len(s)), 10)
@@ -229,11 +238,18 @@ func GenerateID(r *Record, clientTime time.Time) string {
 	}
 	buf = strconv.AppendInt(buf, clientTime.UnixNano(), 10)
 	buf = strconv.AppendInt(buf, int64(r.Duration), 10)
-	for _, xs := range [][]Extra{r.Extras, r.AppInfo} {
-		for _, x := range sortedCopy(xs) {
-			buf = append(buf, x.Key...)
-			buf = append(buf, '=')
-			buf = x.Value.AppendJSON(buf)
+	for _, xs := range [...][]Extra{r.Extras, r.AppInfo} {
+		// In key order, without sorting (or copying) xs: DecodeJSON has
+		// sorted them already, other callers may not have.
+		if extrasSorted(xs) {
+			for _, x := range xs {
+				buf = appendIDExtra(buf, x)
+			}
+		} else {
+			var order [2 * MaxExtras]uint64
+			for _, p := range keyOrder(xs, order[:]) {
+				buf = appendIDExtra(buf, xs[p])
+			}
 		}
 		buf = append(buf, ';')
 	}
@@ -244,28 +260,36 @@ func GenerateID(r *Record, clientTime time.Time) string {
 		}
 	}
 	if p := r.Push; p != nil {
-		buf = append(buf, string(p.Action)+"\x00"+p.DeliveryID+"\x00"+p.CampaignID...)
+		buf = append(buf, p.Action...)
+		buf = append(buf, 0)
+		buf = append(buf, p.DeliveryID...)
+		buf = append(buf, 0)
+		buf = append(buf, p.CampaignID...)
 	}
 	sum := sha256.Sum256(buf)
-	return "h-" + hex.EncodeToString(sum[:16])
+	return prefixedHex("h-", sum[:16])
 }
 
-func sortedCopy(xs []Extra) []Extra {
-	sorted := true
-	for i := 1; i < len(xs); i++ {
-		if xs[i-1].Key > xs[i].Key {
-			sorted = false
-			break
-		}
-	}
-	if sorted {
-		return xs
-	}
-	c := append([]Extra(nil), xs...)
-	for i := 1; i < len(c); i++ {
-		for j := i; j > 0 && c[j-1].Key > c[j].Key; j-- {
-			c[j-1], c[j] = c[j], c[j-1]
-		}
-	}
-	return c
+// idRand draws random message ids: ChaCha8 generators, each seeded from
+// crypto/rand, so that a batch of records without a client time does not
+// make a system call per record.
+var idRand = sync.Pool{New: func() any {
+	var seed [32]byte
+	_, _ = rand.Read(seed[:])
+	return mrand.NewChaCha8(seed)
+}}
+
+// prefixedHex returns prefix followed by b in hexadecimal, in one
+// allocation.
+func prefixedHex(prefix string, b []byte) string {
+	var out [2 + 2*16]byte
+	n := copy(out[:], prefix)
+	n += hex.Encode(out[n:], b)
+	return string(out[:n])
+}
+
+func appendIDExtra(buf []byte, x Extra) []byte {
+	buf = append(buf, x.Key...)
+	buf = append(buf, '=')
+	return x.Value.AppendJSON(buf)
 }

@@ -60,6 +60,8 @@ func (r *Record) finish(typ string, hasType bool, clientTime time.Time, env Enve
 		r.SentAt = env.SentAt
 	}
 	r.Time = CorrectSkew(clientTime, r.SentAt, r.ReceivedAt)
+	// The extras are in key order already (extrasField), as the id below
+	// reads them.
 	if r.MessageID == "" {
 		r.MessageID = GenerateID(r, clientTime)
 	}
@@ -208,9 +210,13 @@ func extrasField(s *scanner, field string, dst *[]Extra) error {
 	if ok, err := kindField(s, field, '{'); !ok {
 		return err
 	}
-	xs := make([]Extra, 0, 8)
+	// Gathered here, then copied once, in key order, into a slice of the
+	// right size: appending to a growing slice would allocate and copy up
+	// to four times for MaxExtras keys.
+	var scratch [MaxExtras]Extra
+	n := 0
 	err := s.object(func(key string) error {
-		if len(xs) >= MaxExtras {
+		if n >= MaxExtras {
 			return fieldErr(field, "more than the limit of %d keys", MaxExtras)
 		}
 		v, err := scanValue(s)
@@ -221,11 +227,12 @@ func extrasField(s *scanner, field string, dst *[]Extra) error {
 			}
 			return fieldErr(field+"."+key, "%v", err)
 		}
-		xs = append(xs, Extra{Key: key, Value: v})
+		scratch[n] = Extra{Key: key, Value: v}
+		n++
 		return nil
 	})
-	if len(xs) > 0 {
-		*dst = xs // Validate sorts and checks them
+	if n > 0 {
+		*dst = sortedExtras(scratch[:n]) // Validate checks them
 	}
 	return err
 }

@@ -208,6 +208,18 @@ func (s *scanner) number() (float64, error) {
 	if s.b[intStart] == '0' && s.pos-intStart > 1 {
 		return 0, &syntaxError{Offset: intStart + 1, Msg: "invalid number: leading zero"}
 	}
+	if n := s.pos - intStart; n <= 15 && (s.pos >= len(s.b) || s.b[s.pos] != '.' && s.b[s.pos] != 'e' && s.b[s.pos] != 'E') {
+		// An integer of at most 15 digits is exact in a float64: what
+		// strconv.ParseFloat would return, without it.
+		var v int64
+		for _, c := range s.b[intStart:s.pos] {
+			v = v*10 + int64(c-'0')
+		}
+		if intStart > start {
+			return math.Copysign(float64(v), -1), nil // -0 too
+		}
+		return float64(v), nil
+	}
 	if s.pos < len(s.b) && s.b[s.pos] == '.' {
 		s.pos++
 		if digits() == 0 {

@@ -3,7 +3,6 @@ package tag
 import (
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -176,9 +175,7 @@ func checkExtras(field string, xs []Extra) *FieldError {
 	if len(xs) > MaxExtras {
 		return fieldErr(field, "%d keys, more than the limit of %d", len(xs), MaxExtras)
 	}
-	if !sort.SliceIsSorted(xs, func(i, j int) bool { return xs[i].Key < xs[j].Key }) {
-		sort.Slice(xs, func(i, j int) bool { return xs[i].Key < xs[j].Key })
-	}
+	sortExtras(xs)
 	for i, x := range xs {
 		name := func() string { return field + "." + x.Key }
 		if !ValidKey(x.Key) {

@@ -26,6 +26,8 @@ func (p *Plan) Apply(r *tag.Record) error {
 	if !ok {
 		return nil // sessions, device info and push feedback are not planned
 	}
+	var mk marks
+	defer mk.flush(r)
 	var own typeMap // the tag's own extras; the global ones apply to every tag
 	strict := false // undeclared extras keys are marked
 	switch m, planned := p.tags[sec][r.Name]; {
@@ -38,7 +40,7 @@ func (p *Plan) Apply(r *tag.Record) error {
 	default:
 		// An unplanned tag is marked once, not each of its extras; the
 		// global extras are still coerced and checked on it.
-		r.Unplanned = append(r.Unplanned, sectionMarks[sec]+":"+r.Name)
+		mk.add(sectionMarks[sec], ":", r.Name)
 	}
 	for i := range r.Extras {
 		x := &r.Extras[i]
@@ -55,15 +57,17 @@ func (p *Plan) Apply(r *tag.Record) error {
 			}
 			return &tag.FieldError{Field: "extras." + x.Key, Reason: mismatch(want, x.Value)}
 		case !ok:
-			r.Unplanned = append(r.Unplanned, "extra:"+sectionMarks[sec]+":"+r.Name+":"+x.Key)
+			mk.add("extra:", sectionMarks[sec], ":", r.Name, ":", x.Key)
 		default:
-			r.Unplanned = append(r.Unplanned, "type:extra:"+sectionMarks[sec]+":"+r.Name+":"+x.Key+":"+x.Value.Type.String())
+			mk.add("type:extra:", sectionMarks[sec], ":", r.Name, ":", x.Key, ":", x.Value.Type.String())
 		}
 	}
 	return nil
 }
 
 func (p *Plan) applyAppInfo(r *tag.Record) error {
+	var mk marks
+	defer mk.flush(r)
 	for i := range r.AppInfo {
 		x := &r.AppInfo[i]
 		want, ok := p.appInfo[x.Key]
@@ -75,12 +79,39 @@ func (p *Plan) applyAppInfo(r *tag.Record) error {
 			}
 			return &tag.FieldError{Field: "appInfo." + x.Key, Reason: mismatch(want, x.Value)}
 		case !ok:
-			r.Unplanned = append(r.Unplanned, "app_info:"+x.Key)
+			mk.add("app_info:", x.Key)
 		default:
-			r.Unplanned = append(r.Unplanned, "type:app_info:"+x.Key+":"+x.Value.Type.String())
+			mk.add("type:app_info:", x.Key, ":", x.Value.Type.String())
 		}
 	}
 	return nil
+}
+
+// marks gathers the marks of one record in one buffer, so that a record
+// with many unplanned extras costs one string, not one per mark.
+type marks struct {
+	buf  []byte
+	ends []int
+}
+
+func (m *marks) add(parts ...string) {
+	for _, p := range parts {
+		m.buf = append(m.buf, p...)
+	}
+	m.ends = append(m.ends, len(m.buf))
+}
+
+// flush appends the marks to r.Unplanned.
+func (m *marks) flush(r *tag.Record) {
+	if len(m.ends) == 0 {
+		return
+	}
+	all := string(m.buf)
+	start := 0
+	for _, end := range m.ends {
+		r.Unplanned = append(r.Unplanned, all[start:end])
+		start = end
+	}
 }
 
 // mismatch explains why v is not of the declared type want.
