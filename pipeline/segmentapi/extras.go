@@ -179,6 +179,14 @@ func (b *extrasBuilder) addChild(parent string, rawKey []byte, raw rawJSON) {
 		b.dropChild(parent, k, why)
 		return
 	}
+	if inner, ok := plainQuoted(rawKey); ok {
+		// The usual case: the key made straight from the raw one, and
+		// the child's key a part of it.
+		if key := b.prefix + parent + "_" + string(inner); tag.ValidKey(key) {
+			b.cands = append(b.cands, candidate{key: key, src: parent, child: key[len(key)-len(inner):], rank: rankFlattened, val: v})
+			return
+		}
+	}
 	k, _ := unquote(rawKey)
 	key, _, ok := sanitize(b.prefix + parent + "_" + k)
 	if !ok {
@@ -257,6 +265,21 @@ func scalar(raw []byte) (tag.Value, string) {
 		return tag.Value{}, "array: arrays are not kept"
 	case '{':
 		return tag.Value{}, "object"
+	}
+	if len(raw) <= 15 && (raw[0] != '0' || len(raw) == 1) {
+		// A small non-negative integer (the usual number): exact in a
+		// float64, as strconv.ParseFloat would give it.
+		v, digits := int64(0), true
+		for _, c := range raw {
+			if c < '0' || c > '9' {
+				digits = false
+				break
+			}
+			v = v*10 + int64(c-'0')
+		}
+		if digits {
+			return tag.Number(float64(v)), ""
+		}
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
