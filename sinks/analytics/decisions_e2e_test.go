@@ -75,10 +75,7 @@ func TestDecisionsThroughKafka(t *testing.T) {
 	}
 	_ = tp.Close()
 
-	bin := filepath.Join(t.TempDir(), "engage")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/engage").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := engageBin(t)
 	decGroup := "g-dec-" + cfg.Database
 	logFile := filepath.Join(t.TempDir(), "sink.log")
 	out, err := os.Create(logFile)

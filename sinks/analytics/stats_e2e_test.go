@@ -86,10 +86,7 @@ func TestStatsThroughKafka(t *testing.T) {
 	produce(fbTopic, fbs)
 	produce(tagsTopic, tags)
 
-	bin := filepath.Join(t.TempDir(), "engage")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/engage").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := engageBin(t)
 	fbGroup := "g-fb-" + cfg.Database
 	logFile := filepath.Join(t.TempDir(), "sink.log")
 	out, err := os.Create(logFile)
