@@ -175,8 +175,7 @@ func (s *stack) waitConfig(camps []*campaign) {
 		for _, c := range camps {
 			if c.When.Once != nil {
 				var one struct{ Source string }
-				getJSON(s.t, s.schedule.URL+"/v1/campaigns/"+c.App+"/"+c.Name, &one)
-				moved = moved && strings.Contains(one.Source, "at: "+onceAt)
+				moved = moved && tryJSON(s.schedule.URL+"/v1/campaigns/"+c.App+"/"+c.Name, &one) && strings.Contains(one.Source, "at: "+onceAt)
 			}
 		}
 		if len(segs.Segments) >= len(oracleSegments) && len(cs.Campaigns) >= len(camps) && moved {

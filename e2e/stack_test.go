@@ -267,6 +267,19 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
+// tryJSON is getJSON for what may not be there yet: false when the answer
+// is not 200 JSON.
+func tryJSON(url string, v any) bool {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(v) == nil
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
