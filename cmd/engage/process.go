@@ -306,8 +306,11 @@ func followSegments(ctx context.Context, brokers []string, topic string) (*proce
 	case <-ready:
 		return store, nil
 	case err := <-errc:
+		if err == nil { // the reading ended before the topic's end: never a store half read
+			err = fmt.Errorf("read %s: stopped before its end", topic)
+		}
 		return nil, err
 	case <-time.After(30 * time.Second):
-		return nil, fmt.Errorf("read %s: timed out", topic)
+		return nil, fmt.Errorf("read %s: nothing within 30 s: is Kafka up and reachable at the brokers given?", topic)
 	}
 }
