@@ -81,9 +81,11 @@ func TestSegmentsAPI(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		var e struct{ Error string }
-		if resp.StatusCode >= 400 && json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return resp.StatusCode, e.Error // the message, unescaped
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		if resp.StatusCode >= 400 && json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+			return resp.StatusCode, e.Error.Message // the message, unescaped
 		}
 		return resp.StatusCode, string(b)
 	}
