@@ -23,7 +23,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -163,35 +162,25 @@ func TestAcknowledgedRecordsReadExactly(t *testing.T) {
 }
 
 // engage runs the engage binary, built once for the test, with an
-// environment free of ENGAGE_* variables: only the flags given count.
+// environment free of ENGAGE_* variables: only the flags given count
+// (servicetest.Engage, with this package's habits: quiet logs, the sink's
+// address flag).
 type engage struct {
 	t   *testing.T
+	st  *servicetest.Engage
 	bin string
 	env []string
 }
 
 func newEngage(t *testing.T) *engage {
-	bin := filepath.Join(t.TempDir(), "engage")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ENGAGE_") {
-			env = append(env, kv)
-		}
-	}
-	return &engage{t: t, bin: bin, env: env}
+	st := servicetest.BuildEngage(t)
+	return &engage{t: t, st: st, bin: st.Bin, env: st.Env}
 }
 
 // run runs a command to its end.
 func (e *engage) run(args ...string) {
 	e.t.Helper()
-	cmd := exec.Command(e.bin, args...)
-	cmd.Env = e.env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		e.t.Fatalf("engage %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	e.st.Run(args...)
 }
 
 // start starts a service listening on a free port and waits until path
@@ -199,58 +188,11 @@ func (e *engage) run(args ...string) {
 // when the test ends; its log is shown if the test failed.
 func (e *engage) start(service, path string, args ...string) string {
 	e.t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", servicetest.FreePort(e.t))
 	flag := "-addr"
 	if service == "sink" {
 		flag = "-metrics.addr"
 	}
-	logFile := filepath.Join(e.t.TempDir(), service+".log")
-	out, err := os.Create(logFile)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	cmd := exec.Command(e.bin, append([]string{service, flag, addr, "-log.level", "warn"}, args...)...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = e.env, out, out
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	e.t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		out.Close()
-		if e.t.Failed() {
-			data, _ := os.ReadFile(logFile)
-			e.t.Logf("engage %s log:\n%s", service, lastLines(data, 30))
-		}
-	})
-	url := "http://" + addr
-	waitFor(e.t, time.Minute, "engage "+service+" to answer "+path, func() bool {
-		select {
-		case err := <-exited:
-			data, _ := os.ReadFile(logFile)
-			e.t.Fatalf("engage %s exited: %v\n%s", service, err, lastLines(data, 30))
-		default:
-		}
-		resp, err := http.Get(url + path)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return url
-}
-
-func lastLines(data []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+	return e.st.Start(service, flag, path, append([]string{"-log.level", "warn"}, args...)...).URL
 }
 
 // waitFor polls cond every 100 ms until it holds, or fails the test after
