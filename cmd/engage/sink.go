@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openengage/engage/pipeline/bus"
@@ -19,30 +16,6 @@ import (
 	"github.com/openengage/engage/sinks"
 	"github.com/openengage/engage/sinks/clickhouse"
 )
-
-// clickhouseFlags are the ClickHouse settings shared by sink, migrate and api.
-type clickhouseFlags struct {
-	addr, httpAddr, database, user, password string
-	ttlDays                                  int
-}
-
-func (c *clickhouseFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	IntVar(*int, string, int, string)
-}) {
-	fs.StringVar(&c.addr, "clickhouse.addr", "", "comma-separated ClickHouse native-protocol addresses (host:9000)")
-	fs.StringVar(&c.httpAddr, "clickhouse.http-addr", "", "ClickHouse HTTP address (host:8123); the sink writes through it when set (faster), else through the native protocol")
-	fs.StringVar(&c.database, "clickhouse.database", "engage", "database")
-	fs.StringVar(&c.user, "clickhouse.user", "default", "user")
-	fs.StringVar(&c.password, "clickhouse.password", "", "password")
-	fs.IntVar(&c.ttlDays, "clickhouse.ttl-days", 0, "drop raw rows older than this many days (servers with TTL); 0: keep")
-}
-
-func (c *clickhouseFlags) config() clickhouse.Config {
-	cfg := clickhouse.DefaultConfig(splitList(c.addr)...)
-	cfg.Database, cfg.User, cfg.Password, cfg.TTLDays = c.database, c.user, c.password, c.ttlDays
-	return cfg
-}
 
 func runMigrate(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("migrate")
@@ -264,35 +237,4 @@ func waitForTopic(ctx context.Context, brokers []string, topic, flag string, eve
 		case <-time.After(every):
 		}
 	}
-}
-
-// metricsMux serves /metrics from reg and /healthz.
-func metricsMux(reg *prometheus.Registry) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	return mux
-}
-
-// serveHTTP listens on addr and serves h in g until gctx ends, then shuts
-// the server down (requests in flight get 10 s).
-func serveHTTP(g *errgroup.Group, gctx context.Context, addr string, h http.Handler) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
-	g.Go(func() error {
-		if err := srv.Serve(ln); err != http.ErrServerClosed {
-			return err
-		}
-		return nil
-	})
-	return nil
 }
