@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -29,10 +30,11 @@ import (
 // whenever the HTTP address is known. Safe for concurrent use.
 type HTTPWriter struct {
 	client   *http.Client
-	base     string // http://host:port/
+	base     string // http://host:port/ or https://host:port/
 	db       string
 	user     string
 	password string
+	timeout  time.Duration                // of each insert
 	types    map[string]map[string]string // table → column → type, as the server has them
 	pool     sync.Pool                    // *nativeBatch
 }
@@ -45,10 +47,29 @@ func NewHTTPWriter(ctx context.Context, conn driver.Conn, cfg Config, httpAddr s
 	if httpAddr == "" {
 		return nil, errors.New("clickhouse: no HTTP address: set -clickhouse.http-addr or ENGAGE_CLICKHOUSE_HTTP_ADDR")
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tc, err := cfg.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	scheme := "http://"
+	if tc != nil {
+		scheme = "https://"
+	}
 	w := &HTTPWriter{
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute, DisableCompression: true}},
-		base:   "http://" + httpAddr + "/", db: cfg.Database, user: cfg.User, password: cfg.Password,
-		types: map[string]map[string]string{},
+		client: &http.Client{Transport: &http.Transport{
+			TLSClientConfig: tc, MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute, DisableCompression: true,
+			DialContext:         (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout: cfg.DialTimeout,
+		}},
+		base: scheme + httpAddr + "/", db: cfg.Database, user: cfg.User, password: cfg.Password,
+		timeout: cfg.InsertTimeout,
+		types:   map[string]map[string]string{},
+	}
+	if err := w.check(ctx, cfg); err != nil {
+		return nil, err
 	}
 	rows, err := conn.Query(ctx, "SELECT table, name, type FROM system.columns WHERE database = ? AND table IN ('tags', 'devices', 'app_info')", cfg.Database)
 	if err != nil {
@@ -404,7 +425,9 @@ func (w *HTTPWriter) insert(ctx context.Context, t *nativeTable, buf *proto.Buff
 		names[i] = c.Name
 	}
 	q := url.Values{"query": {"INSERT INTO " + w.db + "." + t.name + " (" + strings.Join(names, ", ") + ") FORMAT Native"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.base+"?"+q.Encode(), bytes.NewReader(buf.Buf))
+	ictx, cancel := deadline(ctx, w.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ictx, http.MethodPost, w.base+"?"+q.Encode(), bytes.NewReader(buf.Buf))
 	if err != nil {
 		return fmt.Errorf("insert into %s: %w", t.name, err)
 	}
@@ -412,6 +435,9 @@ func (w *HTTPWriter) insert(ctx context.Context, t *nativeTable, buf *proto.Buff
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := w.client.Do(req)
 	if err != nil {
+		if ictx.Err() != nil && ctx.Err() == nil {
+			err = &TimeoutError{Op: "insert", After: w.timeout, Err: err}
+		}
 		return fmt.Errorf("insert into %s: %w", t.name, err)
 	}
 	defer resp.Body.Close()
@@ -438,7 +464,35 @@ func httpException(resp *http.Response, body []byte) error {
 	}
 	c, err := strconv.ParseInt(code, 10, 32)
 	if err != nil {
-		return fmt.Errorf("HTTP %s: %s", resp.Status, msg)
+		return &HTTPStatusError{Status: resp.StatusCode, Body: msg}
 	}
 	return &clickhouse.Exception{Code: int32(c), Message: msg}
+}
+
+// check asks the server once, at start, a query of nothing: wrong credentials
+// (or a plain HTTP port behind an https address, or a certificate that does
+// not verify) fail here with a clear error rather than in the sink's retry
+// loop.
+func (w *HTTPWriter) check(ctx context.Context, cfg Config) error {
+	cctx, cancel := deadline(ctx, cfg.DialTimeout+cfg.QueryTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, w.base+"?"+url.Values{"query": {"SELECT 1"}}.Encode(), nil)
+	if err != nil {
+		return fmt.Errorf("clickhouse HTTP at %s: %w", w.base, err)
+	}
+	req.SetBasicAuth(w.user, w.password)
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("clickhouse HTTP at %s: %w", w.base, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	err = httpException(resp, body)
+	if IsAuth(err) {
+		return &AuthError{Addr: strings.TrimSuffix(w.base, "/"), User: w.user, Err: err}
+	}
+	return fmt.Errorf("clickhouse HTTP at %s: %w", w.base, err)
 }

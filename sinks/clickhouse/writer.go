@@ -2,11 +2,9 @@ package clickhouse
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/openengage/engage/pipeline/tag"
@@ -251,22 +249,4 @@ func (w *Writer) insertRows(ctx context.Context, table, columns string, rows [][
 		return fmt.Errorf("insert into %s: %w", table, err)
 	}
 	return nil
-}
-
-// transientCodes are ClickHouse exception codes that say "try again later":
-// timeouts, network, memory, too many parts or queries, readonly replicas.
-var transientCodes = map[int32]bool{
-	3: true, 159: true, 164: true, 202: true, 203: true, 209: true, 210: true, 241: true, 242: true,
-	252: true, 285: true, 319: true, 425: true, 999: true,
-}
-
-// IsPermanent reports whether a write error is the server refusing the data
-// itself (a value it cannot store), which retrying cannot fix, as opposed
-// to the server being unreachable or overloaded.
-func IsPermanent(err error) bool {
-	var ex *clickhouse.Exception
-	if !errors.As(err, &ex) {
-		return false
-	}
-	return !transientCodes[ex.Code]
 }
