@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/pipeline/collector"
+	"github.com/openengage/engage/pipeline/httpserve"
 	"github.com/openengage/engage/sinks/analytics"
 	"github.com/openengage/engage/sinks/clickhouse"
 )
@@ -42,7 +41,9 @@ func runAPI(ctx context.Context, args []string, _ io.Writer) error {
 	fs := newFlagSet("api")
 	var cf clickhouseFlags
 	cf.register(fs)
-	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
+	addr := fs.String("addr", "127.0.0.1:8081", "listen address of the analytics API, /metrics, /healthz and /readyz")
+	var hf httpFlags
+	hf.register(fs)
 	tokens := fs.String("api.tokens", "", "bearer tokens and the apps each may read: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment, not on the command line)")
 	appsFile := fs.String("apps", "", "apps file, for the tag plans of the coverage report; empty: the embedded demo app")
 	logLevel := fs.String("log.level", "info", "log level")
@@ -50,6 +51,10 @@ func runAPI(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	tc, err := hf.tlsConfig(log)
 	if err != nil {
 		return err
 	}
@@ -71,30 +76,29 @@ func runAPI(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := httpserve.Listen(*addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *addr, err)
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := metricsMux(reg) // /metrics, /healthz
+	// Ready: ClickHouse answers SELECT 1 (the answer kept 2 s, so that
+	// probes cost little).
+	ready := &httpserve.Ready{TTL: 2 * time.Second}
+	ready.Add("clickhouse", func(ctx context.Context) error {
+		var one uint8
+		return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+	})
+	mux := serviceMux(reg, ready)
 	var requests atomic.Int64
 	handler := api.Handler()
 	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		handler.ServeHTTP(w, r)
 	}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	log.Info("analytics API listening", "addr", ln.Addr().String(), "clickhouse", f.String(), "database", ccfg.Database)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		err = srv.Shutdown(shutdown)
-	}
+	srv := &httpserve.Server{Handler: mux, TLS: tc, Log: log, Name: "api", ShutdownTimeout: 30 * time.Second}
+	log.Info("analytics API listening", "addr", ln.Addr().String(), "scheme", srv.Scheme(), "clickhouse", f.String(), "database", ccfg.Database)
+	err = srv.Serve(ctx, ln)
 	logStopped(log, "api", err, "requests", requests.Load())
 	return err
 }

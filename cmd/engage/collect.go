@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"embed"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path"
 	"runtime/debug"
@@ -18,6 +16,7 @@ import (
 	"github.com/openengage/engage/delivery/inbox"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/collector"
+	"github.com/openengage/engage/pipeline/httpserve"
 	"github.com/openengage/engage/pipeline/kafkabus"
 )
 
@@ -42,6 +41,8 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 	cfg := collector.DefaultConfig()
 	var kf kafkaFlags
 	kf.register(fs)
+	var hf httpFlags
+	hf.register(fs)
 	appsFile := fs.String("apps", "", "apps file (YAML: ids, write keys, tag plans, rate limits); empty: the embedded demo app")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
@@ -62,6 +63,10 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	tc, err := hf.tlsConfig(log)
 	if err != nil {
 		return err
 	}
@@ -104,11 +109,14 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 			go followInbox(ctx, brokers, *inboxTopic, store, log)
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	// Ready again without traffic once Kafka answers and the topic has
+	// its leaders.
+	srv.SetProbe(kafkaReady(brokers, *tagsTopic))
+	ln, err := httpserve.Listen(cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return err
 	}
-	err = srv.Run(ctx, ln)
+	err = srv.RunTLS(ctx, ln, tc)
 	logStopped(log, "collect", err, "records_accepted", counterInt(reg, "engage_collector_records_total", map[string]string{"outcome": "accepted"}),
 		"records_rejected", counterInt(reg, "engage_collector_records_total", map[string]string{"outcome": "rejected"}))
 	return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/openengage/engage/delivery"
 	"github.com/openengage/engage/delivery/dispatcher"
+	"github.com/openengage/engage/pipeline/httpserve"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tag"
 )
@@ -37,7 +38,9 @@ func runDeliver(ctx context.Context, args []string, _ io.Writer) error {
 	fs.IntVar(&cfg.MaxWaiting, "deliver.max-waiting", cfg.MaxWaiting, "deliveries waiting for another try (an app paused, a provider refusing) per partition before no more are read")
 	fs.BoolVar(&cfg.SimulatedClock, "deliver.simulated-clock", false, "judge each delivery's expiry at its own time (when the scheduler decided it), not the wall clock (with the scheduler's -schedule.simulated-clock: replays, tests)")
 	fs.DurationVar(&cfg.SessionTimeout, "deliver.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
-	addr := fs.String("addr", "127.0.0.1:8084", "listen address of /metrics and /healthz; empty: none")
+	addr := fs.String("addr", "127.0.0.1:8084", "listen address of /metrics, /healthz and /readyz; empty: none")
+	var hf httpFlags
+	hf.register(fs)
 	logLevel := fs.String("log.level", "info", "log level")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -48,6 +51,10 @@ func runDeliver(ctx context.Context, args []string, _ io.Writer) error {
 	}
 	cfg.Brokers = splitList(*brokers)
 	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	tc, err := hf.tlsConfig(log)
+	if err != nil {
 		return err
 	}
 	if *creds == "" {
@@ -74,7 +81,10 @@ func runDeliver(ctx context.Context, args []string, _ io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.Run(gctx) })
 	if *addr != "" {
-		if err := serveHTTP(g, gctx, *addr, metricsMux(reg)); err != nil {
+		// Ready: Kafka answers and the input topic has its leaders.
+		ready := &httpserve.Ready{}
+		ready.Add("kafka", kafkaReady(cfg.Brokers, cfg.Topic))
+		if err := serveHTTP(g, gctx, *addr, serviceMux(reg, ready), tc, log, "deliver"); err != nil {
 			return err
 		}
 	}

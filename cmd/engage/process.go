@@ -21,6 +21,7 @@ import (
 
 	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/pipeline/bus"
+	"github.com/openengage/engage/pipeline/httpserve"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tagplan"
 	"github.com/openengage/engage/segments/processor"
@@ -42,7 +43,9 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 	fs.DurationVar(&cfg.SessionTimeout, "process.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
 	fs.DurationVar(&cfg.EvictAfter, "process.evict-after", cfg.EvictAfter, "retention of devices no longer seen: evicted (memberships exit with cause \"evicted\", state deleted) after this long even when a condition without a window reads them, sooner when every condition of their app has a window (the longest plus -process.evict-margin); a device back after it counts as new; 0: never")
 	fs.DurationVar(&cfg.EvictMargin, "process.evict-margin", cfg.EvictMargin, "added to an app's longest window before its devices no longer seen are evicted")
-	addr := fs.String("addr", "127.0.0.1:8082", "listen address of the segments API, /metrics and /healthz; empty: none")
+	addr := fs.String("addr", "127.0.0.1:8082", "listen address of the segments API, /metrics, /healthz and /readyz; empty: none")
+	var hf httpFlags
+	hf.register(fs)
 	advertise := fs.String("api.advertise", "", "base URL at which the other instances reach this one's API (default: http:// and -addr, with this host's name when -addr has no host)")
 	tokens := fs.String("api.tokens", "", "bearer tokens (16 bytes or more) and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment)")
 	clusterSecret := fs.String("api.cluster-secret", "", "secret shared by the instances, with which they authenticate each other's calls (32 bytes or more; required with -api.tokens; set it in the environment)")
@@ -72,6 +75,10 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 			return err
 		}
 	}
+	tc, err := hf.tlsConfig(log)
+	if err != nil {
+		return err
+	}
 	allow, err := processor.ParsePeerAllow(*peerAllow)
 	if err != nil {
 		return err
@@ -96,6 +103,10 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 			cfg.Advertise, err = advertiseURL(*addr)
 			if err != nil {
 				return err
+			}
+			if tc != nil {
+				// The API answers HTTPS only: the peers call it so.
+				cfg.Advertise = "https://" + strings.TrimPrefix(cfg.Advertise, "http://")
 			}
 		}
 		if err := processor.CheckAddr(cfg.Advertise); err != nil {
@@ -136,9 +147,19 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 				}
 				return app.Plan, true
 			}}
-		mux := metricsMux(reg)
+		// Ready: Kafka answers (input and changelog have their leaders)
+		// and the processor has started.
+		ready := &httpserve.Ready{}
+		ready.Add("kafka", kafkaReady(cfg.Brokers, cfg.Topic, cfg.ChangelogTopic))
+		ready.Add("processor", func(context.Context) error {
+			if proc.Partitions() == 0 {
+				return errors.New("starting: the input topic's partitions are not known yet")
+			}
+			return nil
+		})
+		mux := serviceMux(reg, ready)
 		mux.Handle("/v1/", api.Handler())
-		if err := serveHTTP(g, gctx, *addr, mux); err != nil {
+		if err := serveHTTP(g, gctx, *addr, mux, tc, log, "process"); err != nil {
 			return err
 		}
 		log.Info("segments API listening", "addr", *addr)

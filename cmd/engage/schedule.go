@@ -10,6 +10,7 @@ import (
 
 	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/pipeline/bus"
+	"github.com/openengage/engage/pipeline/httpserve"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tagplan"
 	"github.com/openengage/engage/segments/processor"
@@ -32,7 +33,9 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	fs.DurationVar(&cfg.SessionTimeout, "schedule.session-timeout", cfg.SessionTimeout, "how long before a silent instance's partitions move to the others")
 	fs.DurationVar(&cfg.EvictAfter, "schedule.evict-after", cfg.EvictAfter, "retention of a device's state without input (in no segment, nothing waiting, no caps or repeat history that still counts); a once: true campaign's send is kept that long; 0: never")
 	fs.DurationVar(&cfg.EvictMargin, "schedule.evict-margin", cfg.EvictMargin, "how long after the processor evicted a device (and after its caps and repeat history stop counting) its state is deleted")
-	addr := fs.String("addr", "127.0.0.1:8083", "listen address of the campaigns API, /metrics and /healthz; empty: none")
+	addr := fs.String("addr", "127.0.0.1:8083", "listen address of the campaigns API, /metrics, /healthz and /readyz; empty: none")
+	var hf httpFlags
+	hf.register(fs)
 	tokens := fs.String("api.tokens", "", "bearer tokens (16 bytes or more) of the campaigns API and the apps each may manage: \"TOKEN:app1,app2 TOKEN2:*\" (set it in the environment); empty: no API")
 	appsFile := fs.String("apps", "", "apps file, for the tag plans campaigns are checked against; empty: the embedded demo app")
 	logLevel := fs.String("log.level", "info", "log level")
@@ -48,6 +51,10 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	toks, err := apiauth.ParseTokens("-api.tokens", *tokens)
+	if err != nil {
+		return err
+	}
+	tc, err := hf.tlsConfig(log)
 	if err != nil {
 		return err
 	}
@@ -70,7 +77,10 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.Run(gctx) })
 	if *addr != "" {
-		mux := metricsMux(reg)
+		// Ready: Kafka answers (input and changelog have their leaders).
+		ready := &httpserve.Ready{}
+		ready.Add("kafka", kafkaReady(cfg.Brokers, cfg.Topic, cfg.ChangelogTopic))
+		mux := serviceMux(reg, ready)
 		if toks.Len() > 0 {
 			// The API checks campaigns against the stored segments.
 			segs := processor.NewStore()
@@ -90,7 +100,7 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 				}}
 			mux.Handle("/v1/", api.Handler())
 		}
-		if err := serveHTTP(g, gctx, *addr, mux); err != nil {
+		if err := serveHTTP(g, gctx, *addr, mux, tc, log, "schedule"); err != nil {
 			return err
 		}
 		log.Info("schedule: listening", "addr", *addr, "campaigns_api", toks.Len() > 0)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openengage/engage/pipeline/bus"
+	"github.com/openengage/engage/pipeline/httpserve"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/sinks"
 	"github.com/openengage/engage/sinks/clickhouse"
@@ -67,7 +68,9 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	fs.IntVar(&scfg.Writers, "sink.writers", scfg.Writers, "batches written to ClickHouse at once (commits stay in order)")
 	fs.DurationVar(&scfg.BackoffMax, "sink.backoff-max", scfg.BackoffMax, "longest wait between retries of a failed write")
 	fs.DurationVar(&scfg.LogInterval, "sink.log-interval", scfg.LogInterval, "how often each stream logs the rows it wrote and its consumer lag (an idle stream once); 0: never")
-	metricsAddr := fs.String("metrics.addr", "127.0.0.1:9101", "where /metrics and /healthz are served; empty: nowhere")
+	metricsAddr := fs.String("metrics.addr", "127.0.0.1:9101", "where /metrics, /healthz and /readyz are served; empty: nowhere")
+	var hf httpFlags
+	hf.register(fs)
 	migrate := fs.Bool("migrate", true, "apply schema migrations at start")
 	logLevel := fs.String("log.level", "info", "log level")
 	if err := parse(fs, args); err != nil {
@@ -78,6 +81,10 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	bl := splitList(*brokers)
+	tc, err := hf.tlsConfig(log)
+	if err != nil {
+		return err
+	}
 	cfg := cf.config()
 	conn, f, err := clickhouse.Open(ctx, cfg)
 	if err != nil {
@@ -143,7 +150,12 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 		defer closeFn()
 	}
 	if *metricsAddr != "" {
-		if err := serveHTTP(g, gctx, *metricsAddr, metricsMux(reg)); err != nil {
+		// Ready: Kafka answers (the tags topic has its leaders) and
+		// ClickHouse answers.
+		ready := &httpserve.Ready{}
+		ready.Add("kafka", kafkaReady(bl, *topic))
+		ready.Add("clickhouse", func(ctx context.Context) error { return conn.Ping(ctx) })
+		if err := serveHTTP(g, gctx, *metricsAddr, serviceMux(reg, ready), tc, log, "sink"); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -27,23 +28,26 @@ import (
 
 	"github.com/openengage/engage/pipeline/apierror"
 	"github.com/openengage/engage/pipeline/bus"
+	"github.com/openengage/engage/pipeline/httpserve"
 	"github.com/openengage/engage/pipeline/tag"
 )
 
 // Server is the collector. Create it with New; it is safe for concurrent
 // requests.
 type Server struct {
-	cfg    Config
-	apps   *Apps
-	prod   bus.Producer
-	log    *slog.Logger
-	m      *metrics
-	buf    *buffer
-	reg    *prometheus.Registry
-	now    func() time.Time
-	failed atomic.Int64 // unix nanos of the last produce failure not followed by a success
-	inbox  Inbox        // in-app messages; nil: not served
-	budget *semaphore.Weighted
+	cfg      Config
+	apps     *Apps
+	prod     bus.Producer
+	log      *slog.Logger
+	m        *metrics
+	buf      *buffer
+	reg      *prometheus.Registry
+	now      func() time.Time
+	failed   atomic.Int64                // unix nanos of the last produce failure not followed by a success or a probe answered
+	probe    func(context.Context) error // asks whether Kafka answers again (SetProbe)
+	probeErr atomic.Pointer[string]      // the probe's last failure while marked failed
+	inbox    Inbox                       // in-app messages; nil: not served
+	budget   *semaphore.Weighted
 }
 
 // New returns a collector writing to prod. reg receives the metrics and is
@@ -93,33 +97,82 @@ func (s *Server) Handler() http.Handler {
 	return apierror.Routes(mux)
 }
 
-// Run serves until ctx ends, then shuts down gracefully: requests in flight
-// finish (and get their Kafka acknowledgement) before Run returns.
-func (s *Server) Run(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10*time.Second + s.cfg.ReadTimeout, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("collector listening", "addr", ln.Addr().String())
-	select {
-	case err := <-errc:
-		return fmt.Errorf("collector serve: %w", err)
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), s.cfg.ProduceTimeout+5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil {
-		return fmt.Errorf("collector shutdown: %w", err)
-	}
-	return nil
+// Run serves plain HTTP on ln until ctx ends (RunTLS with no TLS).
+func (s *Server) Run(ctx context.Context, ln net.Listener) error { return s.RunTLS(ctx, ln, nil) }
+
+// RunTLS serves on ln, HTTPS when tc is not nil (httpserve.TLSFiles makes
+// it), until ctx ends, then shuts down gracefully: requests in flight
+// finish (and get their Kafka acknowledgement) before it returns. While
+// Kafka is marked failed (a write was not acknowledged) it asks the
+// brokers, through the probe SetProbe gave, every RecoverEvery, and clears
+// the mark once they answer: /readyz recovers without traffic.
+func (s *Server) RunTLS(ctx context.Context, ln net.Listener, tc *tls.Config) error {
+	hs := &httpserve.Server{Handler: s.Handler(), TLS: tc, Log: s.log, Name: "collector",
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10*time.Second + s.cfg.ReadTimeout, IdleTimeout: 2 * time.Minute,
+		ShutdownTimeout: s.cfg.ProduceTimeout + 5*time.Second}
+	s.log.Info("collector listening", "addr", ln.Addr().String(), "scheme", hs.Scheme())
+	rctx, stopRecover := context.WithCancel(ctx)
+	defer stopRecover()
+	go s.recoverLoop(rctx)
+	return hs.Serve(ctx, ln)
 }
 
+// RecoverEvery is how often a collector marked failed asks Kafka whether
+// it answers again.
+const RecoverEvery = time.Second
+
+// SetProbe sets how the collector asks, while marked failed, whether Kafka
+// answers again (kafkabus.Ping on the brokers and the topic): fn returns
+// nil when it does. Without a probe, only a write that succeeds clears the
+// mark. Call it before Run.
+func (s *Server) SetProbe(fn func(context.Context) error) { s.probe = fn }
+
+func (s *Server) recoverLoop(ctx context.Context) {
+	if s.probe == nil {
+		return
+	}
+	tick := time.NewTicker(RecoverEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		t := s.failed.Load()
+		if t == 0 {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := s.probe(pctx)
+		cancel()
+		if err != nil {
+			msg := err.Error()
+			s.probeErr.Store(&msg)
+			continue
+		}
+		if s.failed.CompareAndSwap(t, 0) {
+			s.probeErr.Store(nil)
+			s.log.Info("kafka answers again: ready", "failed_since", time.Unix(0, t).UTC().Format(time.RFC3339))
+		}
+	}
+}
+
+// handleReady answers /readyz: ready when Kafka acknowledged the last
+// write (or answered the probe since one failed) and the buffer of records
+// waiting for Kafka has room.
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
 	if t := s.failed.Load(); t != 0 {
-		http.Error(w, "kafka did not acknowledge the last write at "+time.Unix(0, t).UTC().Format(time.RFC3339), http.StatusServiceUnavailable)
+		msg := "kafka: did not acknowledge a write at " + time.Unix(0, t).UTC().Format(time.RFC3339)
+		if p := s.probeErr.Load(); p != nil {
+			msg += "; still failing: " + strings.Join(strings.Fields(*p), " ")
+		}
+		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
 	if s.buf.inUse() >= s.buf.capacity {
-		http.Error(w, "buffer full", http.StatusServiceUnavailable)
+		http.Error(w, fmt.Sprintf("buffer: full (%d bytes wait for Kafka)", s.buf.capacity), http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = io.WriteString(w, "ready\n")
