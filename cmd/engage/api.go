@@ -59,6 +59,7 @@ func runAPI(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	cfg := analytics.DefaultConfig()
+	cfg.QueryTimeout = cf.queryTimeout // a request's queries, and the server's max_execution_time
 	if cfg.Tokens, err = apiauth.ParseTokens("-api.tokens", *tokens); err != nil {
 		return err
 	}

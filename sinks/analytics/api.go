@@ -17,6 +17,7 @@ import (
 
 	"github.com/openengage/engage/pipeline/apiauth"
 	"github.com/openengage/engage/pipeline/apierror"
+	chstore "github.com/openengage/engage/sinks/clickhouse"
 )
 
 // API answers the analytics endpoints from ClickHouse. It is safe for
@@ -175,8 +176,14 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		status, code, msg := http.StatusInternalServerError, "internal", "query failed; the server log has the details"
-		if timedOut(ctx, err) {
-			status, code, msg = http.StatusGatewayTimeout, "timeout", fmt.Sprintf("query took longer than %s: narrow the range", a.cfg.QueryTimeout)
+		switch {
+		case timedOut(ctx, err):
+			status, code, msg = http.StatusGatewayTimeout, "timeout", fmt.Sprintf("query took longer than %s: narrow the range", a.timeout(err))
+		case chstore.Transient(err):
+			// ClickHouse unreachable or overloaded after the connection's
+			// retries: the request may succeed later.
+			status, code, msg = http.StatusServiceUnavailable, "unavailable", "the analytics store is unavailable; try again later"
+			w.Header().Set("Retry-After", "5")
 		}
 		a.log.Error("analytics query", "endpoint", name, "app", app, "token", s.Name, "err", err)
 		writeError(w, &apiError{status, code, msg, ""})
@@ -207,7 +214,18 @@ func timedOut(ctx context.Context, err error) bool {
 	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
 		return true
 	}
-	return isTimeout(err)
+	var te *chstore.TimeoutError // the connection's own query timeout
+	return errors.As(err, &te) || isTimeout(err)
+}
+
+// timeout is the limit err ran into: the connection's query timeout when
+// that is what ended it (shorter than the API's), else the API's.
+func (a *API) timeout(err error) time.Duration {
+	var te *chstore.TimeoutError
+	if errors.As(err, &te) && te.After < a.cfg.QueryTimeout {
+		return te.After
+	}
+	return a.cfg.QueryTimeout
 }
 
 // isTimeout reports ClickHouse's own "timeout exceeded" (code 159).

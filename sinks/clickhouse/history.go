@@ -99,6 +99,7 @@ var historyNeeds = []string{"kind", "device_id", "user_id", "message_id", "event
 // without ctx's cancellation and Read stops itself, reading the current
 // range of devices to its end without keeping it.
 func (h *HistoryReader) Read(ctx context.Context, partition int, q engine.HistoryQuery, fn func(deviceID string, recs []engine.HistoryRecord) error) error {
+	ctx = Long(ctx) // a range streams as long as fn takes
 	f, ok, err := h.filter(ctx, partition, &q)
 	if err != nil || !ok {
 		return err
@@ -130,6 +131,7 @@ func (h *HistoryReader) Read(ctx context.Context, partition int, q engine.Histor
 // Rows returns how many rows Read would visit with the same arguments
 // (for progress): one count over the filter's columns.
 func (h *HistoryReader) Rows(ctx context.Context, partition int, q engine.HistoryQuery) (int64, error) {
+	ctx = Long(ctx)
 	f, ok, err := h.filter(ctx, partition, &q)
 	if err != nil || !ok {
 		return 0, err

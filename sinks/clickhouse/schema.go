@@ -285,6 +285,7 @@ var RollupViews = []string{"sessions_mv", "active_hourly_mv", "active_daily_mv",
 // Migrate brings the schema to the newest version and returns the versions
 // it applied. It records each applied version in schema_migrations.
 func Migrate(ctx context.Context, conn driver.Conn, cfg Config, f Features) ([]uint32, error) {
+	ctx = Long(ctx) // a backfill (INSERT … SELECT) takes as long as the table is big
 	vars := schemaVars{DB: cfg.Database, LC: "String", Time: "DateTime"}
 	if f.LowCardinality {
 		vars.LC = "LowCardinality(String)"

@@ -21,13 +21,23 @@ type timedConn struct {
 	cfg Config
 }
 
-// deadline returns ctx bounded by d (0: unbounded).
+// deadline returns ctx bounded by d (0, or a ctx marked Long: unbounded).
 func deadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if d <= 0 {
+	if d <= 0 || ctx.Value(longKey{}) != nil {
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, d)
 }
+
+type longKey struct{}
+
+// Long marks ctx for calls that may rightly run longer than the query
+// timeout: a migration's backfill, a history reader streaming a range of
+// devices for as long as its consumer takes. Calls under it get no
+// deadline of the connection's (the caller's own still holds), only the
+// driver's ReadTimeout: a server that stops answering for that long still
+// ends them.
+func Long(ctx context.Context) context.Context { return context.WithValue(ctx, longKey{}, true) }
 
 // Query retry pacing: short, since a reader (an API request) is waiting.
 const (
