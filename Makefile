@@ -7,7 +7,7 @@ SERVICES := deploy/services/services.sh
 WITH_SERVICES := deploy/services/with-services.sh
 PKGS    := ./...
 
-.PHONY: all deps deps-go build demo test unit integration bench fuzz services services-down services-status lint clean
+.PHONY: all deps deps-go build demo test unit integration bench chaos fuzz services services-down services-status lint clean
 
 all: build
 
@@ -62,6 +62,16 @@ bench: deps
 	  $(GO) test -run "^$$" -bench Churn -benchtime 1x -timeout 30m ./segments/engine ./triggers && \
 	  ENGAGE_ANALYTICS_BENCH_RECORDS=$${ENGAGE_ANALYTICS_BENCH_RECORDS:-2000000} $(GO) test -run "^$$" -bench Queries -benchtime 20x -timeout 30m ./sinks/analytics'
 
+
+## chaos: collector, sink and processor under steady load while a seeded driver
+## kills and restarts each of them and one of three brokers (a cluster and a
+## ClickHouse of the run's own); then every acknowledged record must be in
+## ClickHouse once and the memberships equal an undisturbed run's. About 8
+## minutes; CHAOS_SEED, CHAOS_DURATION (3m), CHAOS_RATE (200 records/s),
+## CHAOS_LOGS (a folder for the services' logs). Not part of `make test`.
+chaos: deps
+	ENGAGE_CHAOS=1 ENGAGE_REQUIRE_SERVICES=1 ENGAGE_SERVICES_SCRIPT=$(CURDIR)/$(SERVICES) \
+	  $(GO) test -count=1 -v -run '^TestChaos$$' -timeout 40m ./chaos/
 
 ## fuzz: a longer run of each fuzz target (FUZZTIME each).
 FUZZTIME ?= 30s
