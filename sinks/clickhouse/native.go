@@ -435,7 +435,7 @@ func (w *HTTPWriter) insert(ctx context.Context, t *nativeTable, buf *proto.Buff
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := w.client.Do(req)
 	if err != nil {
-		if ictx.Err() != nil && ctx.Err() == nil {
+		if ownDeadline(ctx, ictx) {
 			err = &TimeoutError{Op: "insert", After: w.timeout, Err: err}
 		}
 		return fmt.Errorf("insert into %s: %w", t.name, err)

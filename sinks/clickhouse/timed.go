@@ -29,6 +29,18 @@ func deadline(ctx context.Context, d time.Duration) (context.Context, context.Ca
 	return context.WithTimeout(ctx, d)
 }
 
+// ownDeadline reports whether call's deadline, the connection's own, has
+// passed and was not the parent's: the driver's socket deadline is set to
+// it and may fire a moment before the context's timer does.
+func ownDeadline(parent, call context.Context) bool {
+	dl, ok := call.Deadline()
+	if !ok || time.Now().Before(dl) {
+		return false
+	}
+	pdl, pok := parent.Deadline()
+	return !pok || pdl.After(dl)
+}
+
 type longKey struct{}
 
 // Long marks ctx for calls that may rightly run longer than the query
@@ -58,7 +70,7 @@ func (c *timedConn) retry(ctx context.Context, try func(ctx context.Context) (re
 		if err == nil {
 			return func() { release(); cancel() }, nil
 		}
-		timedOut := actx.Err() != nil && ctx.Err() == nil
+		timedOut := ownDeadline(ctx, actx)
 		cancel()
 		if timedOut {
 			return nil, &TimeoutError{Op: "query", After: c.cfg.QueryTimeout, Err: err}
@@ -93,25 +105,31 @@ func (e *TimeoutError) Error() string {
 func (e *TimeoutError) Unwrap() []error { return []error{context.DeadlineExceeded, e.Err} }
 
 func (c *timedConn) Query(ctx context.Context, query string, args ...any) (driver.Rows, error) {
-	var rows driver.Rows
-	done, err := c.retry(ctx, func(ctx context.Context) (func(), error) {
-		r, err := c.Conn.Query(ctx, query, args...)
+	var (
+		rows driver.Rows
+		qctx context.Context
+	)
+	done, err := c.retry(ctx, func(actx context.Context) (func(), error) {
+		r, err := c.Conn.Query(actx, query, args...)
 		if err != nil {
 			return nil, err
 		}
-		rows = r
+		rows, qctx = r, actx
 		return func() {}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &timedRows{Rows: rows, done: done, timeout: c.cfg.QueryTimeout}, nil
+	return &timedRows{Rows: rows, ctx: ctx, qctx: qctx, done: done, timeout: c.cfg.QueryTimeout}, nil
 }
 
 func (c *timedConn) QueryRow(ctx context.Context, query string, args ...any) driver.Row {
-	var row driver.Row
-	done, err := c.retry(ctx, func(ctx context.Context) (func(), error) {
-		row = c.Conn.QueryRow(ctx, query, args...)
+	var (
+		row  driver.Row
+		qctx context.Context
+	)
+	done, err := c.retry(ctx, func(actx context.Context) (func(), error) {
+		row, qctx = c.Conn.QueryRow(actx, query, args...), actx
 		if err := row.Err(); err != nil {
 			return nil, err
 		}
@@ -120,7 +138,7 @@ func (c *timedConn) QueryRow(ctx context.Context, query string, args ...any) dri
 	if err != nil {
 		return errRow{err}
 	}
-	return &timedRow{Row: row, done: done, timeout: c.cfg.QueryTimeout}
+	return &timedRow{Row: row, ctx: ctx, qctx: qctx, done: done, timeout: c.cfg.QueryTimeout}
 }
 
 func (c *timedConn) Select(ctx context.Context, dest any, query string, args ...any) error {
@@ -152,7 +170,7 @@ func (c *timedConn) PrepareBatch(ctx context.Context, query string, opts ...driv
 // timedOut wraps err in a *TimeoutError when the call's own deadline (not
 // the caller's) ended it.
 func (c *timedConn) timedOut(ctx, callCtx context.Context, op string, after time.Duration, err error) error {
-	if err != nil && callCtx.Err() != nil && ctx.Err() == nil {
+	if err != nil && ownDeadline(ctx, callCtx) {
 		return &TimeoutError{Op: op, After: after, Err: err}
 	}
 	return err
@@ -160,8 +178,9 @@ func (c *timedConn) timedOut(ctx, callCtx context.Context, op string, after time
 
 type timedRows struct {
 	driver.Rows
-	done    func()
-	timeout time.Duration
+	ctx, qctx context.Context // the caller's, the query's
+	done      func()
+	timeout   time.Duration
 }
 
 func (r *timedRows) Close() error {
@@ -172,19 +191,18 @@ func (r *timedRows) Close() error {
 
 func (r *timedRows) Err() error {
 	err := r.Rows.Err()
-	if err != nil && errors.Is(err, context.DeadlineExceeded) {
-		var te *TimeoutError
-		if !errors.As(err, &te) {
-			return &TimeoutError{Op: "query", After: r.timeout, Err: err}
-		}
+	var te *TimeoutError
+	if err != nil && !errors.As(err, &te) && ownDeadline(r.ctx, r.qctx) {
+		return &TimeoutError{Op: "query", After: r.timeout, Err: err}
 	}
 	return err
 }
 
 type timedRow struct {
 	driver.Row
-	done    func()
-	timeout time.Duration
+	ctx, qctx context.Context // the caller's, the query's
+	done      func()
+	timeout   time.Duration
 }
 
 func (r *timedRow) Scan(dest ...any) error {
@@ -198,7 +216,7 @@ func (r *timedRow) ScanStruct(dest any) error {
 }
 
 func (r *timedRow) wrap(err error) error {
-	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+	if err != nil && ownDeadline(r.ctx, r.qctx) {
 		return &TimeoutError{Op: "query", After: r.timeout, Err: err}
 	}
 	return err
@@ -221,7 +239,7 @@ type timedBatch struct {
 func (b *timedBatch) Send() error {
 	defer b.cancel()
 	err := b.Batch.Send()
-	if err != nil && b.bctx.Err() != nil && b.ctx.Err() == nil {
+	if err != nil && ownDeadline(b.ctx, b.bctx) {
 		return &TimeoutError{Op: "insert", After: b.timeout, Err: err}
 	}
 	return err
