@@ -227,6 +227,36 @@ var segmentWorst = map[string]func(i int) string{
 		b.WriteString("}}")
 		return b.String()
 	},
+	// 200 first-level keys: sorted, 64 kept and 136 dropped with a
+	// warning each.
+	"many-keys": func(i int) string {
+		return segmentProps(i, 200, "", func(k int) string { return fmt.Sprintf(`"k%d":%d`, 200-k, k%10) })
+	},
+	// The same in one nested object: every key flattened.
+	"nested-many-keys": func(i int) string {
+		return segmentProps(i, 200, `"p":`, func(k int) string { return fmt.Sprintf(`"k%d":%d`, 200-k, k%10) })
+	},
+	// 200 keys of null: a warning each, nothing else.
+	"nulls": func(i int) string {
+		return segmentProps(i, 200, "", func(k int) string { return fmt.Sprintf(`"k%d":null`, 200-k) })
+	},
+	// The same key 200 times: 199 clashes.
+	"same-key": func(i int) string {
+		return segmentProps(i, 200, "", func(k int) string { return fmt.Sprintf(`"k":%d`, k%10) })
+	},
+	// Nested objects of an empty array and an empty object: two warnings
+	// each, as short as they can be.
+	"nested-empties": func(i int) string {
+		return segmentProps(i, 100, "", func(k int) string { return fmt.Sprintf(`"p%d":{"a":1,"b":[],"c":{}}`, 100-k) })
+	},
+	// Keys written with escapes: each one decoded.
+	"escaped-keys": func(i int) string {
+		return segmentProps(i, 200, "", func(k int) string { return fmt.Sprintf(`"\u00%x%d":1`, 0x41+k%26, k) })
+	},
+	// String values written with escapes.
+	"escaped-values": func(i int) string {
+		return segmentProps(i, 60, "", func(k int) string { return fmt.Sprintf(`"k%d":"\u00e9"`, k) })
+	},
 	// The plan refuses the first messages, the decoder the rest.
 	"refused-then-invalid": func(i int) string {
 		if i < 500 {
@@ -234,6 +264,27 @@ var segmentWorst = map[string]func(i int) string{
 		}
 		return `{"type":"track"}`
 	},
+}
+
+// segmentProps is a track message whose properties (nested under parent
+// when it is not empty) are n members made by member(k).
+func segmentProps(i, n int, parent string, member func(k int) string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"type":"track","event":"shared","userId":"u%d","timestamp":%q,"properties":{%s`, i, dosTime, parent)
+	if parent != "" {
+		b.WriteByte('{')
+	}
+	for k := range n {
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(member(k))
+	}
+	if parent != "" {
+		b.WriteByte('}')
+	}
+	b.WriteString("}}")
+	return b.String()
 }
 
 type dosEndpoint struct {

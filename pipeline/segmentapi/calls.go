@@ -17,7 +17,7 @@ func (d *decoder) track(m *message, mp *mapped) ([]tag.Record, *MessageError) {
 	if m.Event == "" {
 		return nil, &MessageError{Field: "event", Reason: "missing: a track call needs the event name"}
 	}
-	props, err := object(m.Properties, "properties")
+	props, err := d.sc.object(m.Properties, "properties")
 	if err != nil {
 		return nil, err
 	}
@@ -33,11 +33,10 @@ func (d *decoder) track(m *message, mp *mapped) ([]tag.Record, *MessageError) {
 			return nil, err
 		}
 	}
-	extras, dropped, err := buildExtras(props, "properties", "", nil)
+	extras, err := d.sc.buildExtras(props, "properties", "", nil)
 	if err != nil {
 		return nil, err
 	}
-	mp.dropped = append(mp.dropped, dropped...)
 	return []tag.Record{mp.record(kind, m.Event, dur, extras, nil)}, nil
 }
 
@@ -57,13 +56,13 @@ func jobDuration(props []member) (time.Duration, []member, *MessageError) {
 	if err != nil || f <= 0 || f*unit >= math.MaxInt64 {
 		return 0, nil, &MessageError{Field: "properties." + field, Reason: "expected a positive number, got JSON " + quoteShort(string(raw))}
 	}
-	props = slices.DeleteFunc(props, func(m member) bool { return m.key == "duration" || m.key == "durationMs" })
+	props = slices.DeleteFunc(props, func(m member) bool { return string(m.key) == "duration" || string(m.key) == "durationMs" })
 	return time.Duration(f * unit), props, nil
 }
 
 // activity maps a screen or page call to an activity start.
 func (mp *mapped) activity(m *message) ([]tag.Record, *MessageError) {
-	props, err := object(m.Properties, "properties")
+	props, err := mp.sc.object(m.Properties, "properties")
 	if err != nil {
 		return nil, err
 	}
@@ -87,25 +86,23 @@ func (mp *mapped) activity(m *message) ([]tag.Record, *MessageError) {
 	if _, ok := get(props, "category"); !ok && m.Category != "" {
 		fixed = []tag.Extra{{Key: "category", Value: tag.String(m.Category)}}
 	}
-	extras, dropped, err := buildExtras(props, "properties", "", fixed)
+	extras, err := mp.sc.buildExtras(props, "properties", "", fixed)
 	if err != nil {
 		return nil, err
 	}
-	mp.dropped = append(mp.dropped, dropped...)
 	return []tag.Record{mp.record(tag.KindActivityStart, name, 0, extras, nil)}, nil
 }
 
 // identifyCall maps the traits of an identify call to app-info.
 func (mp *mapped) identifyCall(m *message) ([]tag.Record, *MessageError) {
-	traits, err := object(m.Traits, "traits")
+	traits, err := mp.sc.object(m.Traits, "traits")
 	if err != nil {
 		return nil, err
 	}
-	info, dropped, err := buildExtras(traits, "traits", "", nil)
+	info, err := mp.sc.buildExtras(traits, "traits", "", nil)
 	if err != nil {
 		return nil, err
 	}
-	mp.dropped = append(mp.dropped, dropped...)
 	if len(info) == 0 {
 		return nil, nil
 	}
@@ -124,16 +121,15 @@ func (mp *mapped) group(m *message) ([]tag.Record, *MessageError) {
 	if len(groupID) > tag.MaxValueLen {
 		return nil, &MessageError{Field: "groupId", Reason: tooLong(len(groupID))}
 	}
-	traits, err := object(m.Traits, "traits")
+	traits, err := mp.sc.object(m.Traits, "traits")
 	if err != nil {
 		return nil, err
 	}
 	fixed := []tag.Extra{{Key: "group_id", Value: tag.String(groupID)}}
-	info, dropped, err := buildExtras(traits, "traits", "group_", fixed)
+	info, err := mp.sc.buildExtras(traits, "traits", "group_", fixed)
 	if err != nil {
 		return nil, err
 	}
-	mp.dropped = append(mp.dropped, dropped...)
 	return []tag.Record{mp.record(tag.KindAppInfo, "", 0, nil, info)}, nil
 }
 

@@ -174,6 +174,7 @@ type decoder struct {
 	lastDrop []string
 	ids      map[string]string // raw JSON id → id, see id
 	msg      message           // the message being decoded
+	sc       scratch           // what the extras of each message are built in
 	// devices maps a device id to what this request last emitted for it.
 	devices map[string]seenDevice
 }

@@ -2,48 +2,41 @@ package segmentapi
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
-	"strings"
+	"unicode/utf8"
 
 	"github.com/openengage/engage/pipeline/tag"
 )
 
-// member is a member of a JSON object.
+// The extras of properties and traits are built in one pass over the
+// object and in buffers that the messages of a request share (scratch):
+// a field costs no allocation of its own, only what the records keep does
+// (one string per message for all its extras' keys and string values), and
+// the warnings of a message are written out for the first maxListed only,
+// the others counted.
+
+// member is a member of properties or traits: its key, unescaped (a part of
+// the input when it has no escapes), and its raw value. When the value is
+// an object, its members are scratch.kids[lo:hi], read in the same pass.
 type member struct {
-	key string
+	key    []byte
+	raw    rawJSON
+	lo, hi int32
+}
+
+// kid is a member of an object nested in properties or traits.
+type kid struct {
+	key []byte // raw: quoted, escapes as sent
 	raw rawJSON
 }
 
-// object reads the members of properties or traits: absent or null is
-// empty. A key repeated in the object appears twice.
-func object(raw rawJSON, field string) ([]member, *MessageError) {
-	raw = bytes.TrimSpace(raw)
-	if raw.absent() {
-		return nil, nil
-	}
-	ms := make([]member, 0, 8)
-	if !members(raw, func(key, val []byte) {
-		k, _ := unquote(key)
-		ms = append(ms, member{k, val})
-	}) {
-		return nil, &MessageError{Field: field, Reason: "expected an object, got JSON " + jsonKind(raw)}
-	}
-	return ms, nil
-}
-
-// get returns the value of key in ms (the last one, as a decoder would).
-func get(ms []member, key string) (rawJSON, bool) {
-	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].key == key {
-			return ms[i].raw, true
-		}
-	}
-	return nil, false
-}
+// span is a part of scratch.buf.
+type span struct{ off, n int32 }
 
 // Ranks of candidate extras: for one key, the lowest rank wins.
 const (
@@ -53,194 +46,440 @@ const (
 	rankFlattened        // parent_child from a nested object
 )
 
+// candidate is a possible extra, small so that sorting moves little.
 type candidate struct {
-	key   string // the extras key
-	src   string // where it came from, e.g. "city"; for rankFlattened the parent, "address"…
-	child string // …and the child's key, "city": source() joins them only when needed
-	rank  int
-	val   tag.Value
+	pre  uint64 // the key's first 8 bytes, big-endian: most comparisons end here
+	key  span
+	src  span  // where it came from, as a warning names it: city, address.city, "a b"
+	rank int32 // rankFixed…
+	idx  int32 // its value in scratch.vals, in the order found: the last tie-break
 }
 
-// source names where c came from in a warning or an error, e.g.
-// "address.city". A flattened key's is built here, only for the few
-// candidates that are named, rather than for every nested property.
-func (c *candidate) source() string {
-	if c.rank == rankFlattened {
-		return srcKey(c.src) + "." + srcKey(c.child)
+// candValue is the value of a candidate. A string stays raw (quoted) until
+// the candidate is kept.
+type candValue struct {
+	val tag.Value
+	str rawJSON
+}
+
+// kept is a candidate that becomes an extra: its key and string value in
+// scratch.out.
+type kept struct {
+	key, str span
+	idx      int32
+}
+
+// scratch holds the buffers that the extras of a request's messages are
+// built in, reused from one message to the next: what the records keep is
+// copied out of them.
+type scratch struct {
+	members []member
+	kids    []kid
+	cands   []candidate
+	vals    []candValue
+	kept    []kept
+	buf     []byte // the keys and sources of cands
+	tmp     []byte // a key being made
+	out     []byte // the kept keys and string values, one string at the end
+	path    string // "properties" or "traits"
+	prefix  string // prepended to every key ("group_")
+	drops   dropList
+}
+
+// maxListed bounds the warnings written out for one message: the others
+// are counted in a last one. (The collector answers at most 100 a request.)
+const maxListed = 10
+
+// dropList holds the warnings of the message being mapped: the first
+// maxListed written one after the other in buf, ending at ends, and how
+// many more there were.
+type dropList struct {
+	buf  []byte
+	ends []int32
+	more int
+	path string // of the warnings counted in more
+}
+
+func (dl *dropList) reset() {
+	dl.buf, dl.ends, dl.more, dl.path = dl.buf[:0], dl.ends[:0], 0, ""
+}
+
+// full reports whether the next warning is only counted.
+func (dl *dropList) full() bool { return len(dl.ends) >= maxListed }
+
+// open starts a warning, which the caller writes in buf and ends with
+// close; it reports false, counting the warning, when the list is full.
+func (dl *dropList) open(path string) bool {
+	if dl.full() {
+		dl.more++
+		dl.path = path
+		return false
 	}
-	return c.src
+	return true
 }
 
-// extrasBuilder turns a Segment object into typed extras.
-type extrasBuilder struct {
-	path   string // "properties" or "traits"
-	prefix string // prepended to every key ("group_")
-	cands  []candidate
-	// The warnings, written one after the other ("path.src: why"), ending
-	// at dropEnds: one string for all of them at the end (dropped), not
-	// one allocation each.
-	drops    []byte
-	dropEnds []int
+func (dl *dropList) close(why string) {
+	dl.buf = append(dl.buf, ": "...)
+	dl.buf = append(dl.buf, why...)
+	dl.ends = append(dl.ends, int32(len(dl.buf)))
 }
 
-func (b *extrasBuilder) drop(src, why string) {
-	b.drops = append(b.drops, b.path...)
-	b.drops = append(b.drops, '.')
-	b.drops = append(b.drops, src...)
-	b.endDrop(why)
-}
-
-func (b *extrasBuilder) endDrop(why string) {
-	b.drops = append(b.drops, ": "...)
-	b.drops = append(b.drops, why...)
-	b.dropEnds = append(b.dropEnds, len(b.drops))
-}
-
-// dropped returns the warnings.
-func (b *extrasBuilder) dropped() []string {
-	if len(b.dropEnds) == 0 {
+// merge returns the warnings of the message, with others (from the
+// context), sorted; nil when there are none. Those past maxListed are
+// counted in a last entry.
+func (dl *dropList) merge(others []string) []string {
+	if len(others) == 0 && len(dl.ends) == 0 {
 		return nil
 	}
-	all := string(b.drops)
-	out := make([]string, len(b.dropEnds))
-	start := 0
-	for i, end := range b.dropEnds {
-		out[i] = all[start:end]
-		start = end
+	out := make([]string, 0, len(others)+len(dl.ends)+1)
+	out = append(out, others...)
+	if len(dl.ends) > 0 {
+		all, start := string(dl.buf), int32(0)
+		for _, end := range dl.ends {
+			out = append(out, all[start:end])
+			start = end
+		}
+	}
+	slices.Sort(out)
+	if dl.more > 0 {
+		out = append(out, dl.path+": "+strconv.Itoa(dl.more)+" more dropped fields not listed (at most "+strconv.Itoa(maxListed)+" a message)")
 	}
 	return out
+}
+
+// at returns the bytes of s.
+func (sc *scratch) at(s span) []byte { return sc.buf[s.off : s.off+s.n] }
+
+// object reads the members of properties or traits, and those of the
+// objects nested in them, in one pass: absent or null is empty. A key
+// repeated in the object appears twice. The members are valid until the
+// next call.
+func (sc *scratch) object(raw rawJSON, field string) ([]member, *MessageError) {
+	raw = bytes.TrimSpace(raw)
+	if raw.absent() {
+		return nil, nil
+	}
+	sc.members, sc.kids = sc.members[:0], sc.kids[:0]
+	end := scanObject(raw, 0, func(key []byte, i int) int {
+		m := member{key: keyBytes(key)}
+		var end int
+		if raw[i] == '{' {
+			m.lo = int32(len(sc.kids))
+			end = scanObject(raw, i, func(ck []byte, j int) int {
+				e := skipValue(raw, j)
+				if e >= 0 {
+					sc.kids = append(sc.kids, kid{ck, raw[j:e]})
+				}
+				return e
+			})
+			m.hi = int32(len(sc.kids))
+		} else {
+			end = skipValue(raw, i)
+		}
+		if end >= 0 {
+			m.raw = raw[i:end]
+			sc.members = append(sc.members, m)
+		}
+		return end
+	})
+	if end < 0 {
+		return nil, &MessageError{Field: field, Reason: "expected an object, got JSON " + jsonKind(raw)}
+	}
+	return sc.members, nil
+}
+
+// keyBytes returns the key that a raw JSON key holds: the inside of the
+// quotes when it is plain ASCII without escapes, else decoded.
+func keyBytes(raw []byte) []byte {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return nil
+	}
+	inner := raw[1 : len(raw)-1]
+	for _, c := range inner {
+		if c == '\\' || c == '"' || c < 0x20 || c >= 0x80 {
+			b, ok := appendUnquoted(nil, inner)
+			if !ok {
+				return nil
+			}
+			return b
+		}
+	}
+	return inner
+}
+
+// get returns the value of key in ms (the last one, as a decoder would).
+func get(ms []member, key string) (rawJSON, bool) {
+	for i := len(ms) - 1; i >= 0; i-- {
+		if string(ms[i].key) == key {
+			return ms[i].raw, true
+		}
+	}
+	return nil, false
+}
+
+// lookup returns the value of key in the object raw (the last one), with
+// no more than a scan: for the few fields read before the object is.
+func lookup(raw rawJSON, key string) rawJSON {
+	var v rawJSON
+	members(raw, func(k, val []byte) {
+		if string(keyBytes(k)) == key {
+			v = val
+		}
+	})
+	return v
 }
 
 // buildExtras maps the first-level keys of obj to extras, flattening one
 // level of nested objects into parent_child keys, sanitizing keys, and
 // keeping at most tag.MaxExtras of them (fixed ones first, then by key).
-// What it leaves out is returned in dropped; a string over tag.MaxValueLen
-// is an error.
-func buildExtras(obj []member, path, prefix string, fixed []tag.Extra) ([]tag.Extra, []string, *MessageError) {
+// What it leaves out goes to sc.drops; a string over tag.MaxValueLen is an
+// error.
+func (sc *scratch) buildExtras(obj []member, path, prefix string, fixed []tag.Extra) ([]tag.Extra, *MessageError) {
 	if len(obj) == 0 && len(fixed) == 0 {
-		return nil, nil, nil
+		return nil, nil
 	}
-	b := extrasBuilder{path: path, prefix: prefix, cands: make([]candidate, 0, len(obj)+len(fixed))}
+	sc.path, sc.prefix = path, prefix
+	sc.cands, sc.vals, sc.buf = sc.cands[:0], sc.vals[:0], sc.buf[:0]
 	for _, x := range fixed {
-		b.cands = append(b.cands, candidate{key: x.Key, src: x.Key, rank: rankFixed, val: x.Value})
+		k := sc.putString(x.Key)
+		sc.cand(k, k, rankFixed, candValue{val: x.Value})
 	}
-	for _, m := range obj {
-		b.add(m.key, m.raw)
+	for i := range obj {
+		sc.add(&obj[i])
 	}
-	return b.finish(len(fixed))
+	return sc.finish(len(fixed))
 }
 
-func (b *extrasBuilder) add(k string, raw rawJSON) {
-	src := srcKey(k)
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] == '{' {
-		if !members(raw, func(ck, cv []byte) {
-			b.addChild(k, ck, cv)
-		}) {
-			b.drop(src, "unreadable object")
+func (sc *scratch) putString(s string) span {
+	off := len(sc.buf)
+	sc.buf = append(sc.buf, s...)
+	return span{int32(off), int32(len(s))}
+}
+
+func (sc *scratch) cand(key, src span, rank int, v candValue) {
+	var pre [8]byte
+	copy(pre[:], sc.at(key))
+	sc.cands = append(sc.cands, candidate{pre: binary.BigEndian.Uint64(pre[:]), key: key, src: src, rank: int32(rank), idx: int32(len(sc.vals))})
+	sc.vals = append(sc.vals, v)
+}
+
+// value reads a raw value of properties or traits: a string is kept raw
+// (checked valid by json.Valid with the body), a number or bool read; for
+// anything else it says why not.
+func value(raw []byte) (candValue, string) {
+	if len(raw) > 0 && raw[0] == '"' {
+		return candValue{str: raw}, ""
+	}
+	v, why := scalar(raw)
+	return candValue{val: v}, why
+}
+
+// add adds the candidates of a first-level member.
+func (sc *scratch) add(m *member) {
+	if len(m.raw) > 0 && m.raw[0] == '{' {
+		for _, k := range sc.kids[m.lo:m.hi] {
+			sc.addChild(m.key, k)
 		}
 		return
 	}
-	v, why := scalar(raw)
+	v, why := value(m.raw)
 	if why != "" {
-		b.drop(src, why)
+		sc.drop(m.key, nil, why)
 		return
 	}
-	key, renamed, ok := sanitize(b.prefix + k)
+	sc.tmp = append(append(sc.tmp[:0], sc.prefix...), m.key...)
+	key, renamed, ok := sc.newKey()
 	if !ok {
-		b.drop(src, "invalid key, even with invalid characters replaced by _")
+		sc.drop(m.key, nil, "invalid key, even with invalid characters replaced by _")
 		return
 	}
 	rank := rankExact
 	if renamed {
 		rank = rankRenamed
 	}
-	b.cands = append(b.cands, candidate{key: key, src: src, rank: rank, val: v})
+	src := span{off: int32(len(sc.buf))}
+	sc.buf = appendSrcKey(sc.buf, m.key)
+	src.n = int32(len(sc.buf)) - src.off
+	sc.cand(key, src, rank, v)
 }
 
-// addChild adds the member of the object parent whose raw (quoted) key is
-// rawKey: the key is only made a string when it is kept or needs quoting.
-func (b *extrasBuilder) addChild(parent string, rawKey []byte, raw rawJSON) {
-	v, why := scalar(bytes.TrimSpace(raw))
+// addChild adds the member k of the object parent.
+func (sc *scratch) addChild(parent []byte, k kid) {
+	child := keyBytes(k.key)
+	v, why := value(k.raw)
 	if why == "object" {
 		why = "object nested in an object: only one level is flattened"
 	}
 	if why != "" {
-		if inner, ok := plainQuoted(rawKey); ok {
-			b.drops = append(b.drops, b.path...)
-			b.drops = append(b.drops, '.')
-			b.drops = appendSrcKey(b.drops, parent)
-			b.drops = append(b.drops, '.')
-			b.drops = append(b.drops, inner...)
-			b.endDrop(why)
-			return
-		}
-		k, _ := unquote(rawKey)
-		b.dropChild(parent, k, why)
+		sc.drop(parent, child, why)
 		return
 	}
-	if inner, ok := plainQuoted(rawKey); ok {
-		// The usual case: the key made straight from the raw one, and
-		// the child's key a part of it.
-		if key := b.prefix + parent + "_" + string(inner); tag.ValidKey(key) {
-			b.cands = append(b.cands, candidate{key: key, src: parent, child: key[len(key)-len(inner):], rank: rankFlattened, val: v})
-			return
-		}
-	}
-	k, _ := unquote(rawKey)
-	key, _, ok := sanitize(b.prefix + parent + "_" + k)
+	sc.tmp = append(append(append(append(sc.tmp[:0], sc.prefix...), parent...), '_'), child...)
+	key, _, ok := sc.newKey()
 	if !ok {
-		b.dropChild(parent, k, "flattened key "+quoteShort(b.prefix+parent+"_"+k)+" is invalid")
+		if !sc.drops.full() {
+			why = "flattened key " + quoteShort(string(sc.tmp)) + " is invalid"
+		}
+		sc.drop(parent, child, why)
 		return
 	}
-	b.cands = append(b.cands, candidate{key: key, src: parent, child: k, rank: rankFlattened, val: v})
+	src := span{off: int32(len(sc.buf))}
+	sc.buf = append(appendSrcKey(sc.buf, parent), '.')
+	sc.buf = appendSrcKey(sc.buf, child)
+	src.n = int32(len(sc.buf)) - src.off
+	sc.cand(key, src, rankFlattened, v)
 }
 
-// dropChild is drop for the child k of the object parent, in one string.
-func (b *extrasBuilder) dropChild(parent, k, why string) {
-	b.drops = append(b.drops, b.path...)
-	b.drops = append(b.drops, '.')
-	b.drops = appendSrcKey(b.drops, parent)
-	b.drops = append(b.drops, '.')
-	b.drops = appendSrcKey(b.drops, k)
-	b.endDrop(why)
+// drop is a warning about the key k (child nil) or the child of the object
+// k: "path.k: why" or "path.k.child: why".
+func (sc *scratch) drop(k, child []byte, why string) {
+	dl := &sc.drops
+	if !dl.open(sc.path) {
+		return
+	}
+	dl.buf = append(append(dl.buf, sc.path...), '.')
+	dl.buf = appendSrcKey(dl.buf, k)
+	if child != nil {
+		dl.buf = appendSrcKey(append(dl.buf, '.'), child)
+	}
+	dl.close(why)
 }
 
-// finish sorts the candidates, resolves clashes and the limit.
-func (b *extrasBuilder) finish(nfixed int) ([]tag.Extra, []string, *MessageError) {
-	slices.SortFunc(b.cands, func(x, y candidate) int {
-		if c := strings.Compare(x.key, y.key); c != 0 {
+// newKey appends to buf the extras key made of sc.tmp (the key as sent,
+// with the prefix): as it is when valid, else with each character other
+// than an ASCII letter, digit or _ replaced by _, and x_ prepended if it
+// does not start with a letter. It reports whether the key was changed and
+// whether the result is valid.
+func (sc *scratch) newKey() (key span, renamed, ok bool) {
+	k, off := sc.tmp, len(sc.buf)
+	if validKey(k) {
+		sc.buf = append(sc.buf, k...)
+		return span{int32(off), int32(len(k))}, false, true
+	}
+	if len(k) == 0 {
+		return span{}, false, false
+	}
+	if !isLetter(k[0]) {
+		sc.buf = append(sc.buf, "x_"...)
+	}
+	for i := 0; i < len(k); {
+		if len(sc.buf)-off > tag.MaxKeyLen {
+			sc.buf = sc.buf[:off]
+			return span{}, true, false
+		}
+		r, size := utf8.DecodeRune(k[i:])
+		i += size
+		if r < 0x80 && (isLetter(byte(r)) || r >= '0' && r <= '9' || r == '_') {
+			sc.buf = append(sc.buf, byte(r))
+		} else {
+			sc.buf = append(sc.buf, '_')
+		}
+	}
+	if !validKey(sc.buf[off:]) {
+		sc.buf = sc.buf[:off]
+		return span{}, true, false
+	}
+	return span{int32(off), int32(len(sc.buf) - off)}, true, true
+}
+
+// validKey is tag.ValidKey on bytes.
+func validKey(k []byte) bool {
+	if len(k) == 0 || len(k) > tag.MaxKeyLen {
+		return false
+	}
+	for i, c := range k {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '_'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+var tooManyKeys = fmt.Sprintf("more than %d keys (kept the first in key order)", tag.MaxExtras)
+
+// finish sorts the candidates, resolves clashes and the limit, and makes
+// the extras: their keys and string values share one string.
+func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
+	slices.SortFunc(sc.cands, func(x, y candidate) int {
+		if x.pre != y.pre {
+			if x.pre < y.pre {
+				return -1
+			}
+			return 1
+		}
+		if c := bytes.Compare(sc.at(x.key), sc.at(y.key)); c != 0 {
 			return c
 		}
 		if x.rank != y.rank {
-			return x.rank - y.rank
+			return int(x.rank - y.rank)
 		}
-		return strings.Compare(x.source(), y.source())
+		if c := bytes.Compare(sc.at(x.src), sc.at(y.src)); c != 0 {
+			return c
+		}
+		return int(x.idx - y.idx)
 	})
-	n := min(len(b.cands), tag.MaxExtras)
-	out := make([]tag.Extra, 0, n)
 	room := tag.MaxExtras - nfixed
-	for i := range b.cands {
-		c := &b.cands[i]
+	sc.kept, sc.out = sc.kept[:0], sc.out[:0]
+	dl := &sc.drops
+	for i := range sc.cands {
+		c := &sc.cands[i]
+		key := sc.at(c.key)
 		switch {
-		case i > 0 && c.key == b.cands[i-1].key:
-			b.drop(c.source(), "same key "+c.key+" as "+b.path+"."+b.cands[i-1].source())
+		case i > 0 && bytes.Equal(key, sc.at(sc.cands[i-1].key)):
+			if dl.open(sc.path) {
+				dl.buf = append(append(dl.buf, sc.path...), '.')
+				dl.buf = append(append(dl.buf, sc.at(c.src)...), ": same key "...)
+				dl.buf = append(append(dl.buf, key...), " as "...)
+				dl.buf = append(append(dl.buf, sc.path...), '.')
+				dl.buf = append(dl.buf, sc.at(sc.cands[i-1].src)...)
+				dl.ends = append(dl.ends, int32(len(dl.buf)))
+			}
 			continue
 		case c.rank != rankFixed && room == 0:
-			b.drop(c.source(), fmt.Sprintf("more than %d keys (kept the first in key order)", tag.MaxExtras))
+			if dl.open(sc.path) {
+				dl.buf = append(append(dl.buf, sc.path...), '.')
+				dl.buf = append(dl.buf, sc.at(c.src)...)
+				dl.close(tooManyKeys)
+			}
 			continue
-		case c.val.Type == tag.TypeString && len(c.val.Str) > tag.MaxValueLen:
-			return nil, nil, &MessageError{Field: b.path + "." + c.source(), Reason: fmt.Sprintf("string of %d bytes, more than the limit of %d", len(c.val.Str), tag.MaxValueLen)}
+		}
+		k := kept{key: span{int32(len(sc.out)), int32(len(key))}, idx: c.idx}
+		sc.out = append(sc.out, key...)
+		v := &sc.vals[c.idx]
+		n := len(v.val.Str)
+		if v.str != nil {
+			// Valid, as the body is: appendUnquoted cannot fail.
+			start := len(sc.out)
+			sc.out, _ = appendUnquoted(sc.out, v.str[1:len(v.str)-1])
+			k.str = span{int32(start), int32(len(sc.out) - start)}
+			n = int(k.str.n)
+		}
+		if (v.str != nil || v.val.Type == tag.TypeString) && n > tag.MaxValueLen {
+			return nil, &MessageError{Field: sc.path + "." + string(sc.at(c.src)), Reason: fmt.Sprintf("string of %d bytes, more than the limit of %d", n, tag.MaxValueLen)}
 		}
 		if c.rank != rankFixed {
 			room--
 		}
-		out = append(out, tag.Extra{Key: c.key, Value: c.val})
+		sc.kept = append(sc.kept, k)
 	}
-	if len(out) == 0 {
-		out = nil
+	if len(sc.kept) == 0 {
+		return nil, nil
 	}
-	return out, b.dropped(), nil
+	all := string(sc.out)
+	out := make([]tag.Extra, len(sc.kept))
+	for i, k := range sc.kept {
+		x := &out[i]
+		x.Key = all[k.key.off : k.key.off+k.key.n]
+		if v := &sc.vals[k.idx]; v.str != nil {
+			x.Value = tag.String(all[k.str.off : k.str.off+k.str.n])
+		} else {
+			x.Value = v.val
+		}
+	}
+	return out, nil
 }
 
 // scalar converts a JSON string, number or bool to a value. For anything
@@ -291,75 +530,27 @@ func scalar(raw []byte) (tag.Value, string) {
 	return tag.Number(f), ""
 }
 
-// sanitize makes k a valid key: characters other than ASCII letters, digits
-// and _ become _, and x_ is prepended if it does not start with a letter.
-// It reports whether k was changed and whether the result is valid.
-func sanitize(k string) (key string, renamed, ok bool) {
-	if tag.ValidKey(k) {
-		return k, false, true
-	}
-	if k == "" {
-		return "", false, false
-	}
-	var sb strings.Builder
-	if !isLetter(k[0]) {
-		sb.WriteString("x_")
-	}
-	for _, r := range k {
-		if sb.Len() > tag.MaxKeyLen {
-			return "", true, false
-		}
-		if r < 0x80 && (isLetter(byte(r)) || r >= '0' && r <= '9' || r == '_') {
-			sb.WriteRune(r)
-		} else {
-			sb.WriteByte('_')
-		}
-	}
-	key = sb.String()
-	return key, true, tag.ValidKey(key)
-}
-
-// appendSrcKey appends srcKey(k) to b, without allocating for a plain key.
-func appendSrcKey(b []byte, k string) []byte {
+// appendSrcKey appends k as a warning or an error names it: as it is when
+// it is plain, else quoted and cut to 64 bytes (as quoteShort does).
+func appendSrcKey(b []byte, k []byte) []byte {
 	if plainKey(k) {
 		return append(b, k...)
 	}
-	return append(b, quoteShort(k)...)
+	if len(k) > 64 {
+		return append(strconv.AppendQuote(b, string(k[:64])), "…"...)
+	}
+	return strconv.AppendQuote(b, string(k))
 }
 
-// plainQuoted returns what the JSON string raw holds when it has no
-// escapes and srcKey renders it as it is (plainKey).
-func plainQuoted(raw []byte) ([]byte, bool) {
-	if len(raw) < 3 || raw[0] != '"' || raw[len(raw)-1] != '"' || len(raw)-2 > tag.MaxKeyLen {
-		return nil, false
-	}
-	inner := raw[1 : len(raw)-1]
-	for _, c := range inner {
-		if c <= ' ' || c == '"' || c == '.' || c == '\\' || c >= 0x7f {
-			return nil, false
-		}
-	}
-	return inner, true
-}
-
-// plainKey reports whether srcKey renders k as it is.
-func plainKey(k string) bool {
-	if k == "" || len(k) > tag.MaxKeyLen {
+// plainKey reports whether appendSrcKey writes k as it is.
+func plainKey(k []byte) bool {
+	if len(k) == 0 || len(k) > tag.MaxKeyLen {
 		return false
 	}
-	for i := 0; i < len(k); i++ {
-		if c := k[i]; c <= ' ' || c == '"' || c == '.' || c >= 0x7f {
+	for _, c := range k {
+		if c <= ' ' || c == '"' || c == '.' || c >= 0x7f {
 			return false
 		}
 	}
 	return true
-}
-
-// srcKey renders a Segment key for a warning or an error: as it is when it
-// is plain, quoted and cut to 64 bytes otherwise.
-func srcKey(k string) string {
-	if plainKey(k) {
-		return k
-	}
-	return quoteShort(k)
 }

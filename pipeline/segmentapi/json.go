@@ -2,9 +2,11 @@ package segmentapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/openengage/engage/pipeline/tag"
 )
@@ -49,9 +51,9 @@ func jsonKind(b []byte) string {
 }
 
 // unquote returns the string a JSON string literal holds. Plain ASCII
-// strings without escapes, the common case, are converted without the
-// decoder; others go through encoding/json, which also turns invalid UTF-8
-// into U+FFFD.
+// strings without escapes, the common case, are converted as they are;
+// others go through appendUnquoted, which decodes them as encoding/json
+// does (invalid UTF-8 and lone surrogates become U+FFFD).
 func unquote(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", false
@@ -59,14 +61,99 @@ func unquote(raw []byte) (string, bool) {
 	inner := raw[1 : len(raw)-1]
 	for _, c := range inner {
 		if c == '\\' || c == '"' || c < 0x20 || c >= 0x80 {
-			var s string
-			if err := json.Unmarshal(raw, &s); err != nil {
+			b, ok := appendUnquoted(make([]byte, 0, len(inner)), inner)
+			if !ok {
 				return "", false
 			}
-			return s, true
+			return string(b), true
 		}
 	}
 	return string(inner), true
+}
+
+// appendUnquoted appends to dst the string that the inside of a JSON string
+// literal (without its quotes) holds, decoded by the rules of
+// encoding/json's unquote: escapes, surrogate pairs, and U+FFFD for invalid
+// UTF-8 and lone surrogates. It reports false for what is not the inside of
+// a JSON string (a bare quote, a control character, a bad escape). It is
+// what keys and values with escapes cost: no reflection, no allocation
+// beyond dst.
+func appendUnquoted(dst, s []byte) ([]byte, bool) {
+	for r := 0; r < len(s); {
+		c := s[r]
+		switch {
+		case c == '\\':
+			r++
+			if r >= len(s) {
+				return dst, false
+			}
+			switch s[r] {
+			case '"', '\\', '/', '\'':
+				dst = append(dst, s[r])
+			case 'b':
+				dst = append(dst, '\b')
+			case 'f':
+				dst = append(dst, '\f')
+			case 'n':
+				dst = append(dst, '\n')
+			case 'r':
+				dst = append(dst, '\r')
+			case 't':
+				dst = append(dst, '\t')
+			case 'u':
+				rr := getu4(s[r-1:])
+				if rr < 0 {
+					return dst, false
+				}
+				r += 5
+				if utf16.IsSurrogate(rr) {
+					if dec := utf16.DecodeRune(rr, getu4(s[r:])); dec != unicode.ReplacementChar {
+						r += 6
+						dst = utf8.AppendRune(dst, dec)
+						continue
+					}
+					rr = unicode.ReplacementChar
+				}
+				dst = utf8.AppendRune(dst, rr)
+				continue
+			default:
+				return dst, false
+			}
+			r++
+		case c == '"', c < ' ':
+			return dst, false
+		case c < utf8.RuneSelf:
+			dst = append(dst, c)
+			r++
+		default:
+			rr, size := utf8.DecodeRune(s[r:])
+			r += size
+			dst = utf8.AppendRune(dst, rr)
+		}
+	}
+	return dst, true
+}
+
+// getu4 decodes \uXXXX at the start of s, or returns -1.
+func getu4(s []byte) rune {
+	if len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
+		return -1
+	}
+	var r rune
+	for _, c := range s[2:6] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r*16 + rune(c)
+	}
+	return r
 }
 
 // parseTime parses a raw JSON time; absent or null is no time. The error has

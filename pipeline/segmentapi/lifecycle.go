@@ -62,15 +62,13 @@ func (mp *mapped) lifecycleEvent(m *message) {
 	case EventInstalled, EventUpdated:
 		mp.lifecycle = m.Event
 		mp.forceDevice = true
-		props, err := object(m.Properties, "properties")
-		if err != nil {
-			return // track reports it
-		}
+		// Read before the properties are (track does, and reports an
+		// error), with no more than a scan.
 		for _, f := range [...]struct {
 			key string
 			to  *string
 		}{{"version", &mp.propVersion}, {"build", &mp.propBuild}} {
-			raw, _ := get(props, f.key)
+			raw := lookup(bytes.TrimSpace(m.Properties), f.key)
 			if s, err := idString(raw, ""); err == nil && s != "" && usableName(s) {
 				*f.to = s
 			}

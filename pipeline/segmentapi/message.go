@@ -95,7 +95,8 @@ type mapped struct {
 	devField string // the Segment field the device id came from
 	client   time.Time
 	base     tag.Record // ids, times and session, shared by the message's records
-	dropped  []string
+	dropped  []string   // warnings about the context; those about properties and traits are in sc.drops
+	sc       *scratch
 
 	sessionStart bool   // context.sessionStart: the SDK's session starts here
 	lifecycle    string // the lifecycle event of a track call (EventOpened…), else ""
@@ -106,7 +107,8 @@ type mapped struct {
 
 // mapMessage maps a decoded message to its records in res.
 func (d *decoder) mapMessage(m *message, res *Result) *MessageError {
-	mp := mapped{call: Call(m.Type)}
+	mp := mapped{call: Call(m.Type), sc: &d.sc}
+	d.sc.drops.reset()
 	ctx, ctxDrops := d.context(m.Context)
 	if err := d.setIDs(m, &ctx, &mp, &ctxDrops); err != nil {
 		return err
@@ -156,8 +158,7 @@ func (d *decoder) mapMessage(m *message, res *Result) *MessageError {
 	} else {
 		res.Records = append(res.Records, recs...)
 	}
-	slices.Sort(mp.dropped)
-	res.Dropped = mp.dropped
+	res.Dropped = d.sc.drops.merge(mp.dropped)
 	return nil
 }
 

@@ -164,3 +164,50 @@ func elements(b []byte, fn func(val []byte)) bool {
 	}
 	return false
 }
+
+// scanObject walks the object that starts at b[i] in one pass: for each
+// member it calls fn with the raw (quoted) key and the offset where the
+// value starts, and fn returns the offset just past the value (or -1). fn
+// may read the value as it likes, a nested object by calling scanObject in
+// turn, so that nothing is scanned twice. scanObject returns the offset
+// just past the object, or -1 if b[i] does not start one.
+func scanObject(b []byte, i int, fn func(key []byte, v int) int) int {
+	if i >= len(b) || b[i] != '{' {
+		return -1
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1
+	}
+	for i < len(b) {
+		if b[i] != '"' {
+			return -1
+		}
+		end := skipString(b, i)
+		if end < 0 {
+			return -1
+		}
+		key := b[i:end]
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return -1
+		}
+		if i = skipSpace(b, i+1); i >= len(b) {
+			return -1
+		}
+		if i = fn(key, i); i < 0 {
+			return -1
+		}
+		if i = skipSpace(b, i); i >= len(b) {
+			return -1
+		}
+		if b[i] == '}' {
+			return i + 1
+		}
+		if b[i] != ',' {
+			return -1
+		}
+		i = skipSpace(b, i+1)
+	}
+	return -1
+}
