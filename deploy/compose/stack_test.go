@@ -524,6 +524,7 @@ func (c *ownClickHouse) ping(user, password string) error {
 	defer cancel()
 	cfg := clickhouse.DefaultConfig(c.native)
 	cfg.User, cfg.Password = user, password
+	cfg.AllowPlaintextPassword = true // a loopback instance of the test's own, as the compose file allows it
 	conn, _, err := clickhouse.Open(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("user %s: %w", user, err)
@@ -538,6 +539,7 @@ func (c *ownClickHouse) connect(t testing.TB, user, password string) driver.Conn
 	defer cancel()
 	cfg := clickhouse.DefaultConfig(c.native)
 	cfg.User, cfg.Password = user, password
+	cfg.AllowPlaintextPassword = true // a loopback instance of the test's own, as the compose file allows it
 	conn, _, err := clickhouse.Open(ctx, cfg)
 	if err != nil {
 		t.Fatalf("ClickHouse as %s: %v", user, err)
