@@ -104,11 +104,14 @@ func Transient(err error) bool {
 }
 
 // IsPermanent reports whether a write error is the server refusing the data
-// itself or the credentials, which retrying cannot fix, as opposed to the
-// server being unreachable or overloaded.
+// itself, which retrying cannot fix (the sink sets such rows aside as dead
+// letters), as opposed to the server being unreachable or overloaded.
+// Refused credentials (a password rotated under a running sink) are not
+// the data's fault: not permanent, so the rows wait for the fix; Open
+// reports them at start.
 func IsPermanent(err error) bool {
 	if IsAuth(err) {
-		return true
+		return false
 	}
 	var ex *clickhouse.Exception
 	if !errors.As(err, &ex) {
