@@ -3,10 +3,11 @@ package clickhouse
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/openengage/engage/pipeline/backoff"
 )
 
 // timedConn is the connection Open returns: every call gets the configured
@@ -51,11 +52,10 @@ type longKey struct{}
 // ends them.
 func Long(ctx context.Context) context.Context { return context.WithValue(ctx, longKey{}, true) }
 
-// Query retry pacing: short, since a reader (an API request) is waiting.
-const (
-	retryMin = 100 * time.Millisecond
-	retryMax = 2 * time.Second
-)
+// queryBackoff paces the retries of reads: short, since a reader (an API
+// request) is waiting; equal jitter, so that readers that failed together
+// do not come back together.
+var queryBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: 2 * time.Second, Floor: 0.5}
 
 // retry runs try until it succeeds, fails on an error that is not
 // transient, runs out of its own deadline (a read that used its whole time
@@ -63,7 +63,7 @@ const (
 // been tried cfg.QueryAttempts times.
 func (c *timedConn) retry(ctx context.Context, try func(ctx context.Context) (release func(), err error)) (func(), error) {
 	attempts := max(c.cfg.QueryAttempts, 1)
-	wait := retryMin
+	b := backoff.New(queryBackoff)
 	for i := 1; ; i++ {
 		actx, cancel := deadline(ctx, c.cfg.QueryTimeout)
 		release, err := try(actx)
@@ -78,14 +78,9 @@ func (c *timedConn) retry(ctx context.Context, try func(ctx context.Context) (re
 		if i >= attempts || !Transient(err) || ctx.Err() != nil {
 			return nil, err
 		}
-		// Full jitter: readers that failed together do not come back together.
-		sleep := time.Duration(rand.Int64N(int64(wait))) + wait/2
-		select {
-		case <-ctx.Done():
+		if b.Wait(ctx) != nil {
 			return nil, err
-		case <-time.After(sleep):
 		}
-		wait = min(2*wait, retryMax)
 	}
 }
 
