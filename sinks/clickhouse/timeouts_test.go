@@ -23,9 +23,11 @@ import (
 func within(t *testing.T, bound time.Duration, what string, f func() error) error {
 	t.Helper()
 	done := make(chan error, 1)
+	start := time.Now()
 	go func() { done <- f() }()
 	select {
 	case err := <-done:
+		t.Logf("%s ended after %s", what, time.Since(start).Round(time.Millisecond))
 		return err
 	case <-time.After(bound):
 		t.Fatalf("%s still running after %s", what, bound)
@@ -154,6 +156,7 @@ func TestQueryRetriedAcrossRestart(t *testing.T) {
 		t.Fatalf("one attempt, server down: %v, want a transient error", err)
 	}
 	result := make(chan error, 1)
+	start := time.Now()
 	go func() { result <- count(retrying) }()
 	time.Sleep(300 * time.Millisecond) // the first attempts fail
 	own.Run("up", "clickhouse")
@@ -162,6 +165,7 @@ func TestQueryRetriedAcrossRestart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("read across the restart: %v", err)
 		}
+		t.Logf("the read outlasted the restart: it succeeded after %s", time.Since(start).Round(time.Millisecond))
 	case <-time.After(3 * time.Minute):
 		t.Fatal("read across the restart still running after 3 minutes")
 	}
