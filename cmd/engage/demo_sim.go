@@ -369,7 +369,7 @@ func followTags(ctx context.Context, brokers []string, keep func(*tag.Record) bo
 			f.close()
 			return nil, err
 		}
-		conn, err := kafka.DialLeader(ctx, "tcp", brokers[0], kafkabus.TopicTags, p)
+		conn, err := kafkabus.Dialer().DialLeader(ctx, "tcp", brokers[0], kafkabus.TopicTags, p)
 		if err != nil {
 			f.close()
 			return nil, err

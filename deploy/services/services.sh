@@ -35,6 +35,20 @@
 #                        (one per broker; generated as base+i from the first when only one is given)
 #   ENGAGE_KAFKA_CLUSTER_SESSION_TIMEOUT_MS=9000  how long the controllers wait for a broker that
 #                        stopped heart-beating (one killed) before fencing it and moving its partitions
+#
+# Secure listeners (off unless both of these are set; the shared instance runs without them):
+#   ENGAGE_TLS_DIR          a folder with ca.pem, server.pem and server-key.pem (PKCS#8, unencrypted),
+#                           the server certificate valid for 127.0.0.1 and localhost
+#   ENGAGE_SECURE_PASSWORD  the password of the user "engage" on both services ([A-Za-z0-9._-]+)
+#   ENGAGE_KAFKA_SASL_SSL_PORT=19094        the single broker also listens SASL_SSL here: SASL over
+#                           TLS, mechanisms SCRAM-SHA-512 (credential stored at format time with
+#                           kafka-storage format --add-scram) and PLAIN (the listener's JAAS config).
+#                           The PLAINTEXT listener stays on loopback for the controller and
+#                           inter-broker traffic and for the tools; the cluster has no SASL_SSL.
+#                           A data folder formatted without the SCRAM user keeps none: reset first.
+#   ENGAGE_CLICKHOUSE_SECURE_PORT=19440 (native over TLS)  ENGAGE_CLICKHOUSE_HTTPS_PORT=18443
+#                           with the same certificate; user "engage" (that password, as SHA-256)
+#                           may do everything; "default" keeps working on the plain ports.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,6 +67,24 @@ KAFKA_HOME=$CACHE/kafka-$KAFKA_VERSION
 CH_PORT=${ENGAGE_CLICKHOUSE_PORT:-19000}
 CH_HTTP_PORT=${ENGAGE_CLICKHOUSE_HTTP_PORT:-18123}
 READY_TIMEOUT=${ENGAGE_SERVICES_TIMEOUT:-90}
+TLS_DIR=${ENGAGE_TLS_DIR:-}
+SECURE_PASSWORD=${ENGAGE_SECURE_PASSWORD:-}
+SECURE_USER=engage
+KAFKA_SASL_SSL_PORT=${ENGAGE_KAFKA_SASL_SSL_PORT:-19094}
+CH_SECURE_PORT=${ENGAGE_CLICKHOUSE_SECURE_PORT:-19440}
+CH_HTTPS_PORT=${ENGAGE_CLICKHOUSE_HTTPS_PORT:-18443}
+SECURE=0
+if [[ -n $TLS_DIR || -n $SECURE_PASSWORD ]]; then
+  [[ -n $TLS_DIR && -n $SECURE_PASSWORD ]] \
+    || { echo "secure listeners: set both ENGAGE_TLS_DIR and ENGAGE_SECURE_PASSWORD (or neither)" >&2; exit 2; }
+  [[ $SECURE_PASSWORD =~ ^[A-Za-z0-9._-]+$ ]] \
+    || { echo "ENGAGE_SECURE_PASSWORD: use only letters, digits, '.', '_' and '-' (it goes into Kafka's JAAS and SCRAM settings unquoted)" >&2; exit 2; }
+  TLS_DIR=$(realpath -m "$TLS_DIR")
+  for f in ca.pem server.pem server-key.pem; do
+    [[ -r $TLS_DIR/$f ]] || { echo "ENGAGE_TLS_DIR=$TLS_DIR: no readable $f there (need ca.pem, server.pem, server-key.pem)" >&2; exit 2; }
+  done
+  SECURE=1
+fi
 STOP_TIMEOUT=30
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -182,11 +214,11 @@ kafka_write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT$( ((SECURE)) && echo ",SASL_SSL://$HOST:$KAFKA_SASL_SSL_PORT")
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT$( ((SECURE)) && echo ",SASL_SSL://$HOST:$KAFKA_SASL_SSL_PORT")
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT$( ((SECURE)) && echo ",SASL_SSL:SASL_SSL")
 log.dirs=$d/data
 num.partitions=8
 # auto.create.topics.enable stays at Kafka's default (true).
@@ -205,6 +237,20 @@ log.retention.check.interval.ms=$KAFKA_RETENTION_CHECK_MS
 # The first retention check comes after this delay (Kafka's default: 30 s), or sooner when checks are frequent.
 log.initial.task.delay.ms=$((KAFKA_RETENTION_CHECK_MS < 30000 ? KAFKA_RETENTION_CHECK_MS : 30000))
 EOF
+  ((SECURE)) || return 0
+  # The key file holds the private key (PKCS#8) and then the certificate: a PEM "keystore".
+  cat "$TLS_DIR/server-key.pem" "$TLS_DIR/server.pem" >"$d/keystore.pem"
+  chmod 600 "$d/keystore.pem"
+  cat >>"$d/server.properties" <<EOF
+# SASL_SSL: TLS with the certificate of $TLS_DIR; user $SECURE_USER by SCRAM-SHA-512 (stored at
+# format time) or PLAIN (listed in the JAAS config below). No client certificates asked for.
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$d/keystore.pem
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SECURE_USER="$SECURE_PASSWORD";
+EOF
 }
 
 kafka_ready() { # broker accepts connections and answers a metadata request
@@ -221,6 +267,7 @@ kafka_up() {
   fi
   ensure_port_free "$KAFKA_PORT" ENGAGE_KAFKA_PORT
   ensure_port_free "$KAFKA_CONTROLLER_PORT" ENGAGE_KAFKA_CONTROLLER_PORT
+  ((SECURE)) && ensure_port_free "$KAFKA_SASL_SSL_PORT" ENGAGE_KAFKA_SASL_SSL_PORT
   ensure_java; kafka_fetch
   mkdir -p "$d/data" "$d/logs"
   kafka_write_config
@@ -233,12 +280,14 @@ kafka_up() {
       cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
     done
     log "kafka: formatting KRaft storage in $d/data (cluster id $cluster_id)"
+    local scram=()
+    ((SECURE)) && scram=(--add-scram "SCRAM-SHA-512=[name=$SECURE_USER,password=$SECURE_PASSWORD]")
     kafka_java -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$d/logs" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$d/server.properties" >>"$d/logs/format.log" 2>&1 \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$d/server.properties" "${scram[@]}" >>"$d/logs/format.log" 2>&1 \
       || { tail -n 20 "$d/logs/format.log" >&2; die "kafka storage format failed"; }
   fi
   rotate_logs "$d/logs/kafka.out" "$d/logs/server.log"
-  log "kafka: starting $KAFKA_VERSION on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
+  log "kafka: starting $KAFKA_VERSION on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT$( ((SECURE)) && echo ", SASL_SSL $KAFKA_SASL_SSL_PORT"))"
   launch kafka "$d/logs/kafka.out" java -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$d/logs" \
@@ -470,11 +519,25 @@ ch_up() {
   fi
   ensure_port_free "$CH_PORT" ENGAGE_CLICKHOUSE_PORT
   ensure_port_free "$CH_HTTP_PORT" ENGAGE_CLICKHOUSE_HTTP_PORT
+  if ((SECURE)); then
+    ensure_port_free "$CH_SECURE_PORT" ENGAGE_CLICKHOUSE_SECURE_PORT
+    ensure_port_free "$CH_HTTPS_PORT" ENGAGE_CLICKHOUSE_HTTPS_PORT
+  fi
   ensure_clickhouse
   mkdir -p "$d/data" "$d/logs"
+  # The lines between <!-- secure:begin --> and <!-- secure:end --> in the templates are kept only
+  # with the secure listeners on.
+  local keep_secure='/<!-- secure:begin -->/,/<!-- secure:end -->/d' hash=""
+  if ((SECURE)); then
+    keep_secure='/<!-- secure:\(begin\|end\) -->/d'
+    hash=$(printf '%s' "$SECURE_PASSWORD" | sha256sum | cut -c1-64)
+  fi
   for t in config.xml users.xml; do
-    sed -e "s#@DATA_DIR@#$d/data#g; s#@LOG_DIR@#$d/logs#g" \
-      -e "s#@TCP_PORT@#$CH_PORT#g; s#@HTTP_PORT@#$CH_HTTP_PORT#g" "$DEPLOY_DIR/clickhouse/$t" >"$d/$t"
+    sed -e "$keep_secure" -e "s#@DATA_DIR@#$d/data#g; s#@LOG_DIR@#$d/logs#g" \
+      -e "s#@TCP_PORT@#$CH_PORT#g; s#@HTTP_PORT@#$CH_HTTP_PORT#g" \
+      -e "s#@TCP_PORT_SECURE@#$CH_SECURE_PORT#g; s#@HTTPS_PORT@#$CH_HTTPS_PORT#g; s#@TLS_DIR@#$TLS_DIR#g" \
+      -e "s#@SECURE_USER@#$SECURE_USER#g; s#@SECURE_PASSWORD_SHA256@#$hash#g" \
+      "$DEPLOY_DIR/clickhouse/$t" >"$d/$t"
   done
   rotate_logs "$d/logs/stdout.log" "$d/logs/clickhouse-server.log" "$d/logs/clickhouse-server.err.log"
   log "clickhouse: starting $CH_SERVER on $HOST:$CH_PORT (http $CH_HTTP_PORT)"
@@ -526,7 +589,14 @@ main() {
       if [[ $target == cluster ]]; then echo "export ENGAGE_KAFKA_BROKERS=$(cluster_bootstrap)"; return; fi
       echo "export ENGAGE_KAFKA_BROKERS=$HOST:$KAFKA_PORT"
       echo "export ENGAGE_CLICKHOUSE_ADDR=$HOST:$CH_PORT"
-      echo "export ENGAGE_CLICKHOUSE_HTTP_ADDR=$HOST:$CH_HTTP_PORT" ;;
+      echo "export ENGAGE_CLICKHOUSE_HTTP_ADDR=$HOST:$CH_HTTP_PORT"
+      if ((SECURE)); then
+        echo "export ENGAGE_SECURE_KAFKA_BROKERS=$HOST:$KAFKA_SASL_SSL_PORT"
+        echo "export ENGAGE_SECURE_CLICKHOUSE_ADDR=$HOST:$CH_SECURE_PORT"
+        echo "export ENGAGE_SECURE_CLICKHOUSE_HTTPS_ADDR=$HOST:$CH_HTTPS_PORT"
+        echo "export ENGAGE_SECURE_CA=$TLS_DIR/ca.pem"
+        echo "export ENGAGE_SECURE_USER=$SECURE_USER"
+      fi ;;
     reset)
       lock
       [[ -n $STATE && $STATE != / ]] || die "refusing to delete under '$STATE'"
@@ -540,7 +610,7 @@ main() {
         stop_svc "$s"
         rm -rf "${STATE:?}/$s"; log "$s: data deleted"
       done ;;
-    *) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 

@@ -12,7 +12,7 @@ import (
 // partition of a topic: the next offset it will read. A group that has
 // committed nothing there gives -1.
 func CommittedOffset(ctx context.Context, brokers []string, group, topic string, partition int) (int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	client := NewClient(brokers, 10*time.Second)
 	resp, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {partition}}})
 	if err != nil {
 		return 0, fmt.Errorf("committed offset of group %s on %s/%d: %w", group, topic, partition, err)

@@ -58,7 +58,7 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger) (*Consumer, error) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: cfg.Brokers, GroupID: cfg.Group, Topic: cfg.Topic,
 		MinBytes: 1, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait, QueueCapacity: 10000,
-		StartOffset:       kafka.FirstOffset,
+		StartOffset: kafka.FirstOffset, Dialer: Dialer(),
 		CommitInterval:    0, // synchronous commits, only when asked
 		HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second, RebalanceTimeout: 10 * time.Second,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
@@ -139,9 +139,11 @@ func fetchRetrying(ctx context.Context, r *kafka.Reader, log *slog.Logger) (kafk
 // Transient says whether err, met talking to Kafka, may go away by itself:
 // a broker that cannot be reached or closed the connection, a timeout, or
 // a Kafka error that says to retry (a leader or coordinator moving, not
-// enough replicas in sync).
+// enough replicas in sync). A TLS handshake or SASL authentication that
+// failed is not transient (see AuthError), even when it comes as a
+// network error.
 func Transient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || isAuthError(err) {
 		return false
 	}
 	var ke kafka.Error

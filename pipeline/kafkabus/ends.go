@@ -20,7 +20,7 @@ type Ends struct {
 
 // NewEnds returns an Ends for the cluster; Close releases its connections.
 func NewEnds(brokers []string) *Ends {
-	tr := &kafka.Transport{IdleTimeout: time.Minute, MetadataTTL: 10 * time.Second}
+	tr := Transport(&kafka.Transport{IdleTimeout: time.Minute, MetadataTTL: 10 * time.Second})
 	return &Ends{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: tr}, tr: tr}
 }
 

@@ -81,7 +81,7 @@ func RunGroup(ctx context.Context, cfg GroupConfig, log *slog.Logger, fn func(ct
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID: cfg.Group, Brokers: cfg.Brokers, Topics: []string{cfg.Topic},
 		HeartbeatInterval: time.Second, SessionTimeout: cfg.SessionTimeout, RebalanceTimeout: cfg.SessionTimeout,
-		JoinGroupBackoff: 500 * time.Millisecond, StartOffset: kafka.FirstOffset, WatchPartitionChanges: true,
+		JoinGroupBackoff: 500 * time.Millisecond, StartOffset: kafka.FirstOffset, WatchPartitionChanges: true, Dialer: Dialer(),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			log.Warn("kafka group", "detail", fmt.Sprintf(msg, args...))
 		}),
@@ -246,7 +246,7 @@ func partitionBounds(ctx context.Context, brokers []string, topic string, partit
 	deadline := time.Now().Add(30 * time.Second)
 	for i, wait := 0, 50*time.Millisecond; ; i, wait = i+1, min(2*wait, time.Second) {
 		var conn *kafka.Conn
-		conn, err = kafka.DialLeader(ctx, "tcp", brokers[i%len(brokers)], topic, partition)
+		conn, err = Dialer().DialLeader(ctx, "tcp", brokers[i%len(brokers)], topic, partition)
 		if err == nil {
 			first, last, err = conn.ReadOffsets()
 			conn.Close()
@@ -268,7 +268,7 @@ func partitionBounds(ctx context.Context, brokers []string, topic string, partit
 // partitionReader reads one partition (no group) from offset on.
 func partitionReader(brokers []string, topic string, partition int, offset int64, maxBytes int) (*kafka.Reader, error) {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition,
-		MinBytes: 1, MaxBytes: maxBytes, MaxWait: 100 * time.Millisecond, QueueCapacity: 10000})
+		MinBytes: 1, MaxBytes: maxBytes, MaxWait: 100 * time.Millisecond, QueueCapacity: 10000, Dialer: Dialer()})
 	if err := r.SetOffset(offset); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("read %s/%d from %d: %w", topic, partition, offset, err)

@@ -110,7 +110,7 @@ func NewProducer(cfg ProducerConfig, log *slog.Logger) (*Producer, error) {
 		Compression:  codec,
 		// An own transport: kafka-go's shared default caches metadata
 		// across writers, so a topic created since would look unknown.
-		Transport: &kafka.Transport{MetadataTTL: 10 * time.Second, IdleTimeout: time.Minute, ClientID: "engage"},
+		Transport: Transport(&kafka.Transport{MetadataTTL: 10 * time.Second, IdleTimeout: time.Minute, ClientID: "engage"}),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			log.Warn("kafka writer", "detail", fmt.Sprintf(msg, args...))
 		}),

@@ -19,7 +19,7 @@ import (
 // errors until its partitions are loaded). It is for tools, the demo and
 // tests; services use consumer groups.
 func ReadTopic(ctx context.Context, brokers []string, topic string, want int) ([]bus.Message, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	client := NewClient(brokers, 10*time.Second)
 	for {
 		msgs, err := readOnce(ctx, client, brokers, topic)
 		if err == nil && len(msgs) >= want {
@@ -81,7 +81,7 @@ func partitionOffsets(ctx context.Context, client *kafka.Client, topic string) (
 }
 
 func readPartition(ctx context.Context, brokers []string, topic string, partition int, first, end int64) ([]bus.Message, error) {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition, MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition, MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond, Dialer: Dialer()})
 	defer r.Close()
 	if err := r.SetOffset(first); err != nil {
 		return nil, err
@@ -105,7 +105,7 @@ func readPartition(ctx context.Context, brokers []string, topic string, partitio
 // CountMessages returns how many messages the topic holds (the sum over its
 // partitions of end offset minus start offset).
 func CountMessages(ctx context.Context, brokers []string, topic string) (int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	client := NewClient(brokers, 10*time.Second)
 	offsets, err := partitionOffsets(ctx, client, topic)
 	if err != nil {
 		return 0, err
@@ -121,7 +121,7 @@ func CountMessages(ctx context.Context, brokers []string, topic string) (int64, 
 // committed yet (end offset minus committed offset, summed over partitions;
 // a partition with no commit counts from its first offset).
 func GroupLag(ctx context.Context, brokers []string, group, topic string) (int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	client := NewClient(brokers, 10*time.Second)
 	offsets, err := partitionOffsets(ctx, client, topic)
 	if err != nil {
 		return 0, err

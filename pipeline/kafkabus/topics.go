@@ -93,7 +93,7 @@ func CheckDurability(brokers, replication, minInSync int) error {
 // BrokerCount returns how many brokers the cluster has (those alive, as
 // its metadata lists them).
 func BrokerCount(ctx context.Context, brokers []string) (int, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
+	client := NewClient(brokers, 30*time.Second)
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}})
 	if err != nil {
 		return 0, fmt.Errorf("read cluster metadata: %w", err)
@@ -166,7 +166,7 @@ func EnsureTopics(ctx context.Context, brokers []string, specs []TopicSpec) ([]T
 	if len(brokers) == 0 {
 		return nil, errors.New("ensure topics: no brokers")
 	}
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
+	client := NewClient(brokers, 30*time.Second)
 	md, err := readMetadata(ctx, client)
 	if err != nil {
 		return nil, err
@@ -340,7 +340,7 @@ func FixMinInSync(ctx context.Context, brokers []string, topics []string, n int)
 	if len(topics) == 0 {
 		return nil
 	}
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
+	client := NewClient(brokers, 30*time.Second)
 	md, err := readMetadata(ctx, client)
 	if err != nil {
 		return err
@@ -360,7 +360,7 @@ func setTopicConfig(ctx context.Context, brokers []string, topics []string, key,
 	if len(topics) == 0 {
 		return nil
 	}
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
+	client := NewClient(brokers, 30*time.Second)
 	req := &kafka.IncrementalAlterConfigsRequest{}
 	for _, n := range topics {
 		req.Resources = append(req.Resources, kafka.IncrementalAlterConfigsRequestResource{
@@ -484,7 +484,7 @@ func waitForLeaders(ctx context.Context, client *kafka.Client, specs []TopicSpec
 
 // Partitions returns the partition count of each of the topics that exist.
 func Partitions(ctx context.Context, brokers []string) (map[string]int, error) {
-	return topicPartitions(ctx, &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second})
+	return topicPartitions(ctx, NewClient(brokers, 30*time.Second))
 }
 
 // KeyPartition returns the partition of a topic of n partitions that the

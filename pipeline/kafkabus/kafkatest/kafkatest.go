@@ -102,7 +102,7 @@ func WaitRetentionChecks(t testing.TB, brokers []string, n int, timeout time.Dur
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	probe := fmt.Sprintf("test.retention-probe.%d.%d", time.Now().UnixNano()%1e9, seq.Add(1))
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
+	client := kafkabus.NewClient(brokers, 30*time.Second)
 	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: probe, NumPartitions: 1, ReplicationFactor: 1,
 		ConfigEntries: []kafka.ConfigEntry{{ConfigName: kafkabus.ConfigTimestampType, ConfigValue: "CreateTime"}, {ConfigName: "retention.ms", ConfigValue: "3600000"}}}}})
 	if err == nil {
@@ -112,7 +112,7 @@ func WaitRetentionChecks(t testing.TB, brokers []string, n int, timeout time.Dur
 		t.Fatalf("create probe topic: %v", err)
 	}
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: probe, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond,
-		Transport: &kafka.Transport{MetadataTTL: time.Second}}
+		Transport: kafkabus.Transport(&kafka.Transport{MetadataTTL: time.Second})}
 	defer w.Close()
 	for i := range n {
 		if err := w.WriteMessages(ctx, kafka.Message{Value: []byte("probe"), Time: time.Now().Add(-30 * 24 * time.Hour)}); err != nil {
