@@ -29,7 +29,7 @@ func (d *decoder) track(m *message, mp *mapped) ([]tag.Record, *MessageError) {
 	}
 	var dur time.Duration
 	if kind == tag.KindJob {
-		if dur, props, err = jobDuration(props); err != nil {
+		if dur, props, err = d.sc.jobDuration(props); err != nil {
 			return nil, err
 		}
 	}
@@ -42,12 +42,12 @@ func (d *decoder) track(m *message, mp *mapped) ([]tag.Record, *MessageError) {
 
 // jobDuration takes the duration of a job out of its properties: duration
 // in seconds (Segment's convention), else durationMs.
-func jobDuration(props []member) (time.Duration, []member, *MessageError) {
+func (sc *scratch) jobDuration(props []member) (time.Duration, []member, *MessageError) {
 	field, unit := "duration", float64(time.Second)
-	raw, ok := get(props, "duration")
+	raw, ok := sc.get(props, "duration")
 	if !ok || raw.absent() {
 		field, unit = "durationMs", float64(time.Millisecond)
-		raw, ok = get(props, "durationMs")
+		raw, ok = sc.get(props, "durationMs")
 	}
 	if !ok || raw.absent() {
 		return 0, nil, &MessageError{Field: "properties.duration", Reason: "missing: an event declared as a job needs properties.duration (seconds) or properties.durationMs"}
@@ -56,7 +56,10 @@ func jobDuration(props []member) (time.Duration, []member, *MessageError) {
 	if err != nil || f <= 0 || f*unit >= math.MaxInt64 {
 		return 0, nil, &MessageError{Field: "properties." + field, Reason: "expected a positive number, got JSON " + quoteShort(string(raw))}
 	}
-	props = slices.DeleteFunc(props, func(m member) bool { return string(m.key) == "duration" || string(m.key) == "durationMs" })
+	props = slices.DeleteFunc(props, func(m member) bool {
+		k := sc.key(&m)
+		return string(k) == "duration" || string(k) == "durationMs"
+	})
 	return time.Duration(f * unit), props, nil
 }
 
@@ -70,7 +73,7 @@ func (mp *mapped) activity(m *message) ([]tag.Record, *MessageError) {
 	if mp.call == CallPage {
 		for _, k := range [...]string{"name", "path"} {
 			if name == "" {
-				raw, _ := get(props, k)
+				raw, _ := mp.sc.get(props, k)
 				name, _ = unquote(raw)
 			}
 		}
@@ -83,7 +86,7 @@ func (mp *mapped) activity(m *message) ([]tag.Record, *MessageError) {
 		return nil, &MessageError{Field: "name", Reason: reason}
 	}
 	var fixed []tag.Extra
-	if _, ok := get(props, "category"); !ok && m.Category != "" {
+	if _, ok := mp.sc.get(props, "category"); !ok && m.Category != "" {
 		fixed = []tag.Extra{{Key: "category", Value: tag.String(m.Category)}}
 	}
 	extras, err := mp.sc.buildExtras(props, "properties", "", fixed)

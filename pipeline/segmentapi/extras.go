@@ -20,23 +20,24 @@ import (
 // the warnings of a message are written out for the first maxListed only,
 // the others counted.
 
-// member is a member of properties or traits: its key, unescaped (a part of
-// the input when it has no escapes), and its raw value. When the value is
-// an object, its members are scratch.kids[lo:hi], read in the same pass.
+// member is a member of properties or traits: its key, unescaped, in
+// scratch.keys, and its raw value in scratch.raw. When the value is an
+// object, its members are scratch.kids[lo:hi], read in the same pass.
+// Members, kids and candidates hold offsets, not slices: no pointers for
+// the garbage collector to follow or for write barriers to record.
 type member struct {
-	key    []byte
-	raw    rawJSON
-	lo, hi int32
+	key, val span
+	lo, hi   int32
 }
 
-// kid is a member of an object nested in properties or traits.
-type kid struct {
-	key []byte // raw: quoted, escapes as sent
-	raw rawJSON
-}
+// kid is a member of an object nested in properties or traits: its raw
+// key (quoted, escapes as sent) and value, in scratch.raw.
+type kid struct{ key, val span }
 
-// span is a part of scratch.buf.
+// span is a part of one of scratch's buffers.
 type span struct{ off, n int32 }
+
+func (s span) of(b []byte) []byte { return b[s.off : s.off+s.n] }
 
 // Ranks of candidate extras: for one key, the lowest rank wins.
 const (
@@ -55,12 +56,23 @@ type candidate struct {
 	idx  int32 // its value in scratch.vals, in the order found: the last tie-break
 }
 
-// candValue is the value of a candidate. A string stays raw (quoted) until
-// the candidate is kept.
+// candValue is the value of a candidate: a number or bool, a fixed value
+// (fixed[i]), or a string still raw (quoted, in scratch.raw) until the
+// candidate is kept.
 type candValue struct {
-	val tag.Value
-	str rawJSON
+	kind  uint8 // valNumber…
+	b     bool
+	num   float64
+	str   span
+	fixed int32
 }
+
+const (
+	valNumber = iota
+	valBool
+	valString
+	valFixed
+)
 
 // kept is a candidate that becomes an extra: its key and string value in
 // scratch.out.
@@ -73,8 +85,11 @@ type kept struct {
 // built in, reused from one message to the next: what the records keep is
 // copied out of them.
 type scratch struct {
+	raw     rawJSON // the object being read
+	keys    []byte  // the members' keys
 	members []member
 	kids    []kid
+	fixed   []tag.Extra
 	cands   []candidate
 	vals    []candValue
 	kept    []kept
@@ -147,8 +162,12 @@ func (dl *dropList) merge(others []string) []string {
 	return out
 }
 
-// at returns the bytes of s.
+// at returns the bytes of s in buf.
 func (sc *scratch) at(s span) []byte { return sc.buf[s.off : s.off+s.n] }
+
+// key and val return the key and the raw value of m.
+func (sc *scratch) key(m *member) []byte  { return m.key.of(sc.keys) }
+func (sc *scratch) val(m *member) rawJSON { return m.val.of(sc.raw) }
 
 // object reads the members of properties or traits, and those of the
 // objects nested in them, in one pass: absent or null is empty. A key
@@ -159,16 +178,19 @@ func (sc *scratch) object(raw rawJSON, field string) ([]member, *MessageError) {
 	if raw.absent() {
 		return nil, nil
 	}
-	sc.members, sc.kids = sc.members[:0], sc.kids[:0]
+	sc.raw, sc.keys, sc.members, sc.kids = raw, sc.keys[:0], sc.members[:0], sc.kids[:0]
 	end := scanObject(raw, 0, func(key []byte, i int) int {
-		m := member{key: keyBytes(key)}
+		var m member
+		off := len(sc.keys)
+		sc.keys = appendKey(sc.keys, key)
+		m.key = span{int32(off), int32(len(sc.keys) - off)}
 		var end int
 		if raw[i] == '{' {
 			m.lo = int32(len(sc.kids))
 			end = scanObject(raw, i, func(ck []byte, j int) int {
 				e := skipValue(raw, j)
 				if e >= 0 {
-					sc.kids = append(sc.kids, kid{ck, raw[j:e]})
+					sc.kids = append(sc.kids, kid{span{int32(j - len(ck) - 1), int32(len(ck))}, span{int32(j), int32(e - j)}})
 				}
 				return e
 			})
@@ -177,7 +199,7 @@ func (sc *scratch) object(raw rawJSON, field string) ([]member, *MessageError) {
 			end = skipValue(raw, i)
 		}
 		if end >= 0 {
-			m.raw = raw[i:end]
+			m.val = span{int32(i), int32(end - i)}
 			sc.members = append(sc.members, m)
 		}
 		return end
@@ -188,30 +210,31 @@ func (sc *scratch) object(raw rawJSON, field string) ([]member, *MessageError) {
 	return sc.members, nil
 }
 
-// keyBytes returns the key that a raw JSON key holds: the inside of the
+// appendKey appends the key that a raw JSON key holds: the inside of the
 // quotes when it is plain ASCII without escapes, else decoded.
-func keyBytes(raw []byte) []byte {
+func appendKey(b, raw []byte) []byte {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
-		return nil
+		return b
 	}
 	inner := raw[1 : len(raw)-1]
 	for _, c := range inner {
 		if c == '\\' || c == '"' || c < 0x20 || c >= 0x80 {
-			b, ok := appendUnquoted(nil, inner)
+			start := len(b)
+			b, ok := appendUnquoted(b, inner)
 			if !ok {
-				return nil
+				return b[:start]
 			}
 			return b
 		}
 	}
-	return inner
+	return append(b, inner...)
 }
 
 // get returns the value of key in ms (the last one, as a decoder would).
-func get(ms []member, key string) (rawJSON, bool) {
+func (sc *scratch) get(ms []member, key string) (rawJSON, bool) {
 	for i := len(ms) - 1; i >= 0; i-- {
-		if string(ms[i].key) == key {
-			return ms[i].raw, true
+		if string(sc.key(&ms[i])) == key {
+			return sc.val(&ms[i]), true
 		}
 	}
 	return nil, false
@@ -221,8 +244,9 @@ func get(ms []member, key string) (rawJSON, bool) {
 // no more than a scan: for the few fields read before the object is.
 func lookup(raw rawJSON, key string) rawJSON {
 	var v rawJSON
-	members(raw, func(k, val []byte) {
-		if string(keyBytes(k)) == key {
+	var k []byte
+	members(raw, func(rk, val []byte) {
+		if k = appendKey(k[:0], rk); string(k) == key {
 			v = val
 		}
 	})
@@ -238,22 +262,18 @@ func (sc *scratch) buildExtras(obj []member, path, prefix string, fixed []tag.Ex
 	if len(obj) == 0 && len(fixed) == 0 {
 		return nil, nil
 	}
-	sc.path, sc.prefix = path, prefix
+	sc.path, sc.prefix, sc.fixed = path, prefix, fixed
 	sc.cands, sc.vals, sc.buf = sc.cands[:0], sc.vals[:0], sc.buf[:0]
-	for _, x := range fixed {
-		k := sc.putString(x.Key)
-		sc.cand(k, k, rankFixed, candValue{val: x.Value})
+	for i, x := range fixed {
+		off := len(sc.buf)
+		sc.buf = append(sc.buf, x.Key...)
+		k := span{int32(off), int32(len(x.Key))}
+		sc.cand(k, k, rankFixed, candValue{kind: valFixed, fixed: int32(i)})
 	}
 	for i := range obj {
 		sc.add(&obj[i])
 	}
 	return sc.finish(len(fixed))
-}
-
-func (sc *scratch) putString(s string) span {
-	off := len(sc.buf)
-	sc.buf = append(sc.buf, s...)
-	return span{int32(off), int32(len(s))}
 }
 
 func (sc *scratch) cand(key, src span, rank int, v candValue) {
@@ -263,34 +283,44 @@ func (sc *scratch) cand(key, src span, rank int, v candValue) {
 	sc.vals = append(sc.vals, v)
 }
 
-// value reads a raw value of properties or traits: a string is kept raw
-// (checked valid by json.Valid with the body), a number or bool read; for
-// anything else it says why not.
-func value(raw []byte) (candValue, string) {
+// value reads the raw value at v in sc.raw: a string is kept raw (checked
+// valid by json.Valid with the body), a number or bool read; for anything
+// else it says why not.
+func (sc *scratch) value(v span) (candValue, string) {
+	raw := v.of(sc.raw)
 	if len(raw) > 0 && raw[0] == '"' {
-		return candValue{str: raw}, ""
+		return candValue{kind: valString, str: v}, ""
 	}
-	v, why := scalar(raw)
-	return candValue{val: v}, why
+	x, why := scalar(raw)
+	if x.Type == tag.TypeBool {
+		return candValue{kind: valBool, b: x.Bool}, why
+	}
+	return candValue{kind: valNumber, num: x.Num}, why
 }
 
 // add adds the candidates of a first-level member.
 func (sc *scratch) add(m *member) {
-	if len(m.raw) > 0 && m.raw[0] == '{' {
-		for _, k := range sc.kids[m.lo:m.hi] {
-			sc.addChild(m.key, k)
+	k := sc.key(m)
+	if m.val.n > 0 && sc.raw[m.val.off] == '{' {
+		for _, c := range sc.kids[m.lo:m.hi] {
+			sc.addChild(k, c)
 		}
 		return
 	}
-	v, why := value(m.raw)
+	v, why := sc.value(m.val)
 	if why != "" {
-		sc.drop(m.key, nil, why)
+		sc.drop(k, nil, why)
 		return
 	}
-	sc.tmp = append(append(sc.tmp[:0], sc.prefix...), m.key...)
+	sc.tmp = append(append(sc.tmp[:0], sc.prefix...), k...)
 	key, renamed, ok := sc.newKey()
 	if !ok {
-		sc.drop(m.key, nil, "invalid key, even with invalid characters replaced by _")
+		sc.drop(k, nil, "invalid key, even with invalid characters replaced by _")
+		return
+	}
+	if !renamed && len(k) > 0 {
+		// Kept as it is: a plain key, which the warnings name as it is.
+		sc.cand(key, span{key.off + int32(len(sc.prefix)), int32(len(k))}, rankExact, v)
 		return
 	}
 	rank := rankExact
@@ -298,23 +328,25 @@ func (sc *scratch) add(m *member) {
 		rank = rankRenamed
 	}
 	src := span{off: int32(len(sc.buf))}
-	sc.buf = appendSrcKey(sc.buf, m.key)
+	sc.buf = appendSrcKey(sc.buf, k)
 	src.n = int32(len(sc.buf)) - src.off
 	sc.cand(key, src, rank, v)
 }
 
-// addChild adds the member k of the object parent.
-func (sc *scratch) addChild(parent []byte, k kid) {
-	child := keyBytes(k.key)
-	v, why := value(k.raw)
+// addChild adds the member c of the object parent.
+func (sc *scratch) addChild(parent []byte, c kid) {
+	v, why := sc.value(c.val)
 	if why == "object" {
 		why = "object nested in an object: only one level is flattened"
 	}
+	sc.tmp = append(append(append(sc.tmp[:0], sc.prefix...), parent...), '_')
+	n := len(sc.tmp)
+	sc.tmp = appendKey(sc.tmp, c.key.of(sc.raw))
+	child := sc.tmp[n:]
 	if why != "" {
 		sc.drop(parent, child, why)
 		return
 	}
-	sc.tmp = append(append(append(append(sc.tmp[:0], sc.prefix...), parent...), '_'), child...)
 	key, _, ok := sc.newKey()
 	if !ok {
 		if !sc.drops.full() {
@@ -449,15 +481,21 @@ func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
 		k := kept{key: span{int32(len(sc.out)), int32(len(key))}, idx: c.idx}
 		sc.out = append(sc.out, key...)
 		v := &sc.vals[c.idx]
-		n := len(v.val.Str)
-		if v.str != nil {
+		n := -1
+		switch v.kind {
+		case valString:
 			// Valid, as the body is: appendUnquoted cannot fail.
 			start := len(sc.out)
-			sc.out, _ = appendUnquoted(sc.out, v.str[1:len(v.str)-1])
+			raw := v.str.of(sc.raw)
+			sc.out, _ = appendUnquoted(sc.out, raw[1:len(raw)-1])
 			k.str = span{int32(start), int32(len(sc.out) - start)}
 			n = int(k.str.n)
+		case valFixed:
+			if x := sc.fixed[v.fixed].Value; x.Type == tag.TypeString {
+				n = len(x.Str)
+			}
 		}
-		if (v.str != nil || v.val.Type == tag.TypeString) && n > tag.MaxValueLen {
+		if n > tag.MaxValueLen {
 			return nil, &MessageError{Field: sc.path + "." + string(sc.at(c.src)), Reason: fmt.Sprintf("string of %d bytes, more than the limit of %d", n, tag.MaxValueLen)}
 		}
 		if c.rank != rankFixed {
@@ -473,10 +511,15 @@ func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
 	for i, k := range sc.kept {
 		x := &out[i]
 		x.Key = all[k.key.off : k.key.off+k.key.n]
-		if v := &sc.vals[k.idx]; v.str != nil {
+		switch v := &sc.vals[k.idx]; v.kind {
+		case valString:
 			x.Value = tag.String(all[k.str.off : k.str.off+k.str.n])
-		} else {
-			x.Value = v.val
+		case valNumber:
+			x.Value = tag.Number(v.num)
+		case valBool:
+			x.Value = tag.Bool(v.b)
+		case valFixed:
+			x.Value = sc.fixed[v.fixed].Value
 		}
 	}
 	return out, nil
