@@ -53,13 +53,15 @@ type secured struct {
 	tls  *tls.Config
 	mech sasl.Mechanism
 	user string
+	from Security // the settings, mechanism name normalized
 }
 
 // build checks s and loads its files. The errors name the setting at fault.
 func (s Security) build() (*secured, error) {
 	out := &secured{}
-	switch strings.ToUpper(s.SASLMechanism) {
+	switch s.SASLMechanism = strings.ToUpper(s.SASLMechanism); s.SASLMechanism {
 	case "", strings.ToUpper(SASLNone):
+		s.SASLMechanism = ""
 		if s.User != "" || s.Password != "" {
 			return nil, errors.New("kafka security: a SASL user or password is set but no SASL mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
 		}
@@ -73,21 +75,21 @@ func (s Security) build() (*secured, error) {
 		out.mech = plain.Mechanism{Username: s.User, Password: s.Password}
 	case SASLScramSHA256, SASLScramSHA512:
 		if s.User == "" || s.Password == "" {
-			return nil, fmt.Errorf("kafka security: SASL %s needs a user and a password", strings.ToUpper(s.SASLMechanism))
+			return nil, fmt.Errorf("kafka security: SASL %s needs a user and a password", s.SASLMechanism)
 		}
 		algo := scram.SHA512
-		if strings.ToUpper(s.SASLMechanism) == SASLScramSHA256 {
+		if s.SASLMechanism == SASLScramSHA256 {
 			algo = scram.SHA256
 		}
 		m, err := scram.Mechanism(algo, s.User, s.Password)
 		if err != nil {
-			return nil, fmt.Errorf("kafka security: SASL %s: %w", strings.ToUpper(s.SASLMechanism), err)
+			return nil, fmt.Errorf("kafka security: SASL %s: %w", s.SASLMechanism, err)
 		}
 		out.mech = m
 	default:
 		return nil, fmt.Errorf("kafka security: SASL mechanism %q unknown; give none, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.SASLMechanism)
 	}
-	out.user = s.User
+	out.user, out.from = s.User, s
 	if !s.TLS {
 		if s.CAFile != "" || s.CertFile != "" || s.KeyFile != "" || s.ServerName != "" {
 			return nil, errors.New("kafka security: a TLS CA, certificate, key or server name is set but TLS is off")
@@ -131,9 +133,11 @@ var (
 )
 
 // Configure sets how every Kafka client of this process connects. Call it
-// once at start, before any Kafka client is made: it fails when called a
-// second time or after a client was made (clients already made would keep
-// the old setting). The errors name the setting at fault.
+// once at start, before any Kafka client is made. Setting what is already
+// set does nothing (commands run again in one process, as tests do);
+// changing it fails once a client was made (clients already made would
+// keep the old setting) or when it was set before. The errors name the
+// setting at fault.
 func Configure(s Security) error {
 	sc, err := s.build()
 	if err != nil {
@@ -141,11 +145,14 @@ func Configure(s Security) error {
 	}
 	configureMu.Lock()
 	defer configureMu.Unlock()
-	if securityUsed.Load() {
+	was := security.Load()
+	switch {
+	case was == nil && sc.from == (Security{}) || was != nil && was.from == sc.from:
+		return nil
+	case was != nil:
+		return errors.New("kafka security: configured twice with different settings (a bug: configure it once at start)")
+	case securityUsed.Load():
 		return errors.New("kafka security: configured after a Kafka client was made (a bug: configure it first thing at start)")
-	}
-	if security.Load() != nil {
-		return errors.New("kafka security: configured twice (a bug: configure it once at start)")
 	}
 	security.Store(sc)
 	return nil

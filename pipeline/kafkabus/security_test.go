@@ -68,9 +68,9 @@ func TestSecurityBuildRefuses(t *testing.T) {
 func TestTransientAuthFailures(t *testing.T) {
 	tlsErr := &net.OpError{Op: "remote error", Net: "tcp", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}
 	for err, want := range map[error]bool{
-		fmt.Errorf("dial: %w", tlsErr): false,
+		fmt.Errorf("dial: %w", tlsErr):                                false,
 		&net.OpError{Op: "read", Net: "tcp", Err: tls.AlertError(42)}: false,
-		kafka.SASLAuthenticationFailed:                                 false,
+		kafka.SASLAuthenticationFailed:                                false,
 		fmt.Errorf("could not successfully authenticate to 127.0.0.1:1 with SASL: %w", kafka.SASLAuthenticationFailed): false,
 		&AuthError{What: "SASL authentication", Err: errors.New("x")}:                                                  false,
 		&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}:                                    true,
@@ -81,14 +81,21 @@ func TestTransientAuthFailures(t *testing.T) {
 	}
 }
 
-// Configure works once, before any client is made.
+// Configure sets the process's security once, before any client is made;
+// setting the same again does nothing.
 func TestConfigureOnce(t *testing.T) {
-	// Other tests of the package may have made clients already.
-	if err := Configure(Security{}); err != nil && !strings.Contains(err.Error(), "after a Kafka client was made") {
-		t.Fatal(err)
+	if err := Configure(Security{SASLMechanism: "none"}); err != nil {
+		t.Fatalf("plaintext, as it is: %v", err)
 	}
-	if err := Configure(Security{}); err == nil {
-		t.Fatal("a second Configure was accepted")
+	current() // a client was made
+	if err := Configure(Security{TLS: true}); err == nil || !strings.Contains(err.Error(), "after a Kafka client was made") {
+		t.Fatalf("TLS after a client was made: %v", err)
+	}
+	if err := Configure(Security{}); err != nil {
+		t.Fatalf("plaintext again: %v", err)
+	}
+	if security.Load() != nil {
+		t.Fatal("a refused Configure changed the setting")
 	}
 }
 
