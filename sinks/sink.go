@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/openengage/engage/pipeline/backoff"
 	"github.com/openengage/engage/pipeline/bus"
 )
 
@@ -42,10 +43,14 @@ type Config struct {
 	BatchRows     int           // flush at this many messages
 	BatchBytes    int           // or this many bytes of values
 	FlushInterval time.Duration // or this long after the batch's first message
-	BackoffMin    time.Duration // first retry delay of a failed write
+	BackoffMin    time.Duration // ceiling of the first retry delay of a failed write (full jitter: pipeline/backoff)
 	BackoffMax    time.Duration
-	DeadTopic     string // dead-letter topic
-	Writers       int    // batches written at once (their commits stay in order)
+	// DrainTimeout bounds, once Run's ctx ends, how long the batches being
+	// written then may take to be written and committed; 0: they are
+	// abandoned at once (their records are read again after a restart).
+	DrainTimeout time.Duration
+	DeadTopic    string // dead-letter topic
+	Writers      int    // batches written at once (their commits stay in order)
 	// LogInterval is how often the sink logs what it wrote since the last
 	// line and its lag (when the stream is idle and caught up, once); 0:
 	// never.
@@ -58,13 +63,14 @@ const (
 	DefaultBatchBytes    = 32 << 20
 	DefaultFlushInterval = time.Second
 	DefaultLogInterval   = 10 * time.Second
+	DefaultDrainTimeout  = 30 * time.Second
 )
 
 // DefaultConfig returns the defaults.
 func DefaultConfig(deadTopic string) Config {
 	return Config{BatchRows: DefaultBatchRows, BatchBytes: DefaultBatchBytes, FlushInterval: DefaultFlushInterval,
 		BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second, DeadTopic: deadTopic, Writers: 2,
-		LogInterval: DefaultLogInterval}
+		LogInterval: DefaultLogInterval, DrainTimeout: DefaultDrainTimeout}
 }
 
 // Validate checks the configuration.
@@ -73,10 +79,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sink: batch rows %d, bytes %d and flush interval %s must be positive", c.BatchRows, c.BatchBytes, c.FlushInterval)
 	}
 	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
-		return errors.New("sink: backoff must be positive, max ≥ min")
+		return fmt.Errorf("sink: backoff min %s must be positive and max %s at least min", c.BackoffMin, c.BackoffMax)
 	}
 	if c.DeadTopic == "" {
 		return errors.New("sink: no dead-letter topic")
+	}
+	if c.DrainTimeout < 0 {
+		return fmt.Errorf("sink: drain timeout %s is negative", c.DrainTimeout)
 	}
 	if c.LogInterval < 0 {
 		return fmt.Errorf("sink: log interval %s is negative", c.LogInterval)
@@ -116,8 +125,13 @@ func New(cfg Config, src Source, w Writer, dead bus.Producer, name string, reg p
 // Config.Writers at once, so that preparing one batch overlaps the store's
 // work on another) and committing are pipelined; commits happen in batch
 // order, each only after its batch and every batch before it were written.
-// The batches in hand when ctx ends are not committed: their messages are
-// redelivered to whoever reads next.
+//
+// When ctx ends (SIGTERM) the sink drains: it stops fetching and starts no
+// new batch, but the batches being written go on being written (retried if
+// need be) and are committed, for up to Config.DrainTimeout. A batch still
+// being collected, or collected but not yet handed to a writer, is not
+// written: its messages are redelivered to whoever reads next, as are those
+// of the writes the drain timeout cuts short.
 func (s *Sink) Run(ctx context.Context) (err error) {
 	started := time.Now()
 	defer func() {
@@ -130,10 +144,27 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 		}
 		s.log.Info(msg, args...)
 	}()
-	g, gctx := errgroup.WithContext(ctx)
+	// work lives on after ctx ends, for the drain: until the drain timeout
+	// or an error of the sink's own.
+	work, endWork := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer endWork(nil)
+	stopDrainTimer := context.AfterFunc(ctx, func() {
+		if s.cfg.DrainTimeout <= 0 {
+			endWork(errDrainTimeout)
+			return
+		}
+		s.log.Info("sink: stopping; finishing the batches being written", "drain_timeout", s.cfg.DrainTimeout)
+		time.AfterFunc(s.cfg.DrainTimeout, func() { endWork(errDrainTimeout) })
+	})
+	defer stopDrainTimer()
+	g, gctx := errgroup.WithContext(work)
+	// fctx ends with ctx (or an error): fetching and starting batches.
+	fctx, endFetch := context.WithCancel(gctx)
+	defer endFetch()
+	defer context.AfterFunc(ctx, endFetch)()
 	if s.cfg.LogInterval > 0 {
 		first := s.m.totals()
-		g.Go(func() error { s.logProgress(gctx, first, started); return nil })
+		g.Go(func() error { s.logProgress(fctx, first, started); return nil })
 	}
 	writers := max(1, s.cfg.Writers)
 	batches := make(chan []bus.Message, 1)
@@ -149,16 +180,16 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 	g.Go(func() error {
 		defer close(batches)
 		for {
-			batch, err := s.collect(gctx)
+			batch, err := s.collect(fctx)
 			if err != nil {
-				if gctx.Err() != nil {
+				if fctx.Err() != nil {
 					return nil
 				}
 				return fmt.Errorf("sink fetch: %w", err)
 			}
 			select {
 			case batches <- batch:
-			case <-gctx.Done():
+			case <-fctx.Done():
 				return nil
 			}
 		}
@@ -169,7 +200,11 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 			p := pending{batch: batch, done: make(chan error, 1)}
 			select {
 			case written <- p: // blocks while Writers batches are in flight
-			case <-gctx.Done():
+			case <-fctx.Done():
+				return nil
+			}
+			if fctx.Err() != nil { // both were ready: ctx has ended, start nothing new
+				p.done <- errNotStarted
 				return nil
 			}
 			inFlight.Go(func() { p.done <- s.write(gctx, p.batch) })
@@ -177,9 +212,24 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 		return nil
 	})
 	g.Go(func() error {
+		var abandoned int
+		defer func() {
+			for p := range written {
+				if err := <-p.done; err != nil && err != errNotStarted {
+					abandoned++
+				}
+			}
+			if abandoned > 0 && ctx.Err() != nil {
+				s.log.Warn("sink: stopped before every batch in flight was written; their records are read again after a restart",
+					"batches", abandoned, "drain_timeout", s.cfg.DrainTimeout)
+			}
+		}()
 		for p := range written {
 			if err := <-p.done; err != nil {
-				if gctx.Err() != nil {
+				if err != errNotStarted {
+					abandoned++
+				}
+				if gctx.Err() != nil || fctx.Err() != nil {
 					return nil
 				}
 				return err
@@ -197,6 +247,14 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 	})
 	return g.Wait()
 }
+
+// errDrainTimeout ends the writes still going on when the drain timeout has
+// passed after Run's ctx ended.
+var errDrainTimeout = errors.New("sink: drain timeout passed")
+
+// errNotStarted is the outcome of a batch that was not handed to a writer
+// because ctx had ended.
+var errNotStarted = errors.New("sink: stopping, batch not written")
 
 // roundDuration rounds d for a person: 850ms, 1.2s, 3m7s.
 func roundDuration(d time.Duration) time.Duration {
@@ -331,24 +389,13 @@ func (s *Sink) sendDead(ctx context.Context, dead []Dead) error {
 	return s.dead.Produce(ctx, msgs)
 }
 
-// retry runs op until it succeeds or ctx ends, with exponential backoff.
+// retry runs op until it succeeds or ctx ends, waiting between tries as
+// the backoff policy of the configuration says (exponential from BackoffMin
+// to BackoffMax, full jitter).
 func (s *Sink) retry(ctx context.Context, what string, op func() error) error {
-	delay := s.cfg.BackoffMin
-	for attempt := 1; ; attempt++ {
-		err := op()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	p := backoff.Policy{Min: s.cfg.BackoffMin, Max: s.cfg.BackoffMax}
+	return backoff.RetryNotify(ctx, p, func(context.Context) error { return op() }, nil, func(err error, attempt int, wait time.Duration) {
 		s.m.errors.WithLabelValues(what).Inc()
-		s.log.Warn("sink retry", "op", what, "attempt", attempt, "delay", delay, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, s.cfg.BackoffMax)
-	}
+		s.log.Warn("sink: "+what+" failed; retrying", "op", what, "attempt", attempt, "retry_in", wait, "err", err)
+	})
 }
