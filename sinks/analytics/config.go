@@ -65,7 +65,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("analytics: max limit %d is less than 1", c.MaxLimit))
 	}
 	if c.QueryTimeout < time.Second {
-		errs = append(errs, fmt.Errorf("analytics: query timeout %s is less than a second", c.QueryTimeout))
+		errs = append(errs, fmt.Errorf("analytics: query timeout %s (-clickhouse.query-timeout) is less than a second", c.QueryTimeout))
 	}
 	return errors.Join(errs...)
 }
