@@ -69,6 +69,7 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	fs.IntVar(&scfg.Writers, "sink.writers", scfg.Writers, "batches written to ClickHouse at once (commits stay in order)")
 	fs.DurationVar(&scfg.BackoffMax, "sink.backoff-max", scfg.BackoffMax, "longest wait between retries of a failed write")
 	fs.DurationVar(&scfg.DrainTimeout, "sink.drain-timeout", scfg.DrainTimeout, "on SIGTERM, how long the batches being written may take to be written and committed before the sink exits (batches not yet started are read again after a restart); 0: abandon them at once")
+	fs.DurationVar(&scfg.DrainTimeout, "sink.drain-timeout", scfg.DrainTimeout, "on SIGTERM, how long the batches being written may take to be written and committed before the sink exits (batches not yet started are read again after a restart); 0: abandon them at once")
 	fs.DurationVar(&scfg.LogInterval, "sink.log-interval", scfg.LogInterval, "how often each stream logs the rows it wrote and its consumer lag (an idle stream once); 0: never")
 	metricsAddr := fs.String("metrics.addr", "127.0.0.1:9101", "where /metrics, /healthz and /readyz are served; empty: nowhere")
 	var hf httpFlags
