@@ -47,8 +47,7 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	fs := newFlagSet("sink")
 	var cf clickhouseFlags
 	cf.register(fs)
-	var kconn kafkaConn
-	brokers := kconn.registerConn(fs, "comma-separated Kafka bootstrap brokers (required)")
+	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (required)")
 	group := fs.String("sink.group", "engage-sink", "consumer group of the tags stream")
 	topic := fs.String("sink.topic", kafkabus.TopicTags, "topic of tag records to write")
 	decisions := fs.Bool("sink.decisions", true, "also write the scheduler's decisions (-sink.decisions-topic) into the decisions table: a second stream in this process "+
@@ -69,7 +68,6 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	fs.IntVar(&scfg.Writers, "sink.writers", scfg.Writers, "batches written to ClickHouse at once (commits stay in order)")
 	fs.DurationVar(&scfg.BackoffMax, "sink.backoff-max", scfg.BackoffMax, "longest wait between retries of a failed write")
 	fs.DurationVar(&scfg.DrainTimeout, "sink.drain-timeout", scfg.DrainTimeout, "on SIGTERM, how long the batches being written may take to be written and committed before the sink exits (batches not yet started are read again after a restart); 0: abandon them at once")
-	fs.DurationVar(&scfg.DrainTimeout, "sink.drain-timeout", scfg.DrainTimeout, "on SIGTERM, how long the batches being written may take to be written and committed before the sink exits (batches not yet started are read again after a restart); 0: abandon them at once")
 	fs.DurationVar(&scfg.LogInterval, "sink.log-interval", scfg.LogInterval, "how often each stream logs the rows it wrote and its consumer lag (an idle stream once); 0: never")
 	metricsAddr := fs.String("metrics.addr", "127.0.0.1:9101", "where /metrics, /healthz and /readyz are served; empty: nowhere")
 	var hf httpFlags
@@ -77,9 +75,6 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	migrate := fs.Bool("migrate", true, "apply schema migrations at start")
 	logLevel := fs.String("log.level", "info", "log level")
 	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := kconn.secure(ctx); err != nil {
 		return err
 	}
 	log, err := newLogger(*logLevel)
