@@ -74,7 +74,8 @@ func runCampaigns(ctx context.Context, args []string, stdout io.Writer) error {
 		return runEstimate(ctx, args[1:], stdout)
 	}
 	fs := newFlagSet("campaigns " + verb)
-	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (check: to check the segments' names; put, delete, list: required)")
+	var kconn kafkaConn
+	brokers := kconn.registerConn(fs, "comma-separated Kafka bootstrap brokers (check: to check the segments' names; put, delete, list: required)")
 	topic := fs.String("config.topic", kafkabus.TopicConfig, "configuration topic")
 	appsFile := fs.String("apps", "", "apps file, for the tag plans; empty: the embedded demo app")
 	app := fs.String("app", "", "delete, list, caps: the app")
@@ -83,6 +84,9 @@ func runCampaigns(ctx context.Context, args []string, stdout io.Writer) error {
 	perWeek := fs.Int("per-week", 0, "caps: at most this many in any 7 days (0: none)")
 	name := fs.String("name", "", "delete: the campaign")
 	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := kconn.secure(ctx); err != nil {
 		return err
 	}
 	bl := splitList(*brokers)

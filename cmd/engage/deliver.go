@@ -18,7 +18,8 @@ import (
 
 func runDeliver(ctx context.Context, args []string, _ io.Writer) error {
 	fs := newFlagSet("deliver")
-	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (required)")
+	var kconn kafkaConn
+	brokers := kconn.registerConn(fs, "comma-separated Kafka bootstrap brokers (required)")
 	cfg := dispatcher.DefaultConfig(nil)
 	creds := fs.String("credentials", "", "the apps' APNs and FCM credentials (YAML; docs/delivery.md); keys are read from the files or environment variables it names (required)")
 	fs.StringVar(&cfg.Group, "deliver.group", cfg.Group, "consumer group; the instances of one deployment share it")
@@ -43,6 +44,9 @@ func runDeliver(ctx context.Context, args []string, _ io.Writer) error {
 	hf.register(fs)
 	logLevel := fs.String("log.level", "info", "log level")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := kconn.secure(ctx); err != nil {
 		return err
 	}
 	log, err := newLogger(*logLevel)

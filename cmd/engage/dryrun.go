@@ -101,7 +101,8 @@ func parseWhen(flagName, v string) (time.Time, error) {
 // runDryRun is `engage campaigns dry-run [FILE...] -app A -from … -to …`.
 func runDryRun(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("campaigns dry-run")
-	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (required: segments, campaigns and caps are read from the configuration topic)")
+	var kconn kafkaConn
+	brokers := kconn.registerConn(fs, "comma-separated Kafka bootstrap brokers (required: segments, campaigns and caps are read from the configuration topic)")
 	topic := fs.String("config.topic", kafkabus.TopicConfig, "configuration topic")
 	tags := fs.String("tags.topic", kafkabus.TopicTags, "tags topic (source kafka)")
 	app := fs.String("app", "", "the app (default: the first file's)")
@@ -114,6 +115,9 @@ func runDryRun(ctx context.Context, args []string, stdout io.Writer) error {
 	var cf clickhouseFlags
 	cf.register(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := kconn.secure(ctx); err != nil {
 		return err
 	}
 	from, err := parseWhen("from", *fromS)

@@ -30,7 +30,8 @@ import (
 
 func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 	fs := newFlagSet("process")
-	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (required)")
+	var kconn kafkaConn
+	brokers := kconn.registerConn(fs, "comma-separated Kafka bootstrap brokers (required)")
 	cfg := processor.DefaultConfig(nil)
 	fs.StringVar(&cfg.Group, "process.group", cfg.Group, "consumer group; the instances of one deployment share it")
 	fs.StringVar(&cfg.Topic, "process.topic", cfg.Topic, "input topic of tag records")
@@ -58,6 +59,9 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 	cf.register(fs)
 	fs.StringVar(&cfg.SinkGroup, "history.sink-group", cfg.SinkGroup, "consumer group of the sink that writes the history store; a fill waits until it has written past the fill's seam")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := kconn.secure(ctx); err != nil {
 		return err
 	}
 	log, err := newLogger(*logLevel)
@@ -202,7 +206,8 @@ func runSegments(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	verb := args[0]
 	fs := newFlagSet("segments " + verb)
-	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers")
+	var kconn kafkaConn
+	brokers := kconn.registerConn(fs, "comma-separated Kafka bootstrap brokers")
 	topic := fs.String("config.topic", kafkabus.TopicConfig, "configuration topic")
 	app := fs.String("app", "", "app id")
 	name := fs.String("name", "", "segment name")
@@ -210,6 +215,9 @@ func runSegments(ctx context.Context, args []string, stdout io.Writer) error {
 	file := fs.String("file", "", "file holding the segment text (- : standard input)")
 	appsFile := fs.String("apps", "", "apps file, for the tag plans; empty: the embedded demo app")
 	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := kconn.secure(ctx); err != nil {
 		return err
 	}
 	readText := func() (string, error) {

@@ -19,7 +19,8 @@ import (
 
 func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	fs := newFlagSet("schedule")
-	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (required)")
+	var kconn kafkaConn
+	brokers := kconn.registerConn(fs, "comma-separated Kafka bootstrap brokers (required)")
 	cfg := scheduler.DefaultConfig(nil)
 	fs.StringVar(&cfg.Group, "schedule.group", cfg.Group, "consumer group; the instances of one deployment share it")
 	fs.StringVar(&cfg.Topic, "schedule.topic", cfg.Topic, "input topic: the processor's segment changes")
@@ -40,6 +41,9 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	appsFile := fs.String("apps", "", "apps file, for the tag plans campaigns are checked against; empty: the embedded demo app")
 	logLevel := fs.String("log.level", "info", "log level")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := kconn.secure(ctx); err != nil {
 		return err
 	}
 	log, err := newLogger(*logLevel)

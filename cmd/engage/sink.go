@@ -47,7 +47,8 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	fs := newFlagSet("sink")
 	var cf clickhouseFlags
 	cf.register(fs)
-	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (required)")
+	var kconn kafkaConn
+	brokers := kconn.registerConn(fs, "comma-separated Kafka bootstrap brokers (required)")
 	group := fs.String("sink.group", "engage-sink", "consumer group of the tags stream")
 	topic := fs.String("sink.topic", kafkabus.TopicTags, "topic of tag records to write")
 	decisions := fs.Bool("sink.decisions", true, "also write the scheduler's decisions (-sink.decisions-topic) into the decisions table: a second stream in this process "+
@@ -75,6 +76,9 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	migrate := fs.Bool("migrate", true, "apply schema migrations at start")
 	logLevel := fs.String("log.level", "info", "log level")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := kconn.secure(ctx); err != nil {
 		return err
 	}
 	log, err := newLogger(*logLevel)

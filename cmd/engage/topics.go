@@ -13,7 +13,8 @@ import (
 
 func runTopics(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("topics")
-	brokers := fs.String("kafka.brokers", "", "comma-separated Kafka bootstrap brokers (required)")
+	var kconn kafkaConn
+	brokers := kconn.registerConn(fs, "comma-separated Kafka bootstrap brokers (required)")
 	partitions := fs.Int("kafka.partitions", 8, "partitions of each partitioned topic")
 	replication := fs.Int("kafka.replication", 3, "replication factor of the topics it creates (production: 3; a single-broker development cluster: 1, or -dev); refused when the cluster has fewer brokers")
 	minInSync := fs.Int("kafka.min-insync", 0, "min.insync.replicas of the topics it creates or checks: how many replicas must have a record before acks=all acknowledges it; 0: the replication factor less one, at least 1 (production: 2 of 3)")
@@ -21,6 +22,9 @@ func runTopics(ctx context.Context, args []string, stdout io.Writer) error {
 	fix := fs.Bool("fix-timestamp-type", false, "set message.timestamp.type=LogAppendTime on existing topics that use CreateTime")
 	fixDurability := fs.Bool("fix-durability", false, "raise min.insync.replicas to -kafka.min-insync on existing topics whose setting is lower (never lowers it)")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := kconn.secure(ctx); err != nil {
 		return err
 	}
 	if len(splitList(*brokers)) == 0 {
