@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -47,13 +48,16 @@ const (
 	rankFlattened        // parent_child from a nested object
 )
 
-// candidate is a possible extra, small so that sorting moves little.
+// candidate is a possible extra, small so that sorting moves little. Where
+// it came from (its source, as a warning names it: city, address.city,
+// "a b") is written out only when needed (appendSrc): for a warning, an
+// error, or to order two candidates of the same key.
 type candidate struct {
 	pre  uint64 // the key's first 8 bytes, big-endian: most comparisons end here
 	key  span
-	src  span  // where it came from, as a warning names it: city, address.city, "a b"
 	rank int32 // rankFixed…
 	idx  int32 // its value in scratch.vals, in the order found: the last tie-break
+	m, k int32 // its member in scratch.obj (-1 for a fixed one) and kid (-1 for none)
 }
 
 // candValue is the value of a candidate: a number or bool, a fixed value
@@ -86,7 +90,8 @@ type kept struct {
 // copied out of them.
 type scratch struct {
 	raw     rawJSON // the object being read
-	keys    []byte  // the members' keys
+	obj     []member
+	keys    []byte // the members' keys
 	members []member
 	kids    []kid
 	fixed   []tag.Extra
@@ -95,6 +100,9 @@ type scratch struct {
 	kept    []kept
 	buf     []byte // the keys and sources of cands
 	tmp     []byte // a key being made
+	srcA    []byte // two sources being compared
+	srcB    []byte
+	child   []byte // a child's key, for appendSrc
 	out     []byte // the kept keys and string values, one string at the end
 	path    string // "properties" or "traits"
 	prefix  string // prepended to every key ("group_")
@@ -262,25 +270,38 @@ func (sc *scratch) buildExtras(obj []member, path, prefix string, fixed []tag.Ex
 	if len(obj) == 0 && len(fixed) == 0 {
 		return nil, nil
 	}
-	sc.path, sc.prefix, sc.fixed = path, prefix, fixed
+	sc.path, sc.prefix, sc.fixed, sc.obj = path, prefix, fixed, obj
 	sc.cands, sc.vals, sc.buf = sc.cands[:0], sc.vals[:0], sc.buf[:0]
 	for i, x := range fixed {
 		off := len(sc.buf)
 		sc.buf = append(sc.buf, x.Key...)
-		k := span{int32(off), int32(len(x.Key))}
-		sc.cand(k, k, rankFixed, candValue{kind: valFixed, fixed: int32(i)})
+		sc.cand(span{int32(off), int32(len(x.Key))}, rankFixed, -1, -1, candValue{kind: valFixed, fixed: int32(i)})
 	}
 	for i := range obj {
-		sc.add(&obj[i])
+		sc.add(int32(i))
 	}
 	return sc.finish(len(fixed))
 }
 
-func (sc *scratch) cand(key, src span, rank int, v candValue) {
+func (sc *scratch) cand(key span, rank int, m, k int32, v candValue) {
 	var pre [8]byte
 	copy(pre[:], sc.at(key))
-	sc.cands = append(sc.cands, candidate{pre: binary.BigEndian.Uint64(pre[:]), key: key, src: src, rank: int32(rank), idx: int32(len(sc.vals))})
+	sc.cands = append(sc.cands, candidate{pre: binary.BigEndian.Uint64(pre[:]), key: key, rank: int32(rank), idx: int32(len(sc.vals)), m: m, k: k})
 	sc.vals = append(sc.vals, v)
+}
+
+// appendSrc appends the source of c: its key as sent, as a warning names
+// it (appendSrcKey), parent.child for a flattened one.
+func (sc *scratch) appendSrc(b []byte, c *candidate) []byte {
+	if c.m < 0 {
+		return append(b, sc.at(c.key)...)
+	}
+	b = appendSrcKey(b, sc.key(&sc.obj[c.m]))
+	if c.k < 0 {
+		return b
+	}
+	sc.child = appendKey(sc.child[:0], sc.kids[c.k].key.of(sc.raw))
+	return appendSrcKey(append(b, '.'), sc.child)
 }
 
 // value reads the raw value at v in sc.raw: a string is kept raw (checked
@@ -298,12 +319,13 @@ func (sc *scratch) value(v span) (candValue, string) {
 	return candValue{kind: valNumber, num: x.Num}, why
 }
 
-// add adds the candidates of a first-level member.
-func (sc *scratch) add(m *member) {
+// add adds the candidates of the first-level member sc.obj[i].
+func (sc *scratch) add(i int32) {
+	m := &sc.obj[i]
 	k := sc.key(m)
 	if m.val.n > 0 && sc.raw[m.val.off] == '{' {
-		for _, c := range sc.kids[m.lo:m.hi] {
-			sc.addChild(k, c)
+		for j := m.lo; j < m.hi; j++ {
+			sc.addChild(k, i, j)
 		}
 		return
 	}
@@ -312,36 +334,38 @@ func (sc *scratch) add(m *member) {
 		sc.drop(k, nil, why)
 		return
 	}
-	sc.tmp = append(append(sc.tmp[:0], sc.prefix...), k...)
+	sc.tmp = sc.tmp[:0]
+	sc.tmp = append(sc.tmp, sc.prefix...)
+	sc.tmp = append(sc.tmp, k...)
 	key, renamed, ok := sc.newKey()
 	if !ok {
 		sc.drop(k, nil, "invalid key, even with invalid characters replaced by _")
-		return
-	}
-	if !renamed && len(k) > 0 {
-		// Kept as it is: a plain key, which the warnings name as it is.
-		sc.cand(key, span{key.off + int32(len(sc.prefix)), int32(len(k))}, rankExact, v)
 		return
 	}
 	rank := rankExact
 	if renamed {
 		rank = rankRenamed
 	}
-	src := span{off: int32(len(sc.buf))}
-	sc.buf = appendSrcKey(sc.buf, k)
-	src.n = int32(len(sc.buf)) - src.off
-	sc.cand(key, src, rank, v)
+	sc.cand(key, rank, i, -1, v)
 }
 
-// addChild adds the member c of the object parent.
-func (sc *scratch) addChild(parent []byte, c kid) {
+// addChild adds the member sc.kids[j] of the object parent, sc.obj[i].
+func (sc *scratch) addChild(parent []byte, i, j int32) {
+	c := &sc.kids[j]
 	v, why := sc.value(c.val)
 	if why == "object" {
 		why = "object nested in an object: only one level is flattened"
 	}
-	sc.tmp = append(append(append(sc.tmp[:0], sc.prefix...), parent...), '_')
+	sc.tmp = sc.tmp[:0]
+	sc.tmp = append(sc.tmp, sc.prefix...)
+	sc.tmp = append(sc.tmp, parent...)
+	sc.tmp = append(sc.tmp, '_')
 	n := len(sc.tmp)
-	sc.tmp = appendKey(sc.tmp, c.key.of(sc.raw))
+	if t := appendKey(sc.tmp, c.key.of(sc.raw)); cap(t) != cap(sc.tmp) {
+		sc.tmp = t
+	} else {
+		sc.tmp = sc.tmp[:len(t)]
+	}
 	child := sc.tmp[n:]
 	if why != "" {
 		sc.drop(parent, child, why)
@@ -355,11 +379,7 @@ func (sc *scratch) addChild(parent []byte, c kid) {
 		sc.drop(parent, child, why)
 		return
 	}
-	src := span{off: int32(len(sc.buf))}
-	sc.buf = append(appendSrcKey(sc.buf, parent), '.')
-	sc.buf = appendSrcKey(sc.buf, child)
-	src.n = int32(len(sc.buf)) - src.off
-	sc.cand(key, src, rankFlattened, v)
+	sc.cand(key, rankFlattened, i, j, v)
 }
 
 // drop is a warning about the key k (child nil) or the child of the object
@@ -435,24 +455,7 @@ var tooManyKeys = fmt.Sprintf("more than %d keys (kept the first in key order)",
 // finish sorts the candidates, resolves clashes and the limit, and makes
 // the extras: their keys and string values share one string.
 func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
-	slices.SortFunc(sc.cands, func(x, y candidate) int {
-		if x.pre != y.pre {
-			if x.pre < y.pre {
-				return -1
-			}
-			return 1
-		}
-		if c := bytes.Compare(sc.at(x.key), sc.at(y.key)); c != 0 {
-			return c
-		}
-		if x.rank != y.rank {
-			return int(x.rank - y.rank)
-		}
-		if c := bytes.Compare(sc.at(x.src), sc.at(y.src)); c != 0 {
-			return c
-		}
-		return int(x.idx - y.idx)
-	})
+	sc.sort(sc.cands, 2*bits.Len(uint(len(sc.cands))))
 	room := tag.MaxExtras - nfixed
 	sc.kept, sc.out = sc.kept[:0], sc.out[:0]
 	dl := &sc.drops
@@ -463,17 +466,17 @@ func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
 		case i > 0 && bytes.Equal(key, sc.at(sc.cands[i-1].key)):
 			if dl.open(sc.path) {
 				dl.buf = append(append(dl.buf, sc.path...), '.')
-				dl.buf = append(append(dl.buf, sc.at(c.src)...), ": same key "...)
+				dl.buf = append(sc.appendSrc(dl.buf, c), ": same key "...)
 				dl.buf = append(append(dl.buf, key...), " as "...)
 				dl.buf = append(append(dl.buf, sc.path...), '.')
-				dl.buf = append(dl.buf, sc.at(sc.cands[i-1].src)...)
+				dl.buf = sc.appendSrc(dl.buf, &sc.cands[i-1])
 				dl.ends = append(dl.ends, int32(len(dl.buf)))
 			}
 			continue
 		case c.rank != rankFixed && room == 0:
 			if dl.open(sc.path) {
 				dl.buf = append(append(dl.buf, sc.path...), '.')
-				dl.buf = append(dl.buf, sc.at(c.src)...)
+				dl.buf = sc.appendSrc(dl.buf, c)
 				dl.close(tooManyKeys)
 			}
 			continue
@@ -496,7 +499,7 @@ func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
 			}
 		}
 		if n > tag.MaxValueLen {
-			return nil, &MessageError{Field: sc.path + "." + string(sc.at(c.src)), Reason: fmt.Sprintf("string of %d bytes, more than the limit of %d", n, tag.MaxValueLen)}
+			return nil, &MessageError{Field: sc.path + "." + string(sc.appendSrc(nil, c)), Reason: fmt.Sprintf("string of %d bytes, more than the limit of %d", n, tag.MaxValueLen)}
 		}
 		if c.rank != rankFixed {
 			room--
@@ -523,6 +526,116 @@ func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
 		}
 	}
 	return out, nil
+}
+
+// less orders candidates by key, then rank (the lowest wins a clash), then
+// source, then the order found.
+func (sc *scratch) less(x, y *candidate) bool {
+	if x.pre != y.pre {
+		return x.pre < y.pre
+	}
+	return sc.cmp(x, y) < 0
+}
+
+func (sc *scratch) cmp(x, y *candidate) int {
+	if c := bytes.Compare(sc.at(x.key), sc.at(y.key)); c != 0 {
+		return c
+	}
+	if x.rank != y.rank {
+		return int(x.rank - y.rank)
+	}
+	// The same key and rank: a fixed key is unique, and an exact key is
+	// its own source; renamed and flattened ones may differ.
+	if x.rank > rankExact {
+		sc.srcA = sc.appendSrc(sc.srcA[:0], x)
+		sc.srcB = sc.appendSrc(sc.srcB[:0], y)
+		if c := bytes.Compare(sc.srcA, sc.srcB); c != 0 {
+			return c
+		}
+	}
+	return int(x.idx - y.idx)
+}
+
+// sort sorts c by less: quicksort on a median of three, insertion sort for
+// short runs, heapsort past depth levels (no input makes it quadratic). It
+// is slices.SortFunc with the comparison of keys' first bytes inlined: most
+// comparisons end there, and a call each cost as much as the rest of the
+// sort.
+func (sc *scratch) sort(c []candidate, depth int) {
+	for len(c) > 12 {
+		if depth == 0 {
+			sc.heapSort(c)
+			return
+		}
+		depth--
+		h, m := len(c)-1, len(c)/2
+		if sc.less(&c[m], &c[0]) {
+			c[0], c[m] = c[m], c[0]
+		}
+		if sc.less(&c[h], &c[m]) {
+			c[h], c[m] = c[m], c[h]
+			if sc.less(&c[m], &c[0]) {
+				c[0], c[m] = c[m], c[0]
+			}
+		}
+		c[0], c[m] = c[m], c[0]
+		p := &c[0]
+		i, j := 1, h
+		for {
+			for i <= j && sc.less(&c[i], p) {
+				i++
+			}
+			for i <= j && sc.less(p, &c[j]) {
+				j--
+			}
+			if i >= j {
+				break
+			}
+			c[i], c[j] = c[j], c[i]
+			i++
+			j--
+		}
+		c[0], c[j] = c[j], c[0]
+		if j < len(c)-j {
+			sc.sort(c[:j], depth)
+			c = c[j+1:]
+		} else {
+			sc.sort(c[j+1:], depth)
+			c = c[:j]
+		}
+	}
+	for i := 1; i < len(c); i++ {
+		for j := i; j > 0 && sc.less(&c[j], &c[j-1]); j-- {
+			c[j], c[j-1] = c[j-1], c[j]
+		}
+	}
+}
+
+func (sc *scratch) heapSort(c []candidate) {
+	for i := len(c)/2 - 1; i >= 0; i-- {
+		sc.siftDown(c, i, len(c))
+	}
+	for i := len(c) - 1; i > 0; i-- {
+		c[0], c[i] = c[i], c[0]
+		sc.siftDown(c, 0, i)
+	}
+}
+
+func (sc *scratch) siftDown(c []candidate, root, n int) {
+	for {
+		child := 2*root + 1
+		if child >= n {
+			return
+		}
+		if child+1 < n && sc.less(&c[child], &c[child+1]) {
+			child++
+		}
+		if !sc.less(&c[root], &c[child]) {
+			return
+		}
+		c[root], c[child] = c[child], c[root]
+		root = child
+	}
 }
 
 // scalar converts a JSON string, number or bool to a value. For anything
