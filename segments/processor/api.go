@@ -224,7 +224,7 @@ func (a *API) fromPeer(r *http.Request) error {
 		return apiErr(http.StatusUnauthorized, "unauthorized", "this instance has no cluster secret (-api.cluster-secret): it answers no other instance")
 	}
 	if err := a.Cluster.Verify(r); err != nil {
-		a.Proc.log.Warn("a call between instances refused", "remote", r.RemoteAddr, "path", r.URL.Path, "error", err)
+		a.Proc.log.Warn("a call between instances refused", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
 		return apiErr(http.StatusUnauthorized, "unauthorized", err.Error())
 	}
 	return nil
@@ -392,7 +392,7 @@ func (a *API) gather(ctx context.Context, have map[int]bool, fetch func(ctx cont
 			got, err = merge(in, parts, results[i].v)
 		}
 		if err != nil {
-			a.Proc.log.Warn("ask another instance", "instance", in.ID, "addr", in.Addr, "partitions", parts, "error", err)
+			a.Proc.log.Warn("ask another instance", "instance", in.ID, "addr", in.Addr, "partitions", parts, "err", err)
 			errs = append(errs, fmt.Sprintf("instance %s at %s, partitions %s: %v", in.ID, in.Addr, joinInts(parts), err))
 			continue
 		}
@@ -829,7 +829,7 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request) (any, error) {
 				if errors.As(err, &ae) {
 					return nil, ae
 				}
-				a.Proc.log.Warn("ask another instance", "instance", in.ID, "addr", in.Addr, "partitions", []int{p}, "error", err)
+				a.Proc.log.Warn("ask another instance", "instance", in.ID, "addr", in.Addr, "partitions", []int{p}, "err", err)
 				return nil, apiErr(http.StatusBadGateway, "peer_failed", fmt.Sprintf("device %q is on partition %d, owned by instance %s at %s: %v", device, p, in.ID, in.Addr, err))
 			}
 			return x, nil

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
+	"github.com/openengage/engage/pipeline/backoff"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/segments/engine"
 )
@@ -104,7 +104,7 @@ func (o *owner) endFill(m histMsg) {
 	switch {
 	case errors.Is(err, engine.ErrNoFill): // replaced meanwhile
 	case err != nil:
-		o.p.log.Error("segment fill", "partition", o.claim.Partition, "fill", m.id, "error", err)
+		o.p.log.Error("segment fill", "partition", o.claim.Partition, "fill", m.id, "err", err)
 	case m.why == "":
 		o.p.log.Info("segment fill done", "partition", o.claim.Partition, "fill", m.id)
 	default:
@@ -138,7 +138,8 @@ func (o *owner) runFill(ctx context.Context, f engine.Fill) {
 	}
 	applied := map[string]bool{}
 	ack := make(chan error, 1)
-	for attempt := 0; ; attempt++ {
+	retry := backoff.New(fillRetry)
+	for {
 		err := p.cfg.History.Read(ctx, part, f.Query, func(dev string, recs []engine.HistoryRecord) error {
 			if applied[dev] {
 				return nil
@@ -165,12 +166,10 @@ func (o *owner) runFill(ctx context.Context, f engine.Fill) {
 			return
 		}
 		p.m.fillErrors.Inc()
-		wait := backoff(attempt)
+		wait := retry.Next()
 		p.log.Warn("segment fill: reading the history failed; trying again", "partition", part, "app", f.Query.App, "fill", f.ID,
 			"devices_done", len(applied), "retry_in", wait, "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, wait) != nil {
 			return
 		}
 	}
@@ -181,7 +180,8 @@ func (o *owner) runFill(ctx context.Context, f engine.Fill) {
 func (o *owner) waitWritten(ctx context.Context, f engine.Fill) error {
 	p, part := o.p, o.claim.Partition
 	last := time.Time{}
-	for attempt := 0; ; attempt++ {
+	poll := backoff.New(writtenPoll)
+	for {
 		w, err := kafkabus.CommittedOffset(ctx, p.cfg.Brokers, p.cfg.SinkGroup, p.cfg.Topic, part)
 		if err == nil && w >= f.Query.Before {
 			return nil
@@ -197,22 +197,18 @@ func (o *owner) waitWritten(ctx context.Context, f engine.Fill) error {
 			}
 			p.log.Info("segment fill waits for the ClickHouse sink", "partition", part, "app", f.Query.App, "fill", f.ID, "why", msg)
 		}
-		select {
-		case <-time.After(min(backoff(attempt), time.Second)):
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := poll.Wait(ctx); err != nil {
+			return err
 		}
 	}
 }
 
-// backoff is the wait before attempt n+1: exponential from 100 ms, at most
-// 30 s, with up to a fifth of jitter so that partitions retrying together
-// spread out.
-func backoff(n int) time.Duration {
-	d := 100 * time.Millisecond
-	for range min(n, 9) {
-		d *= 2
-	}
-	d = min(d, 30*time.Second)
-	return d - time.Duration(rand.Int64N(int64(d/5)+1))
-}
+// fillRetry paces the reads of a fill's history after a failure:
+// exponential from 100 ms to 30 s, a fifth of each wait random so that
+// partitions retrying together spread out. writtenPoll paces the looks at
+// the sink's committed offsets while a fill waits for them: the same, at
+// most a second apart.
+var (
+	fillRetry   = backoff.Policy{Min: 100 * time.Millisecond, Max: 30 * time.Second, Floor: 0.8}
+	writtenPoll = backoff.Policy{Min: 100 * time.Millisecond, Max: time.Second, Floor: 0.8}
+)

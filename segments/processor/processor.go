@@ -190,7 +190,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	go func() {
 		follow <- p.store.Follow(ctx, func(ctx context.Context, fn func(bus.Message, bool) error) error {
 			return kafkabus.FollowPartition(ctx, p.cfg.Brokers, p.cfg.ConfigTopic, 0, fn)
-		}, ready, func(err error) { p.log.Warn("segment configuration", "error", err) })
+		}, ready, func(err error) { p.log.Warn("segment configuration", "err", err) })
 	}()
 	select {
 	case <-ready:
@@ -368,7 +368,7 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 		o.set = set
 		out, _, err := o.eng.SetSegments(set.Segs, o.now())
 		if err != nil {
-			p.log.Error("segment set not applied", "version", set.Version, "error", err)
+			p.log.Error("segment set not applied", "version", set.Version, "err", err)
 			return nil
 		}
 		o.collect(out, time.Time{})
@@ -447,7 +447,7 @@ func (o *owner) finalFlush() error {
 	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := o.flush(fctx); err != nil {
-		o.p.log.Warn("last flush of a partition", "partition", o.claim.Partition, "error", err)
+		o.p.log.Warn("last flush of a partition", "partition", o.claim.Partition, "err", err)
 	}
 	return nil
 }
@@ -583,7 +583,7 @@ func (o *owner) take(m bus.Message) {
 // (the sink dead-letters it).
 func (o *owner) undecodable(m bus.Message, err error) {
 	o.p.m.invalid.Inc()
-	o.p.log.Debug("undecodable record skipped", "partition", m.Partition, "offset", m.Offset, "error", err)
+	o.p.log.Debug("undecodable record skipped", "partition", m.Partition, "offset", m.Offset, "err", err)
 }
 
 // HeaderInputTime carries, on a change caused by a record, when that
@@ -678,7 +678,7 @@ func (o *owner) flush(ctx context.Context) error {
 			// Not fatal: the states are written, so replaying from the
 			// older commit changes nothing; the next flush commits again
 			// (or, in a rebalance, the partition's next owner does).
-			p.log.Warn("commit failed", "partition", o.claim.Partition, "offset", o.next, "error", err)
+			p.log.Warn("commit failed", "partition", o.claim.Partition, "offset", o.next, "err", err)
 			return nil
 		}
 	}
@@ -744,7 +744,7 @@ func (p *Processor) announce(ctx context.Context) {
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := p.prod.Produce(actx, []bus.Message{{Topic: p.cfg.ConfigTopic, Key: []byte(InstanceKeyPrefix + p.id), Value: v}}); err != nil {
-		p.log.Warn("announce the instance", "partitions", in.Partitions, "error", err)
+		p.log.Warn("announce the instance", "partitions", in.Partitions, "err", err)
 	}
 }
 
@@ -755,6 +755,6 @@ func (p *Processor) withdraw() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := p.prod.Produce(ctx, []bus.Message{{Topic: p.cfg.ConfigTopic, Key: []byte(InstanceKeyPrefix + p.id)}}); err != nil {
-		p.log.Warn("withdraw the instance", "error", err)
+		p.log.Warn("withdraw the instance", "err", err)
 	}
 }

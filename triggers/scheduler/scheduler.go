@@ -158,7 +158,7 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() {
 		follow <- s.store.Follow(ctx, func(ctx context.Context, fn func(bus.Message, bool) error) error {
 			return kafkabus.FollowPartition(ctx, s.cfg.Brokers, s.cfg.ConfigTopic, 0, fn)
-		}, ready, func(err error) { s.log.Warn("campaign configuration", "error", err) })
+		}, ready, func(err error) { s.log.Warn("campaign configuration", "err", err) })
 	}()
 	select {
 	case <-ready:
