@@ -66,7 +66,7 @@ bench: deps
 ## chaos: collector, sink and processor under steady load while a seeded driver
 ## kills and restarts each of them and one of three brokers (a cluster and a
 ## ClickHouse of the run's own); then every acknowledged record must be in
-## ClickHouse once and the memberships equal an undisturbed run's. About 8
+## ClickHouse once and the memberships equal an undisturbed run's. About 5
 ## minutes; CHAOS_SEED, CHAOS_DURATION (3m), CHAOS_RATE (200 records/s),
 ## CHAOS_LOGS (a folder for the services' logs). Not part of `make test`.
 chaos: deps

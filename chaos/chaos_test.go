@@ -322,7 +322,7 @@ func inject(f Fault, start time.Time, p *Proc, cluster *servicetest.Cluster, ses
 	if err != nil {
 		log.fail(fmt.Sprintf("restart of %s at %s: %v", who, time.Since(start).Round(100*time.Millisecond), err))
 	}
-	log.add(fmt.Sprintf("%7s %s %s (down in %s), down %s, back (healthy) in %s", at.Round(100*time.Millisecond), f.Kind, who,
+	log.add(at, fmt.Sprintf("%7s %s %s (down in %s), down %s, back (healthy) in %s", at.Round(100*time.Millisecond), f.Kind, who,
 		exit.Round(10*time.Millisecond), f.Down.Round(100*time.Millisecond), back.Round(100*time.Millisecond)))
 }
 
@@ -350,14 +350,20 @@ func joinInts(v []int) string {
 }
 
 type faultLog struct {
-	mu         sync.Mutex
-	lines, bad []string
+	mu    sync.Mutex
+	lines []faultLine
+	bad   []string
 }
 
-func (l *faultLog) add(s string) {
+type faultLine struct {
+	at   time.Duration
+	text string
+}
+
+func (l *faultLog) add(at time.Duration, s string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.lines = append(l.lines, s)
+	l.lines = append(l.lines, faultLine{at, s})
 }
 
 func (l *faultLog) fail(s string) {
@@ -369,8 +375,12 @@ func (l *faultLog) fail(s string) {
 func (l *faultLog) list() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := append([]string(nil), l.lines...)
-	sort.Strings(out) // by time: the lines start with it, right-aligned
+	lines := append([]faultLine(nil), l.lines...)
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].at < lines[j].at })
+	out := make([]string, len(lines))
+	for i, f := range lines {
+		out[i] = f.text
+	}
 	return out
 }
 
