@@ -1,0 +1,211 @@
+package segmentapi
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/openengage/engage/pipeline/tag"
+)
+
+// A message lists at most maxListed warnings about its properties; the
+// others are counted in a last one, so that a batch of thousands of
+// dropped fields costs no more than their count.
+func TestDroppedListed(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"event":"e","anonymousId":"a","properties":{"kept":1`)
+	for i := range 30 {
+		fmt.Fprintf(&b, `,"n%02d":null`, i)
+	}
+	b.WriteString(`}}`)
+	res := single(t, CallTrack, b.String(), nil)
+	if res.Err != nil || len(res.Records) != 1 || len(res.Records[0].Extras) != 1 {
+		t.Fatalf("%+v", res)
+	}
+	var want []string
+	for i := range maxListed {
+		want = append(want, fmt.Sprintf("properties.n%02d: null", i))
+	}
+	want = append(want, "properties: 20 more dropped fields not listed (at most 10 a message)")
+	if !slices.Equal(res.Dropped, want) {
+		t.Fatalf("dropped\n got %q\nwant %q", res.Dropped, want)
+	}
+	// The next message of the batch starts a list of its own.
+	results, err := DecodeBatch([]byte(`{"batch":[`+strings.Replace(b.String(), `{"event"`, `{"type":"track","event"`, 1)+
+		`,{"type":"track","event":"e","anonymousId":"a","properties":{"x":null}}]}`), env, nil)
+	if err != nil || len(results) != 2 {
+		t.Fatal(err)
+	}
+	if d := results[1].Dropped; !slices.Equal(d, []string{"properties.x: null"}) {
+		t.Fatalf("second message: dropped %q", d)
+	}
+}
+
+// When a key is repeated in properties, the first one is kept, however
+// many keys the object has.
+func TestRepeatedKeyFirstKept(t *testing.T) {
+	for _, n := range []int{2, 12, 13, 40, 200} {
+		var b strings.Builder
+		b.WriteString(`{"event":"e","anonymousId":"a","properties":{`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"k":%d,"x%d":{"k":%d}`, i, i%3, i)
+		}
+		b.WriteString(`}}`)
+		res := single(t, CallTrack, b.String(), nil)
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		got := map[string]float64{}
+		for _, x := range res.Records[0].Extras {
+			got[x.Key] = x.Value.Num
+		}
+		want := map[string]float64{"k": 0, "x0_k": 0, "x1_k": 1}
+		if n > 2 {
+			want["x2_k"] = 2
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%d keys: extras %v, want %v", n, got, want)
+		}
+	}
+}
+
+// sc.sort orders candidates as slices.SortFunc does with sc.cmp: sizes
+// around its thresholds, random keys, keys sharing their first 8 bytes,
+// ties broken by rank, source and order found, and the inputs that hurt
+// quicksorts (sorted, reversed, organ pipe, all one key).
+func TestSortCandidates(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	keyOf := func(pattern string, i, n int) string {
+		switch pattern {
+		case "sorted":
+			return fmt.Sprintf("key_%05d", i)
+		case "reversed":
+			return fmt.Sprintf("key_%05d", n-i)
+		case "organ":
+			return fmt.Sprintf("k%05d", min(i, n-i))
+		case "same":
+			return "k"
+		case "prefix":
+			return "longprefix_" + string(rune('a'+rng.IntN(3)))
+		}
+		return strings.Repeat("ab", rng.IntN(6)) + string(rune('a'+rng.IntN(26)))
+	}
+	for _, pattern := range []string{"random", "sorted", "reversed", "organ", "same", "prefix"} {
+		for _, n := range []int{0, 1, 2, 12, 13, 50, 200, 1000} {
+			var sc scratch
+			sc.raw = []byte(`{"a.b":{"c":1,"d":2},"a":{"b.c":1},"x-y":1}`)
+			sc.object(sc.raw, "properties")
+			sc.obj = sc.members
+			for i := range n {
+				k := keyOf(pattern, i, n)
+				off := len(sc.buf)
+				sc.buf = append(sc.buf, k...)
+				m, kid, rank := int32(-1), int32(-1), rankFixed
+				switch r := rng.IntN(4); r {
+				case 1:
+					m, rank = 2, rankExact
+				case 2:
+					m, rank = 2, rankRenamed
+				case 3:
+					m, kid, rank = int32(rng.IntN(2)), int32(rng.IntN(3)), rankFlattened
+					if m == 1 {
+						kid = 2
+					}
+				}
+				sc.cand(span{int32(off), int32(len(k))}, rank, m, kid, candValue{})
+			}
+			want := slices.Clone(sc.cands)
+			slices.SortFunc(want, func(x, y candidate) int { return sc.cmp(&x, &y) })
+			sc.sort(sc.cands, 2*bits.Len(uint(len(sc.cands))))
+			if !slices.Equal(sc.cands, want) {
+				t.Fatalf("%s, %d candidates: order differs", pattern, n)
+			}
+		}
+	}
+	// Past its depth the sort goes on by heapsort.
+	var sc scratch
+	for i := range 500 {
+		k := fmt.Sprintf("%03d", (i*7919)%500)
+		off := len(sc.buf)
+		sc.buf = append(sc.buf, k...)
+		sc.cand(span{int32(off), int32(len(k))}, rankFixed, -1, -1, candValue{})
+	}
+	sc.sort(sc.cands, 0)
+	if !slices.IsSortedFunc(sc.cands, func(x, y candidate) int { return sc.cmp(&x, &y) }) {
+		t.Fatal("heapsort: not sorted")
+	}
+}
+
+// The key-prefix comparison agrees with comparing keys.
+func TestCandidatePrefix(t *testing.T) {
+	for _, p := range [][2]string{{"a", "ab"}, {"abcdefgh", "abcdefghi"}, {"Z", "a"}, {"x_", "x0"}, {"abcdefgh1", "abcdefgh0"}} {
+		var pa, pb [8]byte
+		copy(pa[:], p[0])
+		copy(pb[:], p[1])
+		x, y := binary.BigEndian.Uint64(pa[:]), binary.BigEndian.Uint64(pb[:])
+		if c := strings.Compare(p[0], p[1]); x != y && (x < y) != (c < 0) {
+			t.Fatalf("%q %q: prefix order differs", p[0], p[1])
+		}
+	}
+}
+
+// unquote decodes JSON strings as encoding/json does, escapes, surrogate
+// pairs and invalid UTF-8 included.
+func TestUnquoteAsEncodingJSON(t *testing.T) {
+	for _, s := range []string{`""`, `"plain"`, `"\u00e9\u4e2d"`, `"\ud83d\ude00"`, `"\ud800"`, `"\ud800x"`, `"\udc00\ud800"`,
+		`"\ud800\u0041"`, `"\"\\\/\b\f\n\r\t"`, "\"\xff\xfe\"", "\"caf\xc3\xa9\"", `"\u0000"`, `"a\u2028b"`} {
+		checkUnquote(t, []byte(s))
+	}
+	for _, s := range []string{`"a`, `"\x"`, `"\u12"`, `"\u12g4"`, "\"a\nb\"", `"a"b"`, `"\"`} {
+		if got, ok := unquote([]byte(s)); ok {
+			t.Errorf("%s: got %q, want failure", s, got)
+		}
+	}
+}
+
+func checkUnquote(t *testing.T, raw []byte) {
+	t.Helper()
+	var want string
+	wantErr := json.Unmarshal(raw, &want)
+	got, ok := unquote(raw)
+	if ok != (wantErr == nil) || got != want {
+		t.Fatalf("%s: got %q %v, want %q (%v)", raw, got, ok, want, wantErr)
+	}
+}
+
+func FuzzUnquote(f *testing.F) {
+	for _, s := range []string{`"a\u00e9\ud83d\ude00"`, `"\ud800\udc00\ud800"`, "\"\xff\"", `"\n\/"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		raw := bytes.TrimSpace(data)
+		if len(raw) == 0 || raw[0] != '"' || !json.Valid(raw) {
+			// Any bytes between quotes: fails exactly when
+			// encoding/json does.
+			raw = append(append([]byte{'"'}, data...), '"')
+		}
+		checkUnquote(t, raw)
+	})
+}
+
+// The flattening reads a nested object's keys with escapes and names
+// them in warnings as it reads them.
+func TestFlattenEscapedKeys(t *testing.T) {
+	res := single(t, CallTrack, `{"event":"e","anonymousId":"a","properties":{"p\u0061":{"\u0063ity":"Paris","x\u002ey":null,"t":"\u00e9"}}}`, nil)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	want := []tag.Extra{{Key: "pa_city", Value: tag.String("Paris")}, {Key: "pa_t", Value: tag.String("é")}}
+	if !slices.Equal(res.Records[0].Extras, want) || !slices.Equal(res.Dropped, []string{`properties.pa."x.y": null`}) {
+		t.Fatalf("extras %+v, dropped %q", res.Records[0].Extras, res.Dropped)
+	}
+}
