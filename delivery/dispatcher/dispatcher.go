@@ -30,13 +30,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/openengage/engage/delivery"
+	"github.com/openengage/engage/pipeline/backoff"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/kafkabus"
 	"github.com/openengage/engage/pipeline/tag"
@@ -298,16 +298,13 @@ func decodeDead(b []byte) (deadToken, error) {
 // idOf is a deterministic id for an output about a delivery.
 func idOf(parts ...string) string { return triggers.HashID(parts...) }
 
-// backoff is the wait before try n (1-based) of a delivery: exponential
-// from base, capped, with full jitter in its upper half; at least the
-// provider's Retry-After.
-func backoff(n int, base, maxWait, retryAfter time.Duration) time.Duration {
-	w := base << min(n-1, 20)
-	if w > maxWait || w <= 0 {
-		w = maxWait
-	}
-	w = w/2 + time.Duration(rand.Int64N(int64(w/2)+1))
-	return max(w, retryAfter)
+// retryWait is the wait before try n (1-based) of a delivery: exponential
+// from base, capped, with jitter in its upper half (backoff.Policy's equal
+// jitter: a provider that is struggling sees the retries spread out, never
+// bunched near zero); at least the provider's Retry-After.
+func retryWait(n int, base, maxWait, retryAfter time.Duration) time.Duration {
+	p := backoff.Policy{Min: base, Max: maxWait, Floor: 0.5}
+	return max(p.Delay(n-1, nil), retryAfter)
 }
 
 // sortedKeys returns a map's keys in order (deterministic output order).

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/openengage/engage/delivery"
 	"github.com/openengage/engage/delivery/inbox"
 	"github.com/openengage/engage/pipeline/bus"
@@ -315,14 +317,16 @@ func (o *owner) toInbox(it *item, now time.Time) {
 
 // sendAll sends concurrently, at most InFlight at once.
 func (o *owner) sendAll(ctx context.Context, items []*item, senders []Sender) {
-	sem := make(chan struct{}, o.d.cfg.InFlight)
+	// Every item is sent (a send sees ctx's end itself): the slots are
+	// waited for regardless of ctx.
+	sem, slots := semaphore.NewWeighted(int64(o.d.cfg.InFlight)), context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for i, it := range items {
-		sem <- struct{}{}
+		_ = sem.Acquire(slots, 1) // cannot fail: slots never ends
 		wg.Add(1)
 		o.d.m.inFlight.Inc()
 		go func() {
-			defer func() { <-sem; wg.Done(); o.d.m.inFlight.Dec() }()
+			defer func() { sem.Release(1); wg.Done(); o.d.m.inFlight.Dec() }()
 			start := time.Now()
 			it.res = senders[i].Send(ctx, &it.d)
 			o.d.m.latency.WithLabelValues(providerName(it.d.PushProvider)).Observe(time.Since(start).Seconds())
@@ -364,7 +368,7 @@ func (o *owner) result(it *item, wall time.Time) {
 		case it.tries >= d.cfg.MaxAttempts:
 			o.finish(it, OutcomeFailed, fmt.Sprintf("gave up after %d tries: %s", it.tries, r.Reason), "", now)
 		default:
-			wait := backoff(it.tries, d.cfg.RetryBase, d.cfg.RetryMax, r.RetryAfter)
+			wait := retryWait(it.tries, d.cfg.RetryBase, d.cfg.RetryMax, r.RetryAfter)
 			it.next = wall.Add(wait)
 			if exp := it.d.Expires; exp != nil && !now.Add(wait).Before(*exp) {
 				o.finish(it, triggers.OutcomeExpired, fmt.Sprintf("would expire (%s) before its next try (%s)", exp.UTC().Format(time.RFC3339), r.Reason), "", now)

@@ -81,7 +81,7 @@ func TestBackoff(t *testing.T) {
 	seen := map[time.Duration]bool{}
 	for n := 1; n <= 30; n++ {
 		for range 20 {
-			w := backoff(n, time.Second, time.Minute, 0)
+			w := retryWait(n, time.Second, time.Minute, 0)
 			lo := min(time.Second<<min(n-1, 20), time.Minute) / 2
 			if w < lo || w > 2*lo {
 				t.Fatalf("try %d: %s outside [%s, %s]", n, w, lo, 2*lo)
@@ -92,7 +92,7 @@ func TestBackoff(t *testing.T) {
 	if len(seen) < 100 {
 		t.Errorf("%d distinct waits: no jitter?", len(seen))
 	}
-	if w := backoff(1, time.Second, time.Minute, 45*time.Second); w != 45*time.Second {
+	if w := retryWait(1, time.Second, time.Minute, 45*time.Second); w != 45*time.Second {
 		t.Errorf("Retry-After 45s: %s", w)
 	}
 }

@@ -48,6 +48,10 @@ type TLSFiles struct {
 	ServerName string // the name the server's certificate must carry; empty: the host dialled
 }
 
+// LongReadTimeout is the longest a Long call (see Long) waits for the
+// server to send anything: clickhouse-go's own default.
+const LongReadTimeout = 5 * time.Minute
+
 // DefaultConfig returns the defaults for the given addresses.
 func DefaultConfig(addr ...string) Config {
 	return Config{
@@ -125,13 +129,17 @@ func Open(ctx context.Context, cfg Config) (driver.Conn, Features, error) {
 	if err != nil {
 		return nil, Features{}, err
 	}
-	readTimeout := max(cfg.InsertTimeout, cfg.QueryTimeout)
+	// The driver's read timeout bounds a silence of the server on calls
+	// without a deadline (Long ones: migrations, history reads), whose
+	// server-side sorts may send nothing for a while; every other call's
+	// deadline overrides it.
+	readTimeout := max(cfg.InsertTimeout, cfg.QueryTimeout, LongReadTimeout)
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:         cfg.Addr,
 		Auth:         clickhouse.Auth{Database: "default", Username: cfg.User, Password: cfg.Password},
 		TLS:          tc,
 		DialTimeout:  cfg.DialTimeout,
-		ReadTimeout:  readTimeout, // a backstop: calls through timedConn carry deadlines of their own
+		ReadTimeout:  readTimeout,
 		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
 		MaxOpenConns: 8,
 	})
