@@ -169,12 +169,17 @@ type decoder struct {
 	sentAt   time.Time   // top-level sentAt, else env.SentAt
 	ctx      wireContext // top-level context
 	ctxDrop  []string    // what the top-level context could not give
-	lastCtx  rawJSON     // the last message context decoded…
-	last     wireContext // …and what it gave
-	lastDrop []string
-	ids      map[string]string // raw JSON id → id, see id
-	msg      message           // the message being decoded
-	sc       scratch           // what the extras of each message are built in
+	// The device info of the top-level context, and its drops, once read
+	// (batchInfo).
+	ctxInfo      tag.DeviceInfo
+	ctxInfoDrops []string
+	ctxInfoRead  bool
+	lastCtx      rawJSON     // the last message context decoded…
+	last         wireContext // …and what it gave
+	lastDrop     []string
+	ids          map[string]string // raw JSON id → id, see id
+	msg          message           // the message being decoded
+	sc           scratch           // what the extras of each message are built in
 	// devices maps a device id to what this request last emitted for it.
 	devices map[string]seenDevice
 }

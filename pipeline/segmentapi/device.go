@@ -199,7 +199,12 @@ func (d *decoder) device(ctx *wireContext, raw rawJSON, mp *mapped, drops *[]str
 	if seen && !mp.forceDevice && len(raw) > 0 && bytes.Equal(raw, last.context) {
 		return nil, nil // same context as the record already emitted
 	}
-	info := ctx.info(drops)
+	var info tag.DeviceInfo
+	if raw.absent() {
+		info = d.batchInfo(drops)
+	} else {
+		info = ctx.info(drops)
+	}
 	if info.AppVersion == "" {
 		info.AppVersion = mp.propVersion
 	}
@@ -219,6 +224,16 @@ func (d *decoder) device(ctx *wireContext, raw rawJSON, mp *mapped, drops *[]str
 	}
 	d.devices[id] = seenDevice{context: raw, info: info}
 	return &r, nil
+}
+
+// batchInfo is ctx.info of the batch's context, which every message
+// without a context of its own has: read once a request.
+func (d *decoder) batchInfo(drops *[]string) tag.DeviceInfo {
+	if !d.ctxInfoRead {
+		d.ctxInfo, d.ctxInfoRead = d.ctx.info(&d.ctxInfoDrops), true
+	}
+	*drops = append(*drops, d.ctxInfoDrops...)
+	return d.ctxInfo
 }
 
 // repair sets r's device info and message id, dropping the fields of info

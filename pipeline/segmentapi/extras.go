@@ -107,6 +107,19 @@ type scratch struct {
 	path    string // "properties" or "traits"
 	prefix  string // prepended to every key ("group_")
 	drops   dropList
+	slab    []tag.Record // see one
+}
+
+// one returns r in a slice of its own, cut from a block that the records
+// of a request's messages share: one allocation for many messages.
+func (sc *scratch) one(r tag.Record) []tag.Record {
+	if len(sc.slab) == 0 {
+		sc.slab = make([]tag.Record, 32)
+	}
+	s := sc.slab[:1:1]
+	s[0] = r
+	sc.slab = sc.slab[1:]
+	return s
 }
 
 // maxListed bounds the warnings written out for one message: the others
