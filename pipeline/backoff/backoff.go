@@ -139,16 +139,16 @@ func (b *Backoff) Waits() int { return b.n }
 func (b *Backoff) Reset() { b.n, b.after = 0, 0 }
 
 // Wait sleeps for Next() or until ctx ends, whichever comes first; it
-// returns ctx's error (its cause) in the second case.
+// returns ctx.Err() in the second case.
 func (b *Backoff) Wait(ctx context.Context) error {
 	return Sleep(ctx, b.Next())
 }
 
-// Sleep waits for d or until ctx ends; it returns context.Cause(ctx) if ctx
-// ended first.
+// Sleep waits for d or until ctx ends; it returns ctx.Err() if ctx ended
+// first.
 func Sleep(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
-		return context.Cause(ctx)
+		return ctx.Err()
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -156,7 +156,7 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
-		return context.Cause(ctx)
+		return ctx.Err()
 	}
 }
 
@@ -202,7 +202,7 @@ func RetryNotify(ctx context.Context, p Policy, op func(context.Context) error, 
 			return nil
 		}
 		if ctx.Err() != nil {
-			return context.Cause(ctx)
+			return ctx.Err()
 		}
 		if retryable != nil && !retryable(err) {
 			return err

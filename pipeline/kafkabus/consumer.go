@@ -12,6 +12,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/openengage/engage/pipeline/backoff"
 	"github.com/openengage/engage/pipeline/bus"
 )
 
@@ -110,10 +111,11 @@ func (c *Consumer) Close() error { return c.r.Close() }
 // fetchRetrying returns r's next message. A kafka-go reader reconnects by
 // itself when a broker goes away or a partition's leadership moves, and
 // reports what it met meanwhile; those reports are logged (the first, then
-// every twentieth) and the fetch asked again until ctx ends. Errors that
-// are not transient, and ctx's, are returned.
+// every twentieth) and the fetch asked again, after a wait of fetchRetry,
+// until ctx ends. Errors that are not transient, and ctx's, are returned.
 func fetchRetrying(ctx context.Context, r *kafka.Reader, log *slog.Logger) (kafka.Message, error) {
 	var since time.Time
+	var wait *backoff.Backoff
 	for failures := 0; ; failures++ {
 		m, err := r.FetchMessage(ctx)
 		if err == nil || ctx.Err() != nil || !Transient(err) {
@@ -123,18 +125,21 @@ func fetchRetrying(ctx context.Context, r *kafka.Reader, log *slog.Logger) (kafk
 			return m, err
 		}
 		if failures == 0 {
-			since = time.Now()
+			since, wait = time.Now(), backoff.New(fetchRetry)
 		}
 		if log != nil && (failures == 0 || (failures+1)%20 == 0) {
-			log.Warn("kafka fetch failed; retrying", "failures", failures+1, "since", time.Since(since).Round(time.Millisecond).String(), "error", err)
+			log.Warn("kafka fetch failed; retrying", "failures", failures+1, "since", time.Since(since).Round(time.Millisecond).String(), "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return kafka.Message{}, ctx.Err()
-		case <-time.After(min(time.Duration(failures+1)*100*time.Millisecond, 2*time.Second)):
+		if err := wait.Wait(ctx); err != nil {
+			return kafka.Message{}, err
 		}
 	}
 }
+
+// fetchRetry paces a consumer's fetches while the cluster fails them:
+// 100 ms doubling to 2 s, half of each wait jittered (the members of a
+// group, which lost the same broker, do not come back in step).
+var fetchRetry = backoff.Policy{Min: 100 * time.Millisecond, Max: 2 * time.Second, Floor: 0.5}
 
 // Transient says whether err, met talking to Kafka, may go away by itself:
 // a broker that cannot be reached or closed the connection, a timeout, or
