@@ -6,10 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -255,21 +257,38 @@ func CheckAuth(ctx context.Context, brokers []string) error {
 }
 
 // checkAuth asks each broker in turn for metadata until one answers; an
-// authentication failure at any of them ends the check.
+// authentication failure at any of them ends the check. A broker that
+// closes the connection before answering, three times over, is taken for
+// a listener that expects other security settings (TLS to a plaintext
+// port, no SASL on a SASL port): that ends the check too.
 func checkAuth(ctx context.Context, brokers []string, sc *secured) error {
 	if len(brokers) == 0 {
 		return errors.New("kafka: no brokers to check")
 	}
 	var first error
 	for _, b := range brokers {
-		c := &kafka.Client{Addr: kafka.TCP(b), Timeout: 10 * time.Second, Transport: transportFor(sc, &kafka.Transport{})}
-		_, err := c.Metadata(ctx, &kafka.MetadataRequest{})
-		c.Transport.(*kafka.Transport).CloseIdleConnections()
+		var err error
+		for attempt := 0; attempt < 3; attempt++ {
+			c := &kafka.Client{Addr: kafka.TCP(b), Timeout: 10 * time.Second, Transport: transportFor(sc, &kafka.Transport{})}
+			_, err = c.Metadata(ctx, &kafka.MetadataRequest{})
+			c.Transport.(*kafka.Transport).CloseIdleConnections()
+			if !closedAtOnce(err) || ctx.Err() != nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
 		if err == nil {
 			return nil
 		}
 		if what, ok := authFailure(err); ok {
 			return &AuthError{What: what, User: sc.user, Broker: b, Err: err}
+		}
+		if closedAtOnce(err) {
+			return &AuthError{What: "connection setup", User: sc.user, Broker: b,
+				Err: fmt.Errorf("%w (the broker closed the connection before answering: does its listener at this address take %s?)", err, sc.describe())}
 		}
 		if first == nil {
 			first = fmt.Errorf("kafka: %s: %w", b, err)
@@ -279,6 +298,23 @@ func checkAuth(ctx context.Context, brokers []string, sc *secured) error {
 		}
 	}
 	return first
+}
+
+// closedAtOnce says whether err is a connection closed by the other end.
+func closedAtOnce(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// describe says what sc sets up, for messages: "TLS with SASL PLAIN".
+func (sc *secured) describe() string {
+	out := "plaintext"
+	if sc.tls != nil {
+		out = "TLS"
+	}
+	if sc.mech != nil {
+		return out + " with SASL " + sc.mech.Name()
+	}
+	return out + " without SASL"
 }
 
 // isAuthError says whether err is (or wraps) an authentication or TLS

@@ -109,8 +109,7 @@ func TestCheckAuthRealKafka(t *testing.T) {
 	if err := servicetest.WriteTestCerts(otherCA, "127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
-	brokers := []string{sec.KafkaSASLSSL}
-	check := func(s Security) error {
+	check := func(s Security, brokers ...string) error {
 		t.Helper()
 		sc, err := s.build()
 		if err != nil {
@@ -119,6 +118,9 @@ func TestCheckAuthRealKafka(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		start := time.Now()
+		if len(brokers) == 0 {
+			brokers = []string{sec.KafkaSASLSSL}
+		}
 		err = checkAuth(ctx, brokers, sc)
 		if d := time.Since(start); d > 30*time.Second {
 			t.Errorf("%s %s: check took %v", s.SASLMechanism, s.Password, d)
@@ -142,8 +144,17 @@ func TestCheckAuthRealKafka(t *testing.T) {
 			`^kafka: TLS handshake failed for user engage at ` + regexp.QuoteMeta(sec.KafkaSASLSSL) + `: .*certificate signed by unknown authority`},
 		{Security{TLS: true, CAFile: sec.CAFile, ServerName: "kafka.example.com", SASLMechanism: SASLScramSHA512, User: sec.User, Password: sec.Password},
 			`^kafka: TLS handshake failed .*kafka.example.com`},
+		// TLS without SASL on the SASL_SSL listener; TLS on the plaintext one.
+		{Security{TLS: true, CAFile: sec.CAFile},
+			`^kafka: connection setup failed at ` + regexp.QuoteMeta(sec.KafkaSASLSSL) + `: .*EOF \(the broker closed the connection before answering: does its listener at this address take TLS without SASL\?\)$`},
+		{Security{TLS: true, CAFile: sec.CAFile, SASLMechanism: SASLScramSHA512, User: sec.User, Password: sec.Password},
+			`^kafka: connection setup failed for user engage at ` + regexp.QuoteMeta(sec.KafkaPlain) + `: .*EOF \(the broker closed the connection before answering: does its listener at this address take TLS with SASL SCRAM-SHA-512\?\)$`},
 	} {
-		err := check(c.s)
+		broker := sec.KafkaSASLSSL // unless the case is about the plaintext listener
+		if strings.Contains(c.want, regexp.QuoteMeta(sec.KafkaPlain)) {
+			broker = sec.KafkaPlain
+		}
+		err := check(c.s, broker)
 		if err == nil || !regexp.MustCompile(c.want).MatchString(err.Error()) {
 			t.Errorf("%s password %q CA %s: error %v, want one matching %s", c.s.SASLMechanism, c.s.Password, c.s.CAFile, err, c.want)
 			continue
