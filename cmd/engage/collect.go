@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/openengage/engage/delivery/inbox"
+	"github.com/openengage/engage/pipeline/backoff"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/collector"
 	"github.com/openengage/engage/pipeline/httpserve"
@@ -123,14 +124,20 @@ func runCollect(ctx context.Context, args []string, _ io.Writer) error {
 }
 
 // followInbox follows every partition of engage.inbox into store until ctx
-// ends, waiting for the topic while it does not exist.
+// ends, waiting for the topic while it does not exist (looking again
+// after topicPoll's waits). A partition whose following fails is followed
+// again after inboxRetry's waits (from the start after a minute of
+// following).
 func followInbox(ctx context.Context, brokers []string, topic string, store inboxApplier, log *slog.Logger) {
+	poll := backoff.New(topicPoll)
 	for warned := false; ; warned = true {
 		parts, err := kafkabus.Partitions(ctx, brokers)
 		if n := parts[topic]; err == nil && n > 0 {
 			for p := range n {
 				go func() {
+					retry := backoff.New(inboxRetry)
 					for ctx.Err() == nil {
+						began := time.Now()
 						err := kafkabus.FollowPartition(ctx, brokers, topic, p, func(m bus.Message, _ bool) error {
 							if m.Key == nil {
 								return nil
@@ -140,9 +147,16 @@ func followInbox(ctx context.Context, brokers []string, topic string, store inbo
 							}
 							return nil
 						})
-						if ctx.Err() == nil {
-							log.Warn("following the inbox; again in 5 s", "partition", p, "err", err)
-							time.Sleep(5 * time.Second)
+						if ctx.Err() != nil {
+							return
+						}
+						if time.Since(began) > time.Minute {
+							retry.Reset()
+						}
+						wait := retry.Next()
+						log.Warn("following the inbox failed; trying again", "partition", p, "retry_in", wait, "err", err)
+						if backoff.Sleep(ctx, wait) != nil {
+							return
 						}
 					}
 				}()
@@ -152,10 +166,16 @@ func followInbox(ctx context.Context, brokers []string, topic string, store inbo
 		if !warned {
 			log.Warn("in-app messages: waiting for the topic (engage topics creates it)", "topic", topic, "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if poll.Wait(ctx) != nil {
 			return
-		case <-time.After(10 * time.Second):
 		}
 	}
 }
+
+// topicPoll paces the looks for a topic that does not exist yet: from 1 s
+// to 10 s. inboxRetry paces the following of an inbox partition after a
+// failure: from 1 s to 30 s. Both half jittered (pipeline/backoff).
+var (
+	topicPoll  = backoff.Policy{Min: time.Second, Max: 10 * time.Second, Floor: 0.5}
+	inboxRetry = backoff.Policy{Min: time.Second, Max: 30 * time.Second, Floor: 0.5}
+)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/openengage/engage/pipeline/backoff"
 	"github.com/openengage/engage/pipeline/bus"
 	"github.com/openengage/engage/pipeline/httpserve"
 	"github.com/openengage/engage/pipeline/kafkabus"
@@ -224,14 +225,15 @@ func lagGauge(stream string, brokers []string, group, topic string) prometheus.C
 	})
 }
 
-// waitForTopic returns once topic exists, looking every interval, and says
-// in the log that it waits (once, and again only if why changes), naming
-// the flag that turns its stream off. It must
-// not join a group on a missing topic: the broker would create it
-// (auto.create.topics.enable) with its default partition count, not
-// co-partitioned with engage.tags.
+// waitForTopic returns once topic exists, looking again after waits that
+// grow from a second (or every, if shorter) to every, and says in the log
+// that it waits (once, and again only if why changes), naming the flag that
+// turns its stream off. It must not join a group on a missing topic: the
+// broker would create it (auto.create.topics.enable) with its default
+// partition count, not co-partitioned with engage.tags.
 func waitForTopic(ctx context.Context, brokers []string, topic, flag string, every time.Duration, log *slog.Logger) error {
 	said := ""
+	poll := backoff.New(backoff.Policy{Min: min(time.Second, every), Max: every, Floor: 0.5})
 	for {
 		parts, err := kafkabus.Partitions(ctx, brokers)
 		if err == nil && parts[topic] > 0 {
@@ -248,10 +250,8 @@ func waitForTopic(ctx context.Context, brokers []string, topic, flag string, eve
 			log.Warn(msg, args...)
 			said = msg
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(every):
+		if err := poll.Wait(ctx); err != nil {
+			return err
 		}
 	}
 }
