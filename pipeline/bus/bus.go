@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/openengage/engage/pipeline/backoff"
 )
 
 // Message is one record on the log.
@@ -61,26 +63,15 @@ func ProduceRetrying(ctx context.Context, p Producer, msgs []Message, retry func
 	if len(msgs) == 0 {
 		return nil
 	}
-	wait := 100 * time.Millisecond
-	for {
-		err := p.Produce(ctx, msgs)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !errors.Is(err, ErrUnavailable) {
-			return err
-		}
-		if retry != nil {
-			retry(err, wait)
-		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
+	return backoff.RetryNotify(ctx, produceRetry, func(ctx context.Context) error { return p.Produce(ctx, msgs) },
+		func(err error) bool { return errors.Is(err, ErrUnavailable) },
+		func(err error, _ int, wait time.Duration) {
+			if retry != nil {
+				retry(err, wait)
+			}
+		})
 }
+
+// produceRetry paces ProduceRetrying: 100 ms doubling to 5 s, half of each
+// wait jittered.
+var produceRetry = backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second, Floor: 0.5}
