@@ -297,10 +297,24 @@ func (sc *scratch) buildExtras(obj []member, path, prefix string, fixed []tag.Ex
 }
 
 func (sc *scratch) cand(key span, rank int, m, k int32, v candValue) {
-	var pre [8]byte
-	copy(pre[:], sc.at(key))
-	sc.cands = append(sc.cands, candidate{pre: binary.BigEndian.Uint64(pre[:]), key: key, rank: int32(rank), idx: int32(len(sc.vals)), m: m, k: k})
+	sc.cands = append(sc.cands, candidate{pre: prefix8(sc.at(key)), key: key, rank: int32(rank), idx: int32(len(sc.vals)), m: m, k: k})
 	sc.vals = append(sc.vals, v)
+}
+
+// prefix8 is the first 8 bytes of k, big-endian, zeros past its end: as a
+// key has no zero byte, prefixes order as keys do, unless equal.
+func prefix8(k []byte) uint64 {
+	if len(k) >= 8 {
+		return binary.BigEndian.Uint64(k)
+	}
+	var p uint64
+	for i := range 8 {
+		p <<= 8
+		if i < len(k) {
+			p |= uint64(k[i])
+		}
+	}
+	return p
 }
 
 // appendSrc appends the source of c: its key as sent, as a warning names

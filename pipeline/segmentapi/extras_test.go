@@ -2,7 +2,6 @@ package segmentapi
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/bits"
@@ -147,13 +146,10 @@ func TestSortCandidates(t *testing.T) {
 
 // The key-prefix comparison agrees with comparing keys.
 func TestCandidatePrefix(t *testing.T) {
-	for _, p := range [][2]string{{"a", "ab"}, {"abcdefgh", "abcdefghi"}, {"Z", "a"}, {"x_", "x0"}, {"abcdefgh1", "abcdefgh0"}} {
-		var pa, pb [8]byte
-		copy(pa[:], p[0])
-		copy(pb[:], p[1])
-		x, y := binary.BigEndian.Uint64(pa[:]), binary.BigEndian.Uint64(pb[:])
-		if c := strings.Compare(p[0], p[1]); x != y && (x < y) != (c < 0) {
-			t.Fatalf("%q %q: prefix order differs", p[0], p[1])
+	for _, p := range [][2]string{{"a", "ab"}, {"abcdefgh", "abcdefghi"}, {"Z", "a"}, {"x_", "x0"}, {"abcdefgh1", "abcdefgh0"}, {"abcdefg", "abcdefgh"}, {"b", "abcdefghij"}} {
+		x, y := prefix8([]byte(p[0])), prefix8([]byte(p[1]))
+		if c := strings.Compare(p[0], p[1]); x == y && (len(p[0]) < 8 || len(p[1]) < 8) || x != y && (x < y) != (c < 0) {
+			t.Fatalf("%q %q: prefixes %x %x", p[0], p[1], x, y)
 		}
 	}
 }

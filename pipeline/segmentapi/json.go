@@ -75,7 +75,8 @@ func unquote(raw []byte) (string, bool) {
 // literal (without its quotes) holds, decoded by the rules of
 // encoding/json's unquote: escapes, surrogate pairs, and U+FFFD for invalid
 // UTF-8 and lone surrogates. It reports false for what is not the inside of
-// a JSON string (a bare quote, a control character, a bad escape). It is
+// a JSON string (a bare quote, a control character, a bad escape, \' which
+// encoding/json's unquote takes but its validation refuses). It is
 // what keys and values with escapes cost: no reflection, no allocation
 // beyond dst.
 func appendUnquoted(dst, s []byte) ([]byte, bool) {
@@ -88,7 +89,7 @@ func appendUnquoted(dst, s []byte) ([]byte, bool) {
 				return dst, false
 			}
 			switch s[r] {
-			case '"', '\\', '/', '\'':
+			case '"', '\\', '/':
 				dst = append(dst, s[r])
 			case 'b':
 				dst = append(dst, '\b')
