@@ -51,7 +51,7 @@ func (k *kafkaConn) secure(ctx context.Context) error {
 		return err
 	}
 	brokers := splitList(k.brokers)
-	if len(brokers) == 0 || !k.sec.TLS && (mech == "" || mech == strings.ToUpper(kafkabus.SASLNone)) {
+	if len(brokers) == 0 || !k.sec.Enabled() {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -86,7 +86,7 @@ func (k *kafkaFlags) register(fs *flag.FlagSet) {
 func (k *kafkaFlags) connect(ctx context.Context, log *slog.Logger) (brokers []string, stop func(), err error) {
 	stop = func() {}
 	brokers = splitList(k.brokers)
-	if len(brokers) == 0 && k.sec != (kafkabus.Security{}) && k.sec != (kafkabus.Security{SASLMechanism: kafkabus.SASLNone}) {
+	if len(brokers) == 0 && k.sec.Enabled() {
 		return nil, nil, errors.New("the Kafka TLS and SASL flags need -kafka.brokers (the embedded broker has neither)")
 	}
 	if err := k.secure(ctx); err != nil {

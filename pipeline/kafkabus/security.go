@@ -41,6 +41,12 @@ type Security struct {
 	AllowPlaintextSASL bool
 }
 
+// Enabled says whether s turns TLS or SASL on.
+func (s Security) Enabled() bool {
+	m := strings.ToUpper(s.SASLMechanism)
+	return s.TLS || m != "" && m != strings.ToUpper(SASLNone)
+}
+
 // SASL mechanisms Security accepts.
 const (
 	SASLNone        = "none"
