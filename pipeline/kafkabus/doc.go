@@ -7,4 +7,10 @@
 // The log's time is when Kafka received a record, never an event's time: the
 // producer stamps the time it sends, and every topic uses log-append time
 // (topics.go says why; FixTimestampType changes a topic still on CreateTime).
+//
+// Every connection the package makes (and those made through Dialer,
+// Transport and NewClient) uses the process's security: TLS and SASL as
+// Configure set them once at start, before the first client (security.go);
+// CheckAuth tries them against the brokers so that a service meets wrong
+// credentials at start.
 package kafkabus
