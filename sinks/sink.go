@@ -49,8 +49,15 @@ type Config struct {
 	// written then may take to be written and committed; 0: they are
 	// abandoned at once (their records are read again after a restart).
 	DrainTimeout time.Duration
-	DeadTopic    string // dead-letter topic
-	Writers      int    // batches written at once (their commits stay in order)
+	// Transient, if set, tells a write error that may go away by itself
+	// (clickhouse.Transient: the server unreachable or overloaded) from one
+	// that needs a person (wrong credentials, a missing table). Both are
+	// retried, as the rows must wait for the fix either way, but the second
+	// kind is logged as an error naming it and retried only every
+	// BackoffMax.
+	Transient func(error) bool
+	DeadTopic string // dead-letter topic
+	Writers   int    // batches written at once (their commits stay in order)
 	// LogInterval is how often the sink logs what it wrote since the last
 	// line and its lag (when the stream is idle and caught up, once); 0:
 	// never.
@@ -357,6 +364,9 @@ func (s *Sink) write(ctx context.Context, batch []bus.Message) error {
 	err := s.retry(ctx, "write", func() error {
 		var err error
 		dead, err = s.w.Write(ctx, batch)
+		if err != nil && ctx.Err() == nil && s.cfg.Transient != nil && !s.cfg.Transient(err) {
+			return &setupError{backoff.WithRetryAfter(err, s.cfg.BackoffMax)}
+		}
 		return err
 	})
 	if err != nil {
@@ -396,6 +406,16 @@ func (s *Sink) retry(ctx context.Context, what string, op func() error) error {
 	p := backoff.Policy{Min: s.cfg.BackoffMin, Max: s.cfg.BackoffMax}
 	return backoff.RetryNotify(ctx, p, func(context.Context) error { return op() }, nil, func(err error, attempt int, wait time.Duration) {
 		s.m.errors.WithLabelValues(what).Inc()
+		if se := (*setupError)(nil); errors.As(err, &se) {
+			s.log.Error("sink: "+what+" failed on an error that will not go away by itself (check the credentials, the schema); retrying",
+				"op", what, "attempt", attempt, "retry_in", wait, "err", errors.Unwrap(se.error))
+			return
+		}
 		s.log.Warn("sink: "+what+" failed; retrying", "op", what, "attempt", attempt, "retry_in", wait, "err", err)
 	})
 }
+
+// setupError marks a write error that Config.Transient says needs a person.
+type setupError struct{ error }
+
+func (e *setupError) Unwrap() error { return e.error }

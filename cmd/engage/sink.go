@@ -63,6 +63,7 @@ func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	feedbackTopic := fs.String("sink.feedback-topic", kafkabus.TopicFeedback, "topic of the dispatcher's delivery results")
 	feedbackGroup := fs.String("sink.feedback-group", "engage-sink-feedback", "consumer group of the feedback stream")
 	scfg := sinks.DefaultConfig(kafkabus.TopicTagsDead)
+	scfg.Transient = clickhouse.Transient // setup errors (credentials, schema) logged as such, retried every -sink.backoff-max
 	fs.StringVar(&scfg.DeadTopic, "sink.dead-topic", scfg.DeadTopic, "dead-letter topic of every stream (the source_topic header names the stream's topic)")
 	fs.IntVar(&scfg.BatchRows, "sink.batch-rows", scfg.BatchRows, "flush a batch at this many records (or -sink.batch-bytes, or -sink.flush-interval: whichever comes first)")
 	fs.IntVar(&scfg.BatchBytes, "sink.batch-bytes", scfg.BatchBytes, "flush a batch at this many bytes of records (or -sink.batch-rows, or -sink.flush-interval)")
