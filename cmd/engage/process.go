@@ -151,16 +151,11 @@ func runProcess(ctx context.Context, args []string, _ io.Writer) error {
 				}
 				return app.Plan, true
 			}}
-		// Ready: Kafka answers (input and changelog have their leaders)
-		// and the processor has started.
+		// Ready: Kafka answers (input and changelog have their leaders),
+		// the segments are read and every owned partition restored.
 		ready := &httpserve.Ready{}
 		ready.Add("kafka", kafkaReady(cfg.Brokers, cfg.Topic, cfg.ChangelogTopic))
-		ready.Add("processor", func(context.Context) error {
-			if proc.Partitions() == 0 {
-				return errors.New("starting: the input topic's partitions are not known yet")
-			}
-			return nil
-		})
+		ready.Add("processor", func(context.Context) error { return proc.Ready() })
 		mux := serviceMux(reg, ready)
 		mux.Handle("/v1/", api.Handler())
 		if err := serveHTTP(g, gctx, *addr, mux, tc, log, "process"); err != nil {

@@ -81,9 +81,11 @@ func runSchedule(ctx context.Context, args []string, _ io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.Run(gctx) })
 	if *addr != "" {
-		// Ready: Kafka answers (input and changelog have their leaders).
+		// Ready: Kafka answers (input and changelog have their leaders),
+		// the campaigns are read and every owned partition restored.
 		ready := &httpserve.Ready{}
 		ready.Add("kafka", kafkaReady(cfg.Brokers, cfg.Topic, cfg.ChangelogTopic))
+		ready.Add("scheduler", func(context.Context) error { return svc.Ready() })
 		mux := serviceMux(reg, ready)
 		if toks.Len() > 0 {
 			// The API checks campaigns against the stored segments.

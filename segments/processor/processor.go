@@ -128,6 +128,9 @@ type Processor struct {
 	nIn   atomic.Int32   // partitions of the input topic, once known
 	ends  *kafkabus.Ends // where the changes end, asked at flushes
 
+	configured atomic.Bool  // the segment configuration has been read
+	restoring  atomic.Int32 // owned partitions whose state is being restored
+
 	announceMu sync.Mutex
 }
 
@@ -144,6 +147,27 @@ func (p *Processor) Partitions() int { return int(p.nIn.Load()) }
 
 // Records returns how many input records this instance has read.
 func (p *Processor) Records() int64 { return p.read.Load() }
+
+// Ready returns nil once the processor has read the segment
+// configuration, owns partitions of the input and has restored the state
+// of each, else what it is still doing (for /readyz). An instance that
+// owns no partition (joining the group, or more instances than
+// partitions) is not ready: it does no work.
+func (p *Processor) Ready() error {
+	if !p.configured.Load() {
+		return errors.New("reading the segment configuration")
+	}
+	if n := p.restoring.Load(); n > 0 {
+		return fmt.Errorf("restoring the state of %d partitions from the changelog", n)
+	}
+	p.mu.Lock()
+	owned := len(p.parts)
+	p.mu.Unlock()
+	if owned == 0 {
+		return fmt.Errorf("owns no partition of %s yet (joining the group, or more instances than partitions)", p.cfg.Topic)
+	}
+	return nil
+}
 
 // New returns a processor that produces through prod (a producer whose
 // messages name their topic; keys are placed by murmur2, as the input's).
@@ -199,6 +223,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
+	p.configured.Store(true)
 	set, _ := p.store.Current()
 	p.log.Info("segments loaded", "segments", len(set.Segs), "version", set.Version, "invalid", len(set.Errors))
 	err = kafkabus.RunGroup(ctx, kafkabus.GroupConfig{Brokers: p.cfg.Brokers, Group: p.cfg.Group, Topic: p.cfg.Topic, SessionTimeout: p.cfg.SessionTimeout},
@@ -288,6 +313,9 @@ func (o *owner) now() time.Time {
 
 func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partitions int) error {
 	start := time.Now()
+	p.restoring.Add(1)
+	restored := sync.OnceFunc(func() { p.restoring.Add(-1) })
+	defer restored()
 	o := &owner{p: p, claim: c, eng: engine.New(engine.Options{Fill: p.cfg.History != nil, EvictAfter: p.cfg.EvictAfter, EvictMargin: p.cfg.EvictMargin}), next: -1, changesEnd: -1,
 		clockKey: kafkabus.PartitionKey(clockKeyPrefix+strconv.Itoa(c.Partition)+"/", c.Partition, partitions),
 		fills:    map[uint64]context.CancelFunc{}, hist: make(chan histMsg)}
@@ -339,6 +367,7 @@ func (p *Processor) runPartition(ctx context.Context, c *kafkabus.Claim, partiti
 	o.startFills(ctx)
 	p.m.restored.Add(float64(n))
 	p.log.Info("partition restored", "partition", c.Partition, "records", n, "devices", o.eng.Devices(), "took", time.Since(start).Round(time.Millisecond), "from offset", c.Offset)
+	restored()
 
 	pt := &partition{id: c.Partition, reqs: make(chan func(*engine.Engine, time.Time)), gone: make(chan struct{})}
 	p.mu.Lock()

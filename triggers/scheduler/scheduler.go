@@ -104,6 +104,9 @@ type Service struct {
 	read  atomic.Int64
 	ends  *kafkabus.Ends // where the outputs end, asked at each flush
 
+	configured atomic.Bool  // the campaigns have been read
+	restoring  atomic.Int32 // owned partitions whose state is being restored
+
 	mu    sync.Mutex
 	parts map[int]*partition
 }
@@ -133,6 +136,27 @@ func New(cfg Config, store *Store, prod bus.Producer, m *metrics, log *slog.Logg
 
 // Records returns how many input messages this instance has read.
 func (s *Service) Records() int64 { return s.read.Load() }
+
+// Ready returns nil once the scheduler has read the campaigns, owns
+// partitions of the input and has restored the state of each, else what
+// it is still doing (for /readyz). An instance that owns no partition
+// (joining the group, or more instances than partitions) is not ready: it
+// does no work.
+func (s *Service) Ready() error {
+	if !s.configured.Load() {
+		return errors.New("reading the campaigns")
+	}
+	if n := s.restoring.Load(); n > 0 {
+		return fmt.Errorf("restoring the state of %d partitions from the changelog", n)
+	}
+	s.mu.Lock()
+	owned := len(s.parts)
+	s.mu.Unlock()
+	if owned == 0 {
+		return fmt.Errorf("owns no partition of %s yet (joining the group, or more instances than partitions)", s.cfg.Topic)
+	}
+	return nil
+}
 
 // Run follows the configuration, then consumes the input as a member of
 // the group until ctx ends.
@@ -167,6 +191,7 @@ func (s *Service) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
+	s.configured.Store(true)
 	set, _ := s.store.Current()
 	s.log.Info("campaigns loaded", "campaigns", len(set.Campaigns), "version", set.Version, "invalid", len(set.Errors))
 	for id, err := range set.Errors {
@@ -284,6 +309,9 @@ func (o *owner) now() time.Time {
 
 func (s *Service) runPartition(ctx context.Context, c *kafkabus.Claim, partitions int) error {
 	start := time.Now()
+	s.restoring.Add(1)
+	restored := sync.OnceFunc(func() { s.restoring.Add(-1) })
+	defer restored()
 	o := &owner{s: s, claim: c, sched: triggers.New(), next: -1, own: ownRecord{deliveriesEnd: -1, decisionsEnd: -1},
 		ownKey: kafkabus.PartitionKey(ownKeyPrefix+strconv.Itoa(c.Partition)+"/", c.Partition, partitions)}
 	o.sched.SetEviction(s.cfg.EvictAfter, s.cfg.EvictMargin)
@@ -342,6 +370,7 @@ func (s *Service) runPartition(ctx context.Context, c *kafkabus.Claim, partition
 	s.m.restored.Add(float64(n))
 	st := o.sched.Stats()
 	s.log.Info("partition restored", "partition", c.Partition, "records", n, "waiting sends", st.Pending, "took", time.Since(start).Round(time.Millisecond), "from offset", from)
+	restored()
 
 	pt := &partition{reqs: make(chan func(*triggers.Scheduler, time.Time)), gone: make(chan struct{})}
 	s.mu.Lock()
