@@ -262,9 +262,9 @@ type recorder struct {
 	body bytes.Buffer
 }
 
-func (r *recorder) Header() http.Header { return r.h }
+func (r *recorder) Header() http.Header         { return r.h }
 func (r *recorder) Write(p []byte) (int, error) { return r.body.Write(p) }
-func (r *recorder) WriteHeader(code int) { r.code = code }
+func (r *recorder) WriteHeader(code int)        { r.code = code }
 
 func TestServeFinishesRequestsInFlightAtShutdown(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
