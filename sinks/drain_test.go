@@ -109,9 +109,11 @@ func TestSinkDrainsInFlightInsertOnStop(t *testing.T) {
 		stop()
 		t.Fatal("the sink began no insert within 2 minutes")
 	}
+	stopAt := time.Now()
 	if err := stop(); err != nil { // SIGTERM while the insert is in flight
 		t.Fatalf("Run: %v", err)
 	}
+	t.Logf("Run returned %s after its ctx ended, the insert in flight (held %s) written and committed", time.Since(stopAt).Round(time.Millisecond), first.hold)
 	if first.slowErr != nil {
 		t.Errorf("the insert in flight was cut short: %v", first.slowErr)
 	}
