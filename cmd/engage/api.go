@@ -92,7 +92,8 @@ func runAPI(ctx context.Context, args []string, _ io.Writer) error {
 	})
 	mux := serviceMux(reg, ready)
 	var requests atomic.Int64
-	handler := api.Handler()
+	// engage_api_requests_total{code}, engage_api_request_seconds.
+	handler := httpserve.Instrument(reg, "engage_api", api.Handler())
 	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		handler.ServeHTTP(w, r)

@@ -103,7 +103,7 @@ func TestEveryServiceAnswersMetricsHealthzReadyz(t *testing.T) {
 		{"deliver", "-addr", "engage_deliver_", []string{"-kafka.brokers", b, "-credentials", creds, "-deliver.group", id + "-deliver",
 			"-deliver.topic", topic["deliveries"], "-deliver.changelog-topic", topic["dstate"], "-deliver.decisions-topic", topic["decisions"],
 			"-deliver.feedback-topic", topic["feedback"], "-deliver.inbox-topic", topic["inbox"], "-deliver.tags-topic", topic["tags"]}},
-		{"api", "-addr", "go_goroutines", []string{"-clickhouse.addr", chAddr, "-clickhouse.database", ch.Database, "-api.tokens", "health-test-token-0123456789:*"}},
+		{"api", "-addr", "engage_api_request", []string{"-clickhouse.addr", chAddr, "-clickhouse.database", ch.Database, "-api.tokens", "health-test-token-0123456789:*"}},
 	} {
 		t.Run(c.service, func(t *testing.T) {
 			// Started once it answers /healthz; /readyz must then become
@@ -114,6 +114,13 @@ func TestEveryServiceAnswersMetricsHealthzReadyz(t *testing.T) {
 			}
 			if body := waitStatus(t, http.DefaultClient, s.URL+"/readyz", 200, 90*time.Second); body != "ready\n" {
 				t.Errorf("/readyz: %q, want ready", body)
+			}
+			if c.service == "api" {
+				// A request of the API's own (refused), so that its
+				// request metrics have a sample.
+				if code, body := httpGet(t, http.DefaultClient, s.URL+"/v1/apps"); code/100 != 4 {
+					t.Errorf("/v1/apps: %d %q, want a refusal", code, body)
+				}
 			}
 			code, body := httpGet(t, http.DefaultClient, s.URL+"/metrics")
 			if code != 200 || !strings.Contains(body, c.metric) || !strings.Contains(body, "process_resident_memory_bytes") {
