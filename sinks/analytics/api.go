@@ -189,7 +189,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status, code, msg, ""})
 		return
 	}
-	a.log.Debug("analytics request", "endpoint", name, "app", app, "token", s.Name, "seconds", time.Since(start).Seconds())
+	a.log.Debug("analytics request", "endpoint", name, "app", app, "token", s.Name, "took", time.Since(start))
 	writeJSON(w, http.StatusOK, res)
 }
 
