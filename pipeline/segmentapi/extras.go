@@ -55,6 +55,8 @@ const (
 type candidate struct {
 	pre  uint64 // the key's first 8 bytes, big-endian: most comparisons end here
 	key  span
+	src  span  // its source in scratch.srcs once written (srcOf), n -1 until then
+	spre uint64 // the source's first 8 bytes, once written
 	rank int32 // rankFixed…
 	idx  int32 // its value in scratch.vals, in the order found: the last tie-break
 	m, k int32 // its member in scratch.obj (-1 for a fixed one) and kid (-1 for none)
@@ -100,8 +102,8 @@ type scratch struct {
 	kept    []kept
 	buf     []byte // the keys and sources of cands
 	tmp     []byte // a key being made
-	srcA    []byte // two sources being compared
-	srcB    []byte
+	srcs    []byte // sources of candidates, written once each (srcOf)
+	bySrc   bool   // sort orders candidates of one key and rank by source
 	child   []byte // a child's key, for appendSrc
 	out     []byte // the kept keys and string values, one string at the end
 	path    string // "properties" or "traits"
@@ -284,7 +286,7 @@ func (sc *scratch) buildExtras(obj []member, path, prefix string, fixed []tag.Ex
 		return nil, nil
 	}
 	sc.path, sc.prefix, sc.fixed, sc.obj = path, prefix, fixed, obj
-	sc.cands, sc.vals, sc.buf = sc.cands[:0], sc.vals[:0], sc.buf[:0]
+	sc.cands, sc.vals, sc.buf, sc.srcs = sc.cands[:0], sc.vals[:0], sc.buf[:0], sc.srcs[:0]
 	for i, x := range fixed {
 		off := len(sc.buf)
 		sc.buf = append(sc.buf, x.Key...)
@@ -297,8 +299,19 @@ func (sc *scratch) buildExtras(obj []member, path, prefix string, fixed []tag.Ex
 }
 
 func (sc *scratch) cand(key span, rank int, m, k int32, v candValue) {
-	sc.cands = append(sc.cands, candidate{pre: prefix8(sc.at(key)), key: key, rank: int32(rank), idx: int32(len(sc.vals)), m: m, k: k})
+	sc.cands = append(sc.cands, candidate{pre: prefix8(sc.at(key)), key: key, src: span{n: -1}, rank: int32(rank), idx: int32(len(sc.vals)), m: m, k: k})
 	sc.vals = append(sc.vals, v)
+}
+
+// srcOf returns the source of c, written in srcs the first time: the sort
+// may compare a candidate many times.
+func (sc *scratch) srcOf(c *candidate) []byte {
+	if c.src.n < 0 {
+		off := len(sc.srcs)
+		sc.srcs = sc.appendSrc(sc.srcs, c)
+		c.src = span{int32(off), int32(len(sc.srcs) - off)}
+	}
+	return c.src.of(sc.srcs)
 }
 
 // prefix8 is the first 8 bytes of k, big-endian, zeros past its end: as a
@@ -482,7 +495,7 @@ var tooManyKeys = fmt.Sprintf("more than %d keys (kept the first in key order)",
 // finish sorts the candidates, resolves clashes and the limit, and makes
 // the extras: their keys and string values share one string.
 func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
-	sc.sort(sc.cands, 2*bits.Len(uint(len(sc.cands))))
+	sc.sortCands()
 	room := tag.MaxExtras - nfixed
 	sc.kept, sc.out = sc.kept[:0], sc.out[:0]
 	dl := &sc.drops
@@ -556,31 +569,70 @@ func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
 }
 
 // less orders candidates by key, then rank (the lowest wins a clash), then
+// the order found; with bySrc, candidates of the same key and rank by
 // source, then the order found.
 func (sc *scratch) less(x, y *candidate) bool {
+	if sc.bySrc {
+		if x.spre != y.spre {
+			return x.spre < y.spre
+		}
+		if x.src.n >= 8 {
+			if c := bytes.Compare(x.src.of(sc.srcs), y.src.of(sc.srcs)); c != 0 {
+				return c < 0
+			}
+		}
+		return x.idx < y.idx
+	}
 	if x.pre != y.pre {
 		return x.pre < y.pre
 	}
-	return sc.cmp(x, y) < 0
-}
-
-func (sc *scratch) cmp(x, y *candidate) int {
-	if c := bytes.Compare(sc.at(x.key), sc.at(y.key)); c != 0 {
-		return c
-	}
-	if x.rank != y.rank {
-		return int(x.rank - y.rank)
-	}
-	// The same key and rank: a fixed key is unique, and an exact key is
-	// its own source; renamed and flattened ones may differ.
-	if x.rank > rankExact {
-		sc.srcA = sc.appendSrc(sc.srcA[:0], x)
-		sc.srcB = sc.appendSrc(sc.srcB[:0], y)
-		if c := bytes.Compare(sc.srcA, sc.srcB); c != 0 {
-			return c
+	// The same first 8 bytes: as keys have no zero byte, either both
+	// are that long or both are the same key.
+	if x.key.n >= 8 {
+		if c := bytes.Compare(sc.at(x.key), sc.at(y.key)); c != 0 {
+			return c < 0
 		}
 	}
-	return int(x.idx - y.idx)
+	if x.rank != y.rank {
+		return x.rank < y.rank
+	}
+	return x.idx < y.idx
+}
+
+// sortCands sorts the candidates by key, rank and source: by key and rank
+// first, then each run of one key and rank that may differ in source
+// (renamed or flattened ones) by source. A source is written only for
+// those, once.
+func (sc *scratch) sortCands() {
+	c := sc.cands
+	for i := 1; i < len(c); i++ {
+		// Often in order already (one key repeated; keys sent sorted).
+		if sc.less(&c[i], &c[i-1]) {
+			sc.sort(c, 2*bits.Len(uint(len(c))))
+			break
+		}
+	}
+	for i := 0; i < len(c); {
+		j := i + 1
+		for j < len(c) && c[j].rank == c[i].rank && c[j].pre == c[i].pre && bytes.Equal(sc.at(c[j].key), sc.at(c[i].key)) {
+			j++
+		}
+		if j-i > 1 && c[i].rank > rankExact {
+			run := c[i:j]
+			for k := range run {
+				run[k].spre = prefix8(sc.srcOf(&run[k]))
+			}
+			sc.bySrc = true
+			for k := 1; k < len(run); k++ {
+				if sc.less(&run[k], &run[k-1]) {
+					sc.sort(run, 2*bits.Len(uint(len(run))))
+					break
+				}
+			}
+			sc.bySrc = false
+		}
+		i = j
+	}
 }
 
 // sort sorts c by less: quicksort on a median of three, insertion sort for
