@@ -19,7 +19,7 @@ func Ping(ctx context.Context, brokers []string, topics ...string) error {
 	if len(brokers) == 0 {
 		return errors.New("no brokers")
 	}
-	tr := &kafka.Transport{ClientID: "engage-ping"}
+	tr := Transport(&kafka.Transport{ClientID: "engage-ping"}) // the process's TLS and SASL
 	defer tr.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
