@@ -55,11 +55,11 @@ const (
 type candidate struct {
 	pre  uint64 // the key's first 8 bytes, big-endian: most comparisons end here
 	key  span
-	src  span  // its source in scratch.srcs once written (srcOf), n -1 until then
+	src  span   // its source in scratch.srcs once written (srcOf), n -1 until then
 	spre uint64 // the source's first 8 bytes, once written
-	rank int32 // rankFixed…
-	idx  int32 // its value in scratch.vals, in the order found: the last tie-break
-	m, k int32 // its member in scratch.obj (-1 for a fixed one) and kid (-1 for none)
+	rank int32  // rankFixed…
+	idx  int32  // its value in scratch.vals, in the order found: the last tie-break
+	m, k int32  // its member in scratch.obj (-1 for a fixed one) and kid (-1 for none)
 }
 
 // candValue is the value of a candidate: a number or bool, a fixed value
