@@ -349,13 +349,28 @@ func (sc *scratch) appendSrc(b []byte, c *candidate) []byte {
 // else it says why not.
 func (sc *scratch) value(v span) (candValue, string) {
 	raw := v.of(sc.raw)
-	if len(raw) > 0 && raw[0] == '"' {
+	if len(raw) == 0 {
+		return candValue{}, "empty"
+	}
+	switch c := raw[0]; {
+	case c == '"':
 		return candValue{kind: valString, str: v}, ""
+	case c == 't', c == 'f':
+		return candValue{kind: valBool, b: c == 't'}, ""
+	case c >= '1' && c <= '9' && len(raw) <= 15:
+		// A small positive integer (the usual number), as scalar
+		// reads it.
+		n := int64(0)
+		for _, d := range raw {
+			if d < '0' || d > '9' {
+				goto other
+			}
+			n = n*10 + int64(d-'0')
+		}
+		return candValue{kind: valNumber, num: float64(n)}, ""
 	}
+other:
 	x, why := scalar(raw)
-	if x.Type == tag.TypeBool {
-		return candValue{kind: valBool, b: x.Bool}, why
-	}
 	return candValue{kind: valNumber, num: x.Num}, why
 }
 
