@@ -474,10 +474,18 @@ func (sc *scratch) newKey() (key span, renamed, ok bool) {
 			sc.buf = sc.buf[:off]
 			return span{}, true, false
 		}
-		r, size := utf8.DecodeRune(k[i:])
-		i += size
-		if r < 0x80 && (isLetter(byte(r)) || r >= '0' && r <= '9' || r == '_') {
-			sc.buf = append(sc.buf, byte(r))
+		c := k[i]
+		if c >= utf8.RuneSelf {
+			// One _ for a character of several bytes (or an invalid
+			// byte, as ranging over a string reads it).
+			_, size := utf8.DecodeRune(k[i:])
+			i += size
+			c = '_'
+		} else {
+			i++
+		}
+		if isLetter(c) || c >= '0' && c <= '9' || c == '_' {
+			sc.buf = append(sc.buf, c)
 		} else {
 			sc.buf = append(sc.buf, '_')
 		}
