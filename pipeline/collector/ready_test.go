@@ -112,3 +112,60 @@ func TestReadyRecoversWithoutTrafficOnceKafkaAnswers(t *testing.T) {
 		t.Fatalf("%d records stored: the recovery must not need a write", n)
 	}
 }
+
+// With no traffic at all, /readyz follows the probe: 503 naming Kafka while
+// it fails, 200 again once it answers.
+func TestReadyFollowsTheProbeWithoutTraffic(t *testing.T) {
+	apps, err := collector.NewApps(&collector.App{ID: "news", WriteKeys: []string{key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := collector.New(collector.DefaultConfig(), apps, bus.NewMemory("tags", 2), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	s.SetProbe(func(ctx context.Context) error {
+		if down.Load() {
+			return errors.New("brokers 127.0.0.1:1 do not answer: dial tcp 127.0.0.1:1: connect: connection refused")
+		}
+		return nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	wait := func(want int, prefix string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := http.Get("http://" + ln.Addr().String() + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == want && strings.HasPrefix(string(b), prefix) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("readyz %d %q after 30 s, want %d %s…", resp.StatusCode, b, want, prefix)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	wait(200, "ready")
+	down.Store(true)
+	wait(http.StatusServiceUnavailable, "kafka: brokers 127.0.0.1:1 do not answer")
+	down.Store(false)
+	wait(200, "ready")
+}

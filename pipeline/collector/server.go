@@ -45,7 +45,7 @@ type Server struct {
 	now      func() time.Time
 	failed   atomic.Int64                // unix nanos of the last produce failure not followed by a success or a probe answered
 	probe    func(context.Context) error // asks whether Kafka answers again (SetProbe)
-	probeErr atomic.Pointer[string]      // the probe's last failure while marked failed
+	probeErr atomic.Pointer[string]      // the probe's last failure, until it answers again
 	inbox    Inbox                       // in-app messages; nil: not served
 	budget   *semaphore.Weighted
 }
@@ -102,10 +102,11 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error { return s.RunT
 
 // RunTLS serves on ln, HTTPS when tc is not nil (httpserve.TLSFiles makes
 // it), until ctx ends, then shuts down gracefully: requests in flight
-// finish (and get their Kafka acknowledgement) before it returns. While
-// Kafka is marked failed (a write was not acknowledged) it asks the
-// brokers, through the probe SetProbe gave, every RecoverEvery, and clears
-// the mark once they answer: /readyz recovers without traffic.
+// finish (and get their Kafka acknowledgement) before it returns. It asks
+// the brokers, through the probe SetProbe gave, every ProbeEvery, and
+// every RecoverEvery while Kafka is marked failed (a write was not
+// acknowledged, or the probe failed), and clears the mark once they
+// answer: /readyz follows Kafka without traffic.
 func (s *Server) RunTLS(ctx context.Context, ln net.Listener, tc *tls.Config) error {
 	hs := &httpserve.Server{Handler: s.Handler(), TLS: tc, Log: s.log, Name: "collector",
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10*time.Second + s.cfg.ReadTimeout, IdleTimeout: 2 * time.Minute,
@@ -117,14 +118,17 @@ func (s *Server) RunTLS(ctx context.Context, ln net.Listener, tc *tls.Config) er
 	return hs.Serve(ctx, ln)
 }
 
-// RecoverEvery is how often a collector marked failed asks Kafka whether
-// it answers again.
-const RecoverEvery = time.Second
+// How often the collector asks Kafka whether it answers: ProbeEvery while
+// all is well, RecoverEvery while Kafka is marked failed.
+const (
+	ProbeEvery   = 5 * time.Second
+	RecoverEvery = time.Second
+)
 
-// SetProbe sets how the collector asks, while marked failed, whether Kafka
-// answers again (kafkabus.Ping on the brokers and the topic): fn returns
-// nil when it does. Without a probe, only a write that succeeds clears the
-// mark. Call it before Run.
+// SetProbe sets how the collector asks whether Kafka answers
+// (kafkabus.Ping on the brokers and the topic): fn returns nil when it
+// does. Without a probe, /readyz follows the writes only, and only a write
+// that succeeds clears a failure. Call it before Run.
 func (s *Server) SetProbe(fn func(context.Context) error) { s.probe = fn }
 
 func (s *Server) recoverLoop(ctx context.Context) {
@@ -133,42 +137,51 @@ func (s *Server) recoverLoop(ctx context.Context) {
 	}
 	tick := time.NewTicker(RecoverEvery)
 	defer tick.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		t := s.failed.Load()
-		if t == 0 {
+		t, down := s.failed.Load(), s.probeErr.Load() != nil
+		if t == 0 && !down && time.Since(last) < ProbeEvery-RecoverEvery/2 {
 			continue
 		}
+		last = time.Now()
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := s.probe(pctx)
 		cancel()
 		if err != nil {
-			msg := err.Error()
+			msg := strings.Join(strings.Fields(err.Error()), " ")
+			if !down {
+				s.log.Warn("kafka does not answer: not ready", "err", msg)
+			}
 			s.probeErr.Store(&msg)
 			continue
 		}
-		if s.failed.CompareAndSwap(t, 0) {
-			s.probeErr.Store(nil)
-			s.log.Info("kafka answers again: ready", "failed_since", time.Unix(0, t).UTC().Format(time.RFC3339))
+		s.probeErr.Store(nil)
+		if t != 0 && s.failed.CompareAndSwap(t, 0) || t == 0 && down {
+			s.log.Info("kafka answers again: ready")
 		}
 	}
 }
 
 // handleReady answers /readyz: ready when Kafka acknowledged the last
-// write (or answered the probe since one failed) and the buffer of records
-// waiting for Kafka has room.
+// write (or answered the probe since one failed), answered the last probe,
+// and the buffer of records waiting for Kafka has room.
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if t := s.failed.Load(); t != 0 {
 		msg := "kafka: did not acknowledge a write at " + time.Unix(0, t).UTC().Format(time.RFC3339)
 		if p := s.probeErr.Load(); p != nil {
-			msg += "; still failing: " + strings.Join(strings.Fields(*p), " ")
+			msg += "; still failing: " + *p
 		}
 		http.Error(w, msg, http.StatusServiceUnavailable)
+		return
+	}
+	if p := s.probeErr.Load(); p != nil {
+		http.Error(w, "kafka: "+*p, http.StatusServiceUnavailable)
 		return
 	}
 	if s.buf.inUse() >= s.buf.capacity {
@@ -638,6 +651,7 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, b *batch, warnin
 		return
 	}
 	s.failed.Store(0)
+	s.probeErr.Store(nil) // Kafka answered
 	s.m.produce.Observe(time.Since(start).Seconds())
 	s.m.records.WithLabelValues(app.ID, "accepted").Add(float64(kept))
 	if b.unplanned > 0 {
