@@ -92,7 +92,21 @@ func NewCerts(certFile, keyFile string, every time.Duration, log *slog.Logger) (
 		return nil, err
 	}
 	c.cur, c.certPEM, c.keyPEM, c.checked = cert, certPEM, keyPEM, c.now()
+	subject, notAfter := describe(cert)
+	log.Info("TLS certificate loaded", "cert", certFile, "subject", subject, "not_after", notAfter)
 	return c, nil
+}
+
+// describe returns the subject and expiry of a pair's leaf certificate.
+func describe(cert *tls.Certificate) (string, time.Time) {
+	leaf := cert.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return "", time.Time{}
+		}
+	}
+	return leaf.Subject.String(), leaf.NotAfter
 }
 
 func (c *Certs) read() (certPEM, keyPEM []byte, cert *tls.Certificate, err error) {
@@ -150,9 +164,6 @@ func (c *Certs) reload() {
 	}
 	c.cur, c.certPEM, c.keyPEM = cert, certPEM, keyPEM
 	c.badDigest = [32]byte{}
-	subject, notAfter := "", time.Time{}
-	if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
-		subject, notAfter = leaf.Subject.String(), leaf.NotAfter
-	}
+	subject, notAfter := describe(cert)
 	c.log.Info("TLS certificate reloaded", "cert", c.certFile, "subject", subject, "not_after", notAfter)
 }
