@@ -518,11 +518,30 @@ var tooManyKeys = fmt.Sprintf("more than %d keys (kept the first in key order)",
 // finish sorts the candidates, resolves clashes and the limit, and makes
 // the extras: their keys and string values share one string.
 func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
-	sc.sortCands()
+	bound := sc.order(nfixed)
 	room := tag.MaxExtras - nfixed
 	sc.kept, sc.out = sc.kept[:0], sc.out[:0]
 	dl := &sc.drops
-	for i := range sc.cands {
+	for i := 0; i < len(sc.cands); i++ {
+		if i == bound {
+			if room == 0 && dl.full() {
+				// Past the candidates in order: the others are
+				// dropped and counted, in any order, but for the
+				// fixed ones, kept (sorted after those in order).
+				for ; i < len(sc.cands); i++ {
+					if c := &sc.cands[i]; c.rank == rankFixed {
+						if err := sc.keep(c); err != nil {
+							return nil, err
+						}
+					} else {
+						dl.open(sc.path)
+					}
+				}
+				break
+			}
+			sc.sortCands(sc.cands[i:])
+			bound = len(sc.cands)
+		}
 		c := &sc.cands[i]
 		key := sc.at(c.key)
 		switch {
@@ -544,30 +563,12 @@ func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
 			}
 			continue
 		}
-		k := kept{key: span{int32(len(sc.out)), int32(len(key))}, idx: c.idx}
-		sc.out = append(sc.out, key...)
-		v := &sc.vals[c.idx]
-		n := -1
-		switch v.kind {
-		case valString:
-			// Valid, as the body is: appendUnquoted cannot fail.
-			start := len(sc.out)
-			raw := v.str.of(sc.raw)
-			sc.out, _ = appendUnquoted(sc.out, raw[1:len(raw)-1])
-			k.str = span{int32(start), int32(len(sc.out) - start)}
-			n = int(k.str.n)
-		case valFixed:
-			if x := sc.fixed[v.fixed].Value; x.Type == tag.TypeString {
-				n = len(x.Str)
-			}
-		}
-		if n > tag.MaxValueLen {
-			return nil, &MessageError{Field: sc.path + "." + string(sc.appendSrc(nil, c)), Reason: fmt.Sprintf("string of %d bytes, more than the limit of %d", n, tag.MaxValueLen)}
+		if err := sc.keep(c); err != nil {
+			return nil, err
 		}
 		if c.rank != rankFixed {
 			room--
 		}
-		sc.kept = append(sc.kept, k)
 	}
 	if len(sc.kept) == 0 {
 		return nil, nil
@@ -589,6 +590,33 @@ func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
 		}
 	}
 	return out, nil
+}
+
+// keep makes c an extra: its key and string value are written in out.
+func (sc *scratch) keep(c *candidate) *MessageError {
+	key := sc.at(c.key)
+	k := kept{key: span{int32(len(sc.out)), int32(len(key))}, idx: c.idx}
+	sc.out = append(sc.out, key...)
+	v := &sc.vals[c.idx]
+	n := -1
+	switch v.kind {
+	case valString:
+		// Valid, as the body is: appendUnquoted cannot fail.
+		start := len(sc.out)
+		raw := v.str.of(sc.raw)
+		sc.out, _ = appendUnquoted(sc.out, raw[1:len(raw)-1])
+		k.str = span{int32(start), int32(len(sc.out) - start)}
+		n = int(k.str.n)
+	case valFixed:
+		if x := sc.fixed[v.fixed].Value; x.Type == tag.TypeString {
+			n = len(x.Str)
+		}
+	}
+	if n > tag.MaxValueLen {
+		return &MessageError{Field: sc.path + "." + string(sc.appendSrc(nil, c)), Reason: fmt.Sprintf("string of %d bytes, more than the limit of %d", n, tag.MaxValueLen)}
+	}
+	sc.kept = append(sc.kept, k)
+	return nil
 }
 
 // less orders candidates by key, then rank (the lowest wins a clash), then
@@ -626,8 +654,7 @@ func (sc *scratch) less(x, y *candidate) bool {
 // first, then each run of one key and rank that may differ in source
 // (renamed or flattened ones) by source. A source is written only for
 // those, once.
-func (sc *scratch) sortCands() {
-	c := sc.cands
+func (sc *scratch) sortCands(c []candidate) {
 	for i := 1; i < len(c); i++ {
 		// Often in order already (one key repeated; keys sent sorted).
 		if sc.less(&c[i], &c[i-1]) {
@@ -670,34 +697,7 @@ func (sc *scratch) sort(c []candidate, depth int) {
 			return
 		}
 		depth--
-		h, m := len(c)-1, len(c)/2
-		if sc.less(&c[m], &c[0]) {
-			c[0], c[m] = c[m], c[0]
-		}
-		if sc.less(&c[h], &c[m]) {
-			c[h], c[m] = c[m], c[h]
-			if sc.less(&c[m], &c[0]) {
-				c[0], c[m] = c[m], c[0]
-			}
-		}
-		c[0], c[m] = c[m], c[0]
-		p := &c[0]
-		i, j := 1, h
-		for {
-			for i <= j && sc.less(&c[i], p) {
-				i++
-			}
-			for i <= j && sc.less(p, &c[j]) {
-				j--
-			}
-			if i >= j {
-				break
-			}
-			c[i], c[j] = c[j], c[i]
-			i++
-			j--
-		}
-		c[0], c[j] = c[j], c[0]
+		j := sc.partition(c)
 		if j < len(c)-j {
 			sc.sort(c[:j], depth)
 			c = c[j+1:]
@@ -711,6 +711,98 @@ func (sc *scratch) sort(c []candidate, depth int) {
 			c[j], c[j-1] = c[j-1], c[j]
 		}
 	}
+}
+
+// partition puts a median of three of c at c[j], the candidates less than
+// it before, the others after, and returns j. len(c) > 2.
+func (sc *scratch) partition(c []candidate) int {
+	h, m := len(c)-1, len(c)/2
+	if sc.less(&c[m], &c[0]) {
+		c[0], c[m] = c[m], c[0]
+	}
+	if sc.less(&c[h], &c[m]) {
+		c[h], c[m] = c[m], c[h]
+		if sc.less(&c[m], &c[0]) {
+			c[0], c[m] = c[m], c[0]
+		}
+	}
+	c[0], c[m] = c[m], c[0]
+	p := &c[0]
+	i, j := 1, h
+	for {
+		for i <= j && sc.less(&c[i], p) {
+			i++
+		}
+		for i <= j && sc.less(p, &c[j]) {
+			j--
+		}
+		if i >= j {
+			break
+		}
+		c[i], c[j] = c[j], c[i]
+		i++
+		j--
+	}
+	c[0], c[j] = c[j], c[0]
+	return j
+}
+
+// selectFirst moves the k smallest candidates of c (by less) to c[:k], in
+// no order: quickselect, heapsort past depth levels.
+func (sc *scratch) selectFirst(c []candidate, k int) {
+	lo, hi := 0, len(c)
+	for depth := 2 * bits.Len(uint(len(c))); hi-lo > 12; depth-- {
+		if depth == 0 {
+			sc.heapSort(c[lo:hi])
+			return
+		}
+		switch j := lo + sc.partition(c[lo:hi]); {
+		case j == k || j == k-1:
+			return
+		case j < k:
+			lo = j + 1
+		default:
+			hi = j
+		}
+	}
+	sc.sort(c[lo:hi], 0)
+}
+
+// order sorts the candidates, or as many as finish needs: with many
+// more than can be kept, only the first ones (all of the run of one key
+// and rank the last of them is in, and the fixed ones before it); finish
+// counts the others as dropped unless it needs them in order too. It
+// returns how many of the candidates are in order, all before the others.
+func (sc *scratch) order(nfixed int) int {
+	c := sc.cands
+	want := tag.MaxExtras + maxListed + 1
+	nf := c[nfixed:] // buildExtras adds the fixed ones first
+	if len(nf) <= 2*want {
+		sc.sortCands(c)
+		return len(c)
+	}
+	sc.selectFirst(nf, want)
+	last := 0
+	for i := 1; i < want; i++ {
+		if sc.less(&nf[last], &nf[i]) {
+			last = i
+		}
+	}
+	head := want
+	for i := want; i < len(nf); i++ {
+		if x, y := &nf[i], &nf[last]; x.rank == y.rank && x.pre == y.pre && bytes.Equal(sc.at(x.key), sc.at(y.key)) {
+			nf[head], nf[i] = nf[i], nf[head]
+			head++
+		}
+	}
+	bound := nfixed + head
+	for i := range nfixed {
+		if sc.less(&nf[last], &c[i]) {
+			bound-- // a fixed one past the last selected: sorted to the end
+		}
+	}
+	sc.sortCands(c[:nfixed+head])
+	return bound
 }
 
 func (sc *scratch) heapSort(c []candidate) {

@@ -123,7 +123,7 @@ func TestSortCandidates(t *testing.T) {
 			}
 			want := slices.Clone(sc.cands)
 			slices.SortFunc(want, func(x, y candidate) int { return sc.cmp(&x, &y) })
-			sc.sortCands()
+			sc.sortCands(sc.cands)
 			idx := func(c candidate) int32 { return c.idx }
 			if !slices.Equal(mapSlice(sc.cands, idx), mapSlice(want, idx)) {
 				t.Fatalf("%s, %d candidates: order differs", pattern, n)
@@ -227,5 +227,51 @@ func TestFlattenEscapedKeys(t *testing.T) {
 	want := []tag.Extra{{Key: "pa_city", Value: tag.String("Paris")}, {Key: "pa_t", Value: tag.String("é")}}
 	if !slices.Equal(res.Records[0].Extras, want) || !slices.Equal(res.Dropped, []string{`properties.pa."x.y": null`}) {
 		t.Fatalf("extras %+v, dropped %q", res.Records[0].Extras, res.Dropped)
+	}
+}
+
+// With many more keys than are kept, only the first ones are put in
+// order; the extras, the warnings listed and the count of the others are
+// those of a full sort. group_id (fixed, always kept) sorts after the
+// kept traits here, and the keys come in no order, some renamed or
+// repeated.
+func TestManyKeysPartialOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	keys := rng.Perm(300)
+	var b strings.Builder
+	b.WriteString(`{"type":"group","userId":"u","groupId":"g1","traits":{"zz":1`)
+	for _, k := range keys {
+		fmt.Fprintf(&b, `,"a%03d":%d`, k, k)
+		if k%50 == 7 {
+			fmt.Fprintf(&b, `,"a%03d":-1,"a-%03d":-2`, k, k) // repeated, and renamed to a_…
+		}
+	}
+	b.WriteString(`}}`)
+	res := single(t, CallGroup, b.String(), nil)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	info := res.Records[0].AppInfo
+	if len(info) != tag.MaxExtras || info[0].Key != "group_a000" || info[62].Key != "group_a062" || info[63].Key != "group_id" {
+		t.Fatalf("kept %d: %s … %s, %s", len(info), info[0].Key, info[62].Key, info[63].Key)
+	}
+	for i, x := range info[:63] {
+		if x.Value.Num != float64(i) {
+			t.Fatalf("%s = %v: not the first of its key", x.Key, x.Value)
+		}
+	}
+	// 300 + 6 repeated + 6 renamed + zz traits, 63 kept.
+	d := res.Dropped
+	if len(d) != maxListed+1 || d[len(d)-1] != "traits: 240 more dropped fields not listed (at most 10 a message)" {
+		t.Fatalf("dropped %q", d)
+	}
+	// In key order: the repeated a007 and a057 among those kept, then
+	// the first past the limit.
+	want := []string{"traits.a007: same key group_a007 as traits.a007", "traits.a057: same key group_a057 as traits.a057"}
+	for i := 63; len(want) < maxListed; i++ {
+		want = append(want, fmt.Sprintf("traits.a%03d: more than 64 keys (kept the first in key order)", i))
+	}
+	if !slices.Equal(d[:maxListed], want) {
+		t.Fatalf("dropped\n got %q\nwant %q", d[:maxListed], want)
 	}
 }
