@@ -84,3 +84,42 @@ func TestWriteRetryTellsSetupErrors(t *testing.T) {
 		}
 	}
 }
+
+// concurrentWriter records the most writes it had at once; each write
+// takes a while so that the sink's writers overlap.
+type concurrentWriter struct {
+	mu        sync.Mutex
+	now, most int
+	rows      int
+}
+
+func (w *concurrentWriter) Write(_ context.Context, msgs []bus.Message) ([]sinks.Dead, error) {
+	w.mu.Lock()
+	w.now++
+	w.most = max(w.most, w.now)
+	w.mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
+	w.mu.Lock()
+	w.now--
+	w.rows += len(msgs)
+	w.mu.Unlock()
+	return nil, nil
+}
+
+// Config.Writers bounds the batches being written at once, exactly: with
+// 2, never a third while the oldest waits for its commit.
+func TestWritersBoundConcurrentWrites(t *testing.T) {
+	var msgs []bus.Message
+	for i := range 60 {
+		msgs = append(msgs, record("d", i))
+	}
+	src, w := newSource(msgs), &concurrentWriter{}
+	cfg := sinks.DefaultConfig("dead")
+	cfg.BatchRows, cfg.FlushInterval, cfg.Writers = 1, time.Millisecond, 2
+	stop := run(t, cfg, src, w, bus.NewMemory("dead", 1))
+	waitFor(t, "every batch written", func() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.rows == 60 })
+	stop()
+	if w.most != 2 {
+		t.Errorf("at most %d writes at once with Writers 2", w.most)
+	}
+}

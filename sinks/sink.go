@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/openengage/engage/pipeline/backoff"
 	"github.com/openengage/engage/pipeline/bus"
@@ -182,6 +183,7 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 		done  chan error
 	}
 	written := make(chan pending, writers)
+	slots := semaphore.NewWeighted(int64(writers))
 	var inFlight sync.WaitGroup
 	defer inFlight.Wait()
 	g.Go(func() error {
@@ -204,17 +206,28 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 	g.Go(func() error {
 		defer close(written)
 		for batch := range batches {
+			// A writer (at most Writers batches are being written), then
+			// the batch's place in the commit order.
+			if slots.Acquire(fctx, 1) != nil {
+				return nil
+			}
 			p := pending{batch: batch, done: make(chan error, 1)}
 			select {
-			case written <- p: // blocks while Writers batches are in flight
+			case written <- p:
 			case <-fctx.Done():
+				slots.Release(1)
 				return nil
 			}
 			if fctx.Err() != nil { // both were ready: ctx has ended, start nothing new
+				slots.Release(1)
 				p.done <- errNotStarted
 				return nil
 			}
-			inFlight.Go(func() { p.done <- s.write(gctx, p.batch) })
+			inFlight.Go(func() {
+				err := s.write(gctx, p.batch)
+				slots.Release(1)
+				p.done <- err
+			})
 		}
 		return nil
 	})
