@@ -544,6 +544,18 @@ func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
 		}
 		c := &sc.cands[i]
 		key := sc.at(c.key)
+		if c.rank > rankExact && (i == 0 || !sameRun(c, &sc.cands[i-1], sc)) {
+			// The start of a run of one key and rank that may
+			// differ in source: ordered by source as far as the
+			// kept one and the warnings still listed need.
+			j := i + 1
+			for j < len(sc.cands) && j < bound && sameRun(&sc.cands[j], c, sc) {
+				j++
+			}
+			if j-i > 1 {
+				sc.orderRun(sc.cands[i:j], 1+maxListed-len(dl.ends))
+			}
+		}
 		switch {
 		case i > 0 && bytes.Equal(key, sc.at(sc.cands[i-1].key)):
 			if dl.open(sc.path) {
@@ -590,6 +602,11 @@ func (sc *scratch) finish(nfixed int) ([]tag.Extra, *MessageError) {
 		}
 	}
 	return out, nil
+}
+
+// sameRun reports whether x and y have the same key and rank.
+func sameRun(x, y *candidate, sc *scratch) bool {
+	return x.rank == y.rank && x.pre == y.pre && bytes.Equal(sc.at(x.key), sc.at(y.key))
 }
 
 // keep makes c an extra: its key and string value are written in out.
@@ -650,38 +667,37 @@ func (sc *scratch) less(x, y *candidate) bool {
 	return x.idx < y.idx
 }
 
-// sortCands sorts the candidates by key, rank and source: by key and rank
-// first, then each run of one key and rank that may differ in source
-// (renamed or flattened ones) by source. A source is written only for
-// those, once.
+// sortCands sorts c by key, rank and order found. Runs of one key and
+// rank that may differ in source (renamed or flattened candidates) are
+// ordered by source later, by orderRun, as far as finish needs.
 func (sc *scratch) sortCands(c []candidate) {
 	for i := 1; i < len(c); i++ {
 		// Often in order already (one key repeated; keys sent sorted).
 		if sc.less(&c[i], &c[i-1]) {
 			sc.sort(c, 2*bits.Len(uint(len(c))))
-			break
+			return
 		}
 	}
-	for i := 0; i < len(c); {
-		j := i + 1
-		for j < len(c) && c[j].rank == c[i].rank && c[j].pre == c[i].pre && bytes.Equal(sc.at(c[j].key), sc.at(c[i].key)) {
-			j++
-		}
-		if j-i > 1 && c[i].rank > rankExact {
-			run := c[i:j]
-			for k := range run {
-				run[k].spre = prefix8(sc.srcOf(&run[k]))
+}
+
+// orderRun orders by source, then order found, the first need candidates
+// of run, all of one key and rank (renamed or flattened): their sources
+// are written once each. The others follow in no order.
+func (sc *scratch) orderRun(run []candidate, need int) {
+	for k := range run {
+		run[k].spre = prefix8(sc.srcOf(&run[k]))
+	}
+	sc.bySrc = true
+	defer func() { sc.bySrc = false }()
+	for k := 1; k < len(run); k++ {
+		if sc.less(&run[k], &run[k-1]) {
+			if need < len(run) {
+				sc.selectFirst(run, need)
+				run = run[:need]
 			}
-			sc.bySrc = true
-			for k := 1; k < len(run); k++ {
-				if sc.less(&run[k], &run[k-1]) {
-					sc.sort(run, 2*bits.Len(uint(len(run))))
-					break
-				}
-			}
-			sc.bySrc = false
+			sc.sort(run, 2*bits.Len(uint(len(run))))
+			return
 		}
-		i = j
 	}
 }
 
@@ -790,7 +806,7 @@ func (sc *scratch) order(nfixed int) int {
 	}
 	head := want
 	for i := want; i < len(nf); i++ {
-		if x, y := &nf[i], &nf[last]; x.rank == y.rank && x.pre == y.pre && bytes.Equal(sc.at(x.key), sc.at(y.key)) {
+		if sameRun(&nf[i], &nf[last], sc) {
 			nf[head], nf[i] = nf[i], nf[head]
 			head++
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -76,7 +77,8 @@ func TestRepeatedKeyFirstKept(t *testing.T) {
 	}
 }
 
-// sc.sort orders candidates as slices.SortFunc does with sc.cmp: sizes
+// sc.sortCands, then sc.orderRun on each run of one key and rank, order
+// candidates as slices.SortFunc does with sc.cmp: sizes
 // around its thresholds, random keys, keys sharing their first 8 bytes,
 // ties broken by rank, source and order found, and the inputs that hurt
 // quicksorts (sorted, reversed, organ pipe, all one key).
@@ -124,6 +126,25 @@ func TestSortCandidates(t *testing.T) {
 			want := slices.Clone(sc.cands)
 			slices.SortFunc(want, func(x, y candidate) int { return sc.cmp(&x, &y) })
 			sc.sortCands(sc.cands)
+			c := sc.cands
+			for i := 0; i < len(c); {
+				j := i + 1
+				for j < len(c) && sameRun(&c[j], &c[i], &sc) {
+					j++
+				}
+				if c[i].rank > rankExact {
+					// The first of a run by source, then the run;
+					// both give the order of a full sort.
+					need := 1 + rng.IntN(j-i)
+					sc.orderRun(c[i:j], need)
+					first := mapSlice(c[i:i+need], func(c candidate) int32 { return c.idx })
+					sc.orderRun(c[i:j], j-i)
+					if !slices.Equal(first, mapSlice(c[i:i+need], func(c candidate) int32 { return c.idx })) {
+						t.Fatalf("%s, %d candidates: the first %d of a run differ", pattern, n, need)
+					}
+				}
+				i = j
+			}
 			idx := func(c candidate) int32 { return c.idx }
 			if !slices.Equal(mapSlice(sc.cands, idx), mapSlice(want, idx)) {
 				t.Fatalf("%s, %d candidates: order differs", pattern, n)
@@ -273,5 +294,63 @@ func TestManyKeysPartialOrder(t *testing.T) {
 	}
 	if !slices.Equal(d[:maxListed], want) {
 		t.Fatalf("dropped\n got %q\nwant %q", d[:maxListed], want)
+	}
+}
+
+// Keys renamed to the same key: the first by source wins, each of the
+// others is named after the one before it.
+func TestRenamedClash(t *testing.T) {
+	res := single(t, CallTrack, `{"event":"e","anonymousId":"a","properties":{"a-b":1,"a.b":2,"a b":3,"a/b":4,"p":{"x":5,"x":6}}}`, nil)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	want := []tag.Extra{{Key: "a_b", Value: tag.Number(3)}, {Key: "p_x", Value: tag.Number(5)}}
+	wantDropped := []string{
+		`properties."a.b": same key a_b as properties."a b"`,
+		`properties.a-b: same key a_b as properties."a.b"`,
+		`properties.a/b: same key a_b as properties.a-b`,
+		`properties.p.x: same key p_x as properties.p.x`,
+	}
+	if !slices.Equal(res.Records[0].Extras, want) || !slices.Equal(res.Dropped, wantDropped) {
+		t.Fatalf("extras %+v\ndropped %q", res.Records[0].Extras, res.Dropped)
+	}
+}
+
+// The same with more keys than an insertion sort takes and more warnings
+// than are listed: those listed are the first after the kept one.
+func TestRenamedClashMany(t *testing.T) {
+	seps := "-./ :;,!#$%&*+=@?^|~'()[]<>`éü€中"
+	var b strings.Builder
+	var srcs []string
+	b.WriteString(`{"event":"e","anonymousId":"a","properties":{`)
+	for i, sep := range []rune(seps) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k := "a" + string(sep) + "b"
+		fmt.Fprintf(&b, `%q:%d`, k, i)
+		if sep == '.' || sep == ' ' || sep >= 0x7f {
+			k = strconv.Quote(k)
+		}
+		srcs = append(srcs, k)
+	}
+	b.WriteString(`}}`)
+	res := single(t, CallTrack, b.String(), nil)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	byKey := slices.Clone(srcs)
+	slices.Sort(byKey)
+	if x := res.Records[0].Extras; len(x) != 1 || x[0].Value.Num != float64(slices.Index(srcs, byKey[0])) {
+		t.Fatalf("extras %+v, want the value of %s", x, byKey[0])
+	}
+	var want []string
+	for i := 1; i <= maxListed; i++ {
+		want = append(want, fmt.Sprintf("properties.%s: same key a_b as properties.%s", byKey[i], byKey[i-1]))
+	}
+	slices.Sort(want)
+	want = append(want, fmt.Sprintf("properties: %d more dropped fields not listed (at most 10 a message)", len(srcs)-1-maxListed))
+	if !slices.Equal(res.Dropped, want) {
+		t.Fatalf("dropped\n got %q\nwant %q", res.Dropped, want)
 	}
 }
