@@ -253,6 +253,18 @@ var segmentWorst = map[string]func(i int) string{
 	"escaped-keys": func(i int) string {
 		return segmentProps(i, 200, "", func(k int) string { return fmt.Sprintf(`"\u00%x%d":1`, 0x41+k%26, k) })
 	},
+	// 200 keys that all rename to one (k_): clashes ordered by source.
+	"renamed-clash": func(i int) string {
+		return segmentProps(i, 200, "", func(k int) string { return fmt.Sprintf(`"k%c":%d`, "-. /"[k%4], k%10) })
+	},
+	// The same key 200 times in one nested object: flattened clashes.
+	"nested-same-key": func(i int) string {
+		return segmentProps(i, 200, `"p":`, func(k int) string { return fmt.Sprintf(`"a":%d`, k%10) })
+	},
+	// 200 short keys that are all renamed (x_0_, x_1_…).
+	"renamed-keys": func(i int) string {
+		return segmentProps(i, 200, "", func(k int) string { return fmt.Sprintf(`"%d.":1`, k) })
+	},
 	// String values written with escapes.
 	"escaped-values": func(i int) string {
 		return segmentProps(i, 60, "", func(k int) string { return fmt.Sprintf(`"k%d":"\u00e9"`, k) })

@@ -53,13 +53,14 @@ const (
 // "a b") is written out only when needed (appendSrc): for a warning, an
 // error, or to order two candidates of the same key.
 type candidate struct {
-	pre  uint64 // the key's first 8 bytes, big-endian: most comparisons end here
-	key  span
-	src  span   // its source in scratch.srcs once written (srcOf), n -1 until then
-	spre uint64 // the source's first 8 bytes, once written
-	rank int32  // rankFixed…
-	idx  int32  // its value in scratch.vals, in the order found: the last tie-break
-	m, k int32  // its member in scratch.obj (-1 for a fixed one) and kid (-1 for none)
+	pre   uint64 // the key's first 8 bytes, big-endian: most comparisons end here
+	key   span
+	src   span   // its source in scratch.srcs once written (srcOf), n -1 until then
+	spre  uint64 // the source's first 8 bytes, once written
+	rank  int32  // rankFixed…
+	idx   int32  // its value in scratch.vals, in the order found: the last tie-break
+	m, k  int32  // its member in scratch.obj (-1 for a fixed one) and kid (-1 for none)
+	split int32  // for a flattened one made of plain keys as sent, the parent's length; else -1
 }
 
 // candValue is the value of a candidate: a number or bool, a fixed value
@@ -104,6 +105,7 @@ type scratch struct {
 	tmp     []byte // a key being made
 	srcs    []byte // sources of candidates, written once each (srcOf)
 	bySrc   bool   // sort orders candidates of one key and rank by source
+	bySplit bool   // …given by their parents' lengths (candidate.split)
 	child   []byte // a child's key, for appendSrc
 	out     []byte // the kept keys and string values, one string at the end
 	path    string // "properties" or "traits"
@@ -299,7 +301,7 @@ func (sc *scratch) buildExtras(obj []member, path, prefix string, fixed []tag.Ex
 }
 
 func (sc *scratch) cand(key span, rank int, m, k int32, v candValue) {
-	sc.cands = append(sc.cands, candidate{pre: prefix8(sc.at(key)), key: key, src: span{n: -1}, rank: int32(rank), idx: int32(len(sc.vals)), m: m, k: k})
+	sc.cands = append(sc.cands, candidate{pre: prefix8(sc.at(key)), key: key, src: span{n: -1}, rank: int32(rank), idx: int32(len(sc.vals)), m: m, k: k, split: -1})
 	sc.vals = append(sc.vals, v)
 }
 
@@ -426,7 +428,7 @@ func (sc *scratch) addChild(parent []byte, i, j int32) {
 		sc.drop(parent, child, why)
 		return
 	}
-	key, _, ok := sc.newKey()
+	key, renamed, ok := sc.newKey()
 	if !ok {
 		if !sc.drops.full() {
 			why = "flattened key " + quoteShort(string(sc.tmp)) + " is invalid"
@@ -435,6 +437,12 @@ func (sc *scratch) addChild(parent []byte, i, j int32) {
 		return
 	}
 	sc.cand(key, rankFlattened, i, j, v)
+	if !renamed && len(parent) > 0 && len(child) > 0 {
+		// parent_child as sent, both plain: its source is
+		// parent.child, and of two such of one key the one of the
+		// shorter parent comes first ('.' sorts before '_').
+		sc.cands[len(sc.cands)-1].split = int32(len(parent))
+	}
 }
 
 // drop is a warning about the key k (child nil) or the child of the object
@@ -644,7 +652,7 @@ func (sc *scratch) less(x, y *candidate) bool {
 		if x.spre != y.spre {
 			return x.spre < y.spre
 		}
-		if x.src.n >= 8 {
+		if !sc.bySplit && x.src.n >= 8 {
 			if c := bytes.Compare(x.src.of(sc.srcs), y.src.of(sc.srcs)); c != 0 {
 				return c < 0
 			}
@@ -684,8 +692,19 @@ func (sc *scratch) sortCands(c []candidate) {
 // of run, all of one key and rank (renamed or flattened): their sources
 // are written once each. The others follow in no order.
 func (sc *scratch) orderRun(run []candidate, need int) {
+	sc.bySplit = true
 	for k := range run {
-		run[k].spre = prefix8(sc.srcOf(&run[k]))
+		if run[k].split < 0 {
+			sc.bySplit = false
+			break
+		}
+	}
+	for k := range run {
+		if sc.bySplit {
+			run[k].spre = uint64(run[k].split) // no source to write
+		} else {
+			run[k].spre = prefix8(sc.srcOf(&run[k]))
+		}
 	}
 	sc.bySrc = true
 	defer func() { sc.bySrc = false }()

@@ -354,3 +354,40 @@ func TestRenamedClashMany(t *testing.T) {
 		t.Fatalf("dropped\n got %q\nwant %q", res.Dropped, want)
 	}
 }
+
+// Nested keys flattened to the same key: the source of the shortest parent
+// comes first ("a.b_c" before "a_b.c").
+func TestFlattenedClash(t *testing.T) {
+	const n = 20
+	var b strings.Builder
+	var srcs []string
+	b.WriteString(`{"event":"e","anonymousId":"a","properties":{`)
+	for k := n - 1; k >= 0; k-- {
+		parent := "x" + strings.Repeat("_x", k)
+		child := "x" + strings.Repeat("_x", n-k)
+		if k < n-1 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `%q:{%q:%d}`, parent, child, k)
+		srcs = append(srcs, parent+"."+child)
+	}
+	b.WriteString(`}}`)
+	res := single(t, CallTrack, b.String(), nil)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	slices.Sort(srcs)
+	if x := res.Records[0].Extras; len(x) != 1 || x[0].Value.Num != 0 {
+		t.Fatalf("extras %+v, want the value of %s", x, srcs[0])
+	}
+	key := "x" + strings.Repeat("_x", n+1)
+	var want []string
+	for i := 1; i <= maxListed; i++ {
+		want = append(want, fmt.Sprintf("properties.%s: same key %s as properties.%s", srcs[i], key, srcs[i-1]))
+	}
+	slices.Sort(want)
+	want = append(want, fmt.Sprintf("properties: %d more dropped fields not listed (at most 10 a message)", n-1-maxListed))
+	if !slices.Equal(res.Dropped, want) {
+		t.Fatalf("dropped\n got %q\nwant %q", res.Dropped, want)
+	}
+}
