@@ -50,7 +50,9 @@ func (c Call) message() bool {
 // record first, when there is one), or Err. Dropped lists, as "path: why",
 // what the message carried that no record keeps (null or array values,
 // keys that stay invalid after renaming, keys over tag.MaxExtras, unusable
-// context fields); they are warnings for the client, not errors.
+// context fields); they are warnings for the client, not errors. Of the
+// properties or traits dropped, the first 10 found are listed, sorted with
+// the others, and a last entry counts the rest.
 type Result struct {
 	Index   int // position of the message in the batch; 0 for a single call
 	Records []tag.Record

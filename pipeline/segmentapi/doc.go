@@ -108,7 +108,10 @@
 //     does not start with a letter ("my-key" → my_key, "9lives" → x_9lives);
 //     if still invalid (empty, longer than tag.MaxKeyLen) it is dropped.
 //   - When two keys end up the same, a key kept as sent wins over a renamed
-//     one, which wins over a flattened one; the others are dropped.
+//     one, which wins over a flattened one; among renamed or flattened ones,
+//     the first by the Segment field it came from ("a b" before a-b,
+//     a.b_c before a_b.c); among the same field repeated, the first sent.
+//     The others are dropped.
 //   - At most tag.MaxExtras keys are kept: group_id and category first, then
 //     the others in key order.
 //   - A string longer than tag.MaxValueLen is an error on properties.<key>
@@ -127,7 +130,9 @@
 // (32 KB), a record that tag.Record.Validate refuses…). A bad message never
 // costs the others. What a message carried that no record keeps is listed
 // in Result.Dropped as "<Segment field>: <why>", for the collector to
-// return as warnings. Only a body that is unusable as a whole (malformed
+// return as warnings: of the properties or traits dropped, the first ten
+// found, then one entry counting the others ("properties: 190 more dropped
+// fields not listed (at most 10 a message)"). Only a body that is unusable as a whole (malformed
 // JSON, with the byte offset; not an object; batch missing or not an array;
 // a bad top-level sentAt) is an error of DecodeBatch or DecodeSingle. The
 // 500 KB limit of a batch body is the caller's.
