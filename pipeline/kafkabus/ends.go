@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/openengage/engage/pipeline/backoff"
+
 	"github.com/segmentio/kafka-go"
 )
 
@@ -36,7 +38,8 @@ func (e *Ends) Of(ctx context.Context, partition int, topics ...string) ([]int64
 		req.Topics[t] = []kafka.OffsetRequest{kafka.LastOffsetOf(partition)}
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+	b := backoff.New(leaderWait)
+	for {
 		out, err := e.of(ctx, req, partition, topics)
 		if err == nil {
 			return out, nil
@@ -44,12 +47,16 @@ func (e *Ends) Of(ctx context.Context, partition int, topics ...string) ([]int64
 		if ctx.Err() != nil || time.Now().After(deadline) {
 			return nil, err
 		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if b.Wait(ctx) != nil {
+			return nil, err
 		}
 	}
 }
+
+// leaderWait is the policy of the retries that wait for a partition's
+// leader (a broker restarting, a leader being elected): from 50 ms to 1 s,
+// half of each wait random.
+var leaderWait = backoff.Policy{Min: 50 * time.Millisecond, Max: time.Second, Floor: 0.5}
 
 func (e *Ends) of(ctx context.Context, req *kafka.ListOffsetsRequest, partition int, topics []string) ([]int64, error) {
 	resp, err := e.client.ListOffsets(ctx, req)

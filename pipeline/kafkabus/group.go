@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/openengage/engage/pipeline/backoff"
+
 	"github.com/segmentio/kafka-go"
 
 	"github.com/openengage/engage/pipeline/bus"
@@ -113,7 +115,7 @@ func RunGroup(ctx context.Context, cfg GroupConfig, log *slog.Logger, fn func(ct
 			// Joining failed (no coordinator yet on a new cluster, a
 			// rebalance, a broker restarting): the group retries with a
 			// backoff; so do we.
-			log.Warn("kafka group: joining failed; retrying", "group", cfg.Group, "error", err)
+			log.Warn("kafka group: joining failed; retrying", "group", cfg.Group, "err", err)
 			continue
 		}
 		assigned := gen.Assignments[cfg.Topic]
@@ -244,7 +246,8 @@ func FollowPartition(ctx context.Context, brokers []string, topic string, partit
 // for the leader: any one of them may be the one that is down.
 func partitionBounds(ctx context.Context, brokers []string, topic string, partition int) (first, last int64, err error) {
 	deadline := time.Now().Add(30 * time.Second)
-	for i, wait := 0, 50*time.Millisecond; ; i, wait = i+1, min(2*wait, time.Second) {
+	b := backoff.New(leaderWait)
+	for i := 0; ; i++ {
 		var conn *kafka.Conn
 		conn, err = Dialer().DialLeader(ctx, "tcp", brokers[i%len(brokers)], topic, partition)
 		if err == nil {
@@ -258,10 +261,7 @@ func partitionBounds(ctx context.Context, brokers []string, topic string, partit
 		if ctx.Err() != nil || time.Now().After(deadline) || errors.As(err, &ke) && !ke.Temporary() {
 			return 0, 0, fmt.Errorf("offsets of %s/%d: %w", topic, partition, err)
 		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-		}
+		_ = b.Wait(ctx) // ctx's end is seen by the next try
 	}
 }
 

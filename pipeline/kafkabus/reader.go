@@ -7,6 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/openengage/engage/pipeline/backoff"
+
 	"github.com/segmentio/kafka-go"
 
 	"github.com/openengage/engage/pipeline/bus"
@@ -20,15 +22,14 @@ import (
 // tests; services use consumer groups.
 func ReadTopic(ctx context.Context, brokers []string, topic string, want int) ([]bus.Message, error) {
 	client := NewClient(brokers, 10*time.Second)
+	b := backoff.New(backoff.Policy{Min: 100 * time.Millisecond, Max: time.Second, Floor: 0.5})
 	for {
 		msgs, err := readOnce(ctx, client, brokers, topic)
 		if err == nil && len(msgs) >= want {
 			return msgs, nil
 		}
-		select {
-		case <-ctx.Done():
+		if b.Wait(ctx) != nil {
 			return msgs, err
-		case <-time.After(100 * time.Millisecond):
 		}
 		if err != nil && want <= 0 {
 			return nil, err

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/openengage/engage/pipeline/backoff"
+
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
@@ -281,10 +283,7 @@ func checkAuth(ctx context.Context, brokers []string, sc *secured) error {
 			if !closedAtOnce(err) || ctx.Err() != nil {
 				break
 			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(300 * time.Millisecond):
-			}
+			_ = backoff.Sleep(ctx, 300*time.Millisecond) // ctx's end breaks the loop above
 		}
 		if err == nil {
 			return nil

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/openengage/engage/pipeline/backoff"
+
 	"github.com/segmentio/kafka-go"
 )
 
@@ -378,6 +380,7 @@ func setTopicConfig(ctx context.Context, brokers []string, topics []string, key,
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
+	poll := backoff.New(settleWait)
 	for {
 		configs, err := topicConfigs(ctx, client, topics, key)
 		if err == nil {
@@ -392,10 +395,8 @@ func setTopicConfig(ctx context.Context, brokers []string, topics []string, key,
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s=%s is not in force on %v after 30s (last error: %v): check the broker log", key, value, topics, err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		if err := poll.Wait(ctx); err != nil {
+			return err
 		}
 	}
 }
@@ -453,6 +454,7 @@ func waitForLeaders(ctx context.Context, client *kafka.Client, specs []TopicSpec
 		names[i] = s.Name
 	}
 	deadline := time.Now().Add(30 * time.Second)
+	poll := backoff.New(settleWait)
 	for {
 		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
 		ready := err == nil
@@ -474,10 +476,8 @@ func waitForLeaders(ctx context.Context, client *kafka.Client, specs []TopicSpec
 		if time.Now().After(deadline) {
 			return fmt.Errorf("topics have no leaders after 30s (last error: %v): check the broker log", err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		if err := poll.Wait(ctx); err != nil {
+			return err
 		}
 	}
 }
@@ -509,3 +509,8 @@ func PartitionKey(prefix string, partition, n int) []byte {
 		}
 	}
 }
+
+// settleWait is the policy of the polls that wait for the cluster to apply
+// a change (topics' leaders, a configuration in force): from 100 ms to 1 s,
+// half of each wait random.
+var settleWait = backoff.Policy{Min: 100 * time.Millisecond, Max: time.Second, Floor: 0.5}
