@@ -2,7 +2,6 @@ package tagplan
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 
 	"github.com/openengage/engage/pipeline/tag"
@@ -27,7 +26,7 @@ func (p *Plan) Apply(r *tag.Record) error {
 	if !ok {
 		return nil // sessions, device info and push feedback are not planned
 	}
-	mk := marks{hint: len(r.Extras) + 1}
+	var mk marks
 	defer mk.flush(r)
 	var own typeMap // the tag's own extras; the global ones apply to every tag
 	strict := false // undeclared extras keys are marked
@@ -67,7 +66,7 @@ func (p *Plan) Apply(r *tag.Record) error {
 }
 
 func (p *Plan) applyAppInfo(r *tag.Record) error {
-	mk := marks{hint: len(r.AppInfo)}
+	var mk marks
 	defer mk.flush(r)
 	for i := range r.AppInfo {
 		x := &r.AppInfo[i]
@@ -93,14 +92,9 @@ func (p *Plan) applyAppInfo(r *tag.Record) error {
 type marks struct {
 	buf  []byte
 	ends []int
-	hint int // how many marks there may be: the buffers are sized for them at the first
 }
 
 func (m *marks) add(parts ...string) {
-	if m.ends == nil {
-		m.ends = make([]int, 0, m.hint)
-		m.buf = make([]byte, 0, 32*m.hint)
-	}
 	for _, p := range parts {
 		m.buf = append(m.buf, p...)
 	}
@@ -113,7 +107,6 @@ func (m *marks) flush(r *tag.Record) {
 		return
 	}
 	all := string(m.buf)
-	r.Unplanned = slices.Grow(r.Unplanned, len(m.ends))
 	start := 0
 	for _, end := range m.ends {
 		r.Unplanned = append(r.Unplanned, all[start:end])
