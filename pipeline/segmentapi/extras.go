@@ -922,9 +922,22 @@ func appendSrcKey(b []byte, k []byte) []byte {
 		return append(b, k...)
 	}
 	if len(k) > 64 {
-		return append(strconv.AppendQuote(b, string(k[:64])), "…"...)
+		return append(appendQuoted(b, k[:64]), "…"...)
 	}
-	return strconv.AppendQuote(b, string(k))
+	return appendQuoted(b, k)
+}
+
+// appendQuoted appends k quoted as strconv.Quote does, without its rune
+// by rune reading when k is printable ASCII without " or \\.
+func appendQuoted(b, k []byte) []byte {
+	for _, c := range k {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return strconv.AppendQuote(b, string(k))
+		}
+	}
+	b = append(b, '"')
+	b = append(b, k...)
+	return append(b, '"')
 }
 
 // plainKey reports whether appendSrcKey writes k as it is.

@@ -391,3 +391,16 @@ func TestFlattenedClash(t *testing.T) {
 		t.Fatalf("dropped\n got %q\nwant %q", res.Dropped, want)
 	}
 }
+
+// appendQuoted quotes as strconv.Quote does.
+func TestAppendQuoted(t *testing.T) {
+	cases := []string{"", "a b", "a.b", `q"`, `b\s`, "é", "\x7f", "\xff", "tab\t"}
+	for c := range 256 {
+		cases = append(cases, "k"+string([]byte{byte(c)}))
+	}
+	for _, k := range cases {
+		if got, want := string(appendQuoted([]byte("x"), []byte(k))), "x"+strconv.Quote(k); got != want {
+			t.Errorf("%q: got %s, want %s", k, got, want)
+		}
+	}
+}
