@@ -94,14 +94,13 @@ type kept struct {
 type scratch struct {
 	raw     rawJSON // the object being read
 	obj     []member
-	keys    []byte // the members' keys
+	keys    []byte // the members' keys, then the keys of candidates made from them
 	members []member
 	kids    []kid
 	fixed   []tag.Extra
 	cands   []candidate
 	vals    []candValue
 	kept    []kept
-	buf     []byte // the keys and sources of cands
 	tmp     []byte // a key being made
 	srcs    []byte // sources of candidates, written once each (srcOf)
 	bySrc   bool   // sort orders candidates of one key and rank by source
@@ -187,8 +186,8 @@ func (dl *dropList) merge(others []string) []string {
 	return out
 }
 
-// at returns the bytes of s in buf.
-func (sc *scratch) at(s span) []byte { return sc.buf[s.off : s.off+s.n] }
+// at returns the bytes of s in keys.
+func (sc *scratch) at(s span) []byte { return sc.keys[s.off : s.off+s.n] }
 
 // key and val return the key and the raw value of m.
 func (sc *scratch) key(m *member) []byte  { return m.key.of(sc.keys) }
@@ -288,10 +287,13 @@ func (sc *scratch) buildExtras(obj []member, path, prefix string, fixed []tag.Ex
 		return nil, nil
 	}
 	sc.path, sc.prefix, sc.fixed, sc.obj = path, prefix, fixed, obj
-	sc.cands, sc.vals, sc.buf, sc.srcs = sc.cands[:0], sc.vals[:0], sc.buf[:0], sc.srcs[:0]
+	sc.cands, sc.vals, sc.srcs = sc.cands[:0], sc.vals[:0], sc.srcs[:0]
+	if len(obj) == 0 {
+		sc.keys = sc.keys[:0] // else it holds obj's keys, which keys of candidates point to
+	}
 	for i, x := range fixed {
-		off := len(sc.buf)
-		sc.buf = append(sc.buf, x.Key...)
+		off := len(sc.keys)
+		sc.keys = append(sc.keys, x.Key...)
 		sc.cand(span{int32(off), int32(len(x.Key))}, rankFixed, -1, -1, candValue{kind: valFixed, fixed: int32(i)})
 	}
 	for i := range obj {
@@ -391,6 +393,10 @@ func (sc *scratch) add(i int32) {
 		sc.drop(k, nil, why)
 		return
 	}
+	if sc.prefix == "" && validKey(k) {
+		sc.cand(m.key, rankExact, i, -1, v) // the key as sent, as it is in keys
+		return
+	}
 	sc.tmp = sc.tmp[:0]
 	sc.tmp = append(sc.tmp, sc.prefix...)
 	sc.tmp = append(sc.tmp, k...)
@@ -460,26 +466,26 @@ func (sc *scratch) drop(k, child []byte, why string) {
 	dl.close(why)
 }
 
-// newKey appends to buf the extras key made of sc.tmp (the key as sent,
+// newKey appends to keys the extras key made of sc.tmp (the key as sent,
 // with the prefix): as it is when valid, else with each character other
 // than an ASCII letter, digit or _ replaced by _, and x_ prepended if it
 // does not start with a letter. It reports whether the key was changed and
 // whether the result is valid.
 func (sc *scratch) newKey() (key span, renamed, ok bool) {
-	k, off := sc.tmp, len(sc.buf)
+	k, off := sc.tmp, len(sc.keys)
 	if validKey(k) {
-		sc.buf = append(sc.buf, k...)
+		sc.keys = append(sc.keys, k...)
 		return span{int32(off), int32(len(k))}, false, true
 	}
 	if len(k) == 0 {
 		return span{}, false, false
 	}
 	if !isLetter(k[0]) {
-		sc.buf = append(sc.buf, "x_"...)
+		sc.keys = append(sc.keys, "x_"...)
 	}
 	for i := 0; i < len(k); {
-		if len(sc.buf)-off > tag.MaxKeyLen {
-			sc.buf = sc.buf[:off]
+		if len(sc.keys)-off > tag.MaxKeyLen {
+			sc.keys = sc.keys[:off]
 			return span{}, true, false
 		}
 		c := k[i]
@@ -493,16 +499,16 @@ func (sc *scratch) newKey() (key span, renamed, ok bool) {
 			i++
 		}
 		if isLetter(c) || c >= '0' && c <= '9' || c == '_' {
-			sc.buf = append(sc.buf, c)
+			sc.keys = append(sc.keys, c)
 		} else {
-			sc.buf = append(sc.buf, '_')
+			sc.keys = append(sc.keys, '_')
 		}
 	}
-	if !validKey(sc.buf[off:]) {
-		sc.buf = sc.buf[:off]
+	if !validKey(sc.keys[off:]) {
+		sc.keys = sc.keys[:off]
 		return span{}, true, false
 	}
-	return span{int32(off), int32(len(sc.buf) - off)}, true, true
+	return span{int32(off), int32(len(sc.keys) - off)}, true, true
 }
 
 // validKey is tag.ValidKey on bytes.

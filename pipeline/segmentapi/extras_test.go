@@ -107,8 +107,8 @@ func TestSortCandidates(t *testing.T) {
 			sc.obj = sc.members
 			for i := range n {
 				k := keyOf(pattern, i, n)
-				off := len(sc.buf)
-				sc.buf = append(sc.buf, k...)
+				off := len(sc.keys)
+				sc.keys = append(sc.keys, k...)
 				m, kid, rank := int32(-1), int32(-1), rankFixed
 				switch r := rng.IntN(4); r {
 				case 1:
@@ -155,8 +155,8 @@ func TestSortCandidates(t *testing.T) {
 	var sc scratch
 	for i := range 500 {
 		k := fmt.Sprintf("%03d", (i*7919)%500)
-		off := len(sc.buf)
-		sc.buf = append(sc.buf, k...)
+		off := len(sc.keys)
+		sc.keys = append(sc.keys, k...)
 		sc.cand(span{int32(off), int32(len(k))}, rankFixed, -1, -1, candValue{})
 	}
 	sc.sort(sc.cands, 0)
