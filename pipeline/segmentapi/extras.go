@@ -53,14 +53,10 @@ const (
 // "a b") is written out only when needed (appendSrc): for a warning, an
 // error, or to order two candidates of the same key.
 type candidate struct {
-	pre   uint64 // the key's first 8 bytes, big-endian: most comparisons end here
-	key   span
-	src   span   // its source in scratch.srcs once written (srcOf), n -1 until then
-	spre  uint64 // the source's first 8 bytes, once written
-	rank  int32  // rankFixed…
-	idx   int32  // its value in scratch.vals, in the order found: the last tie-break
-	m, k  int32  // its member in scratch.obj (-1 for a fixed one) and kid (-1 for none)
-	split int32  // for a flattened one made of plain keys as sent, the parent's length; else -1
+	pre  uint64 // the key's first 8 bytes, big-endian: most comparisons end here
+	key  span
+	rank int32 // rankFixed…
+	idx  int32 // its value in scratch.vals, in the order found: the last tie-break
 }
 
 // candValue is the value of a candidate: a number or bool, a fixed value
@@ -72,6 +68,10 @@ type candValue struct {
 	num   float64
 	str   span
 	fixed int32
+	m, k  int32  // the candidate's member in scratch.obj (-1 for a fixed one) and kid (-1 for none)
+	split int32  // for a flattened one made of plain keys as sent, the parent's length; else -1
+	src   span   // its source in scratch.srcs once written (srcOf), n -1 until then
+	spre  uint64 // the source's first 8 bytes (or split), once needed
 }
 
 const (
@@ -104,7 +104,7 @@ type scratch struct {
 	tmp     []byte // a key being made
 	srcs    []byte // sources of candidates, written once each (srcOf)
 	bySrc   bool   // sort orders candidates of one key and rank by source
-	bySplit bool   // …given by their parents' lengths (candidate.split)
+	bySplit bool   // …given by their parents' lengths (candValue.split)
 	child   []byte // a child's key, for appendSrc
 	out     []byte // the kept keys and string values, one string at the end
 	path    string // "properties" or "traits"
@@ -303,19 +303,21 @@ func (sc *scratch) buildExtras(obj []member, path, prefix string, fixed []tag.Ex
 }
 
 func (sc *scratch) cand(key span, rank int, m, k int32, v candValue) {
-	sc.cands = append(sc.cands, candidate{pre: prefix8(sc.at(key)), key: key, src: span{n: -1}, rank: int32(rank), idx: int32(len(sc.vals)), m: m, k: k, split: -1})
+	sc.cands = append(sc.cands, candidate{pre: prefix8(sc.at(key)), key: key, rank: int32(rank), idx: int32(len(sc.vals))})
+	v.m, v.k, v.split, v.src = m, k, -1, span{n: -1}
 	sc.vals = append(sc.vals, v)
 }
 
 // srcOf returns the source of c, written in srcs the first time: the sort
 // may compare a candidate many times.
 func (sc *scratch) srcOf(c *candidate) []byte {
-	if c.src.n < 0 {
+	v := &sc.vals[c.idx]
+	if v.src.n < 0 {
 		off := len(sc.srcs)
 		sc.srcs = sc.appendSrc(sc.srcs, c)
-		c.src = span{int32(off), int32(len(sc.srcs) - off)}
+		v.src = span{int32(off), int32(len(sc.srcs) - off)}
 	}
-	return c.src.of(sc.srcs)
+	return v.src.of(sc.srcs)
 }
 
 // prefix8 is the first 8 bytes of k, big-endian, zeros past its end: as a
@@ -337,14 +339,15 @@ func prefix8(k []byte) uint64 {
 // appendSrc appends the source of c: its key as sent, as a warning names
 // it (appendSrcKey), parent.child for a flattened one.
 func (sc *scratch) appendSrc(b []byte, c *candidate) []byte {
-	if c.m < 0 {
+	v := &sc.vals[c.idx]
+	if v.m < 0 {
 		return append(b, sc.at(c.key)...)
 	}
-	b = appendSrcKey(b, sc.key(&sc.obj[c.m]))
-	if c.k < 0 {
+	b = appendSrcKey(b, sc.key(&sc.obj[v.m]))
+	if v.k < 0 {
 		return b
 	}
-	sc.child = appendKey(sc.child[:0], sc.kids[c.k].key.of(sc.raw))
+	sc.child = appendKey(sc.child[:0], sc.kids[v.k].key.of(sc.raw))
 	return appendSrcKey(append(b, '.'), sc.child)
 }
 
@@ -447,7 +450,7 @@ func (sc *scratch) addChild(parent []byte, i, j int32) {
 		// parent_child as sent, both plain: its source is
 		// parent.child, and of two such of one key the one of the
 		// shorter parent comes first ('.' sorts before '_').
-		sc.cands[len(sc.cands)-1].split = int32(len(parent))
+		sc.vals[len(sc.vals)-1].split = int32(len(parent))
 	}
 }
 
@@ -655,11 +658,12 @@ func (sc *scratch) keep(c *candidate) *MessageError {
 // source, then the order found.
 func (sc *scratch) less(x, y *candidate) bool {
 	if sc.bySrc {
-		if x.spre != y.spre {
-			return x.spre < y.spre
+		vx, vy := &sc.vals[x.idx], &sc.vals[y.idx]
+		if vx.spre != vy.spre {
+			return vx.spre < vy.spre
 		}
-		if !sc.bySplit && x.src.n >= 8 {
-			if c := bytes.Compare(x.src.of(sc.srcs), y.src.of(sc.srcs)); c != 0 {
+		if !sc.bySplit && vx.src.n >= 8 {
+			if c := bytes.Compare(vx.src.of(sc.srcs), vy.src.of(sc.srcs)); c != 0 {
 				return c < 0
 			}
 		}
@@ -700,16 +704,16 @@ func (sc *scratch) sortCands(c []candidate) {
 func (sc *scratch) orderRun(run []candidate, need int) {
 	sc.bySplit = true
 	for k := range run {
-		if run[k].split < 0 {
+		if sc.vals[run[k].idx].split < 0 {
 			sc.bySplit = false
 			break
 		}
 	}
 	for k := range run {
-		if sc.bySplit {
-			run[k].spre = uint64(run[k].split) // no source to write
+		if v := &sc.vals[run[k].idx]; sc.bySplit {
+			v.spre = uint64(v.split) // no source to write
 		} else {
-			run[k].spre = prefix8(sc.srcOf(&run[k]))
+			v.spre = prefix8(sc.srcOf(&run[k]))
 		}
 	}
 	sc.bySrc = true
