@@ -2,6 +2,7 @@ package tagplan
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/openengage/engage/pipeline/tag"
@@ -26,7 +27,7 @@ func (p *Plan) Apply(r *tag.Record) error {
 	if !ok {
 		return nil // sessions, device info and push feedback are not planned
 	}
-	var mk marks
+	mk := marks{sec: sec}
 	defer mk.flush(r)
 	var own typeMap // the tag's own extras; the global ones apply to every tag
 	strict := false // undeclared extras keys are marked
@@ -40,7 +41,7 @@ func (p *Plan) Apply(r *tag.Record) error {
 	default:
 		// An unplanned tag is marked once, not each of its extras; the
 		// global extras are still coerced and checked on it.
-		mk.add(sectionMarks[sec], ":", r.Name)
+		mk.add(markTag, 0)
 	}
 	for i := range r.Extras {
 		x := &r.Extras[i]
@@ -57,9 +58,9 @@ func (p *Plan) Apply(r *tag.Record) error {
 			}
 			return &tag.FieldError{Field: "extras." + x.Key, Reason: mismatch(want, x.Value)}
 		case !ok:
-			mk.add("extra:", sectionMarks[sec], ":", r.Name, ":", x.Key)
+			mk.add(markExtra, i)
 		default:
-			mk.add("type:extra:", sectionMarks[sec], ":", r.Name, ":", x.Key, ":", x.Value.Type.String())
+			mk.add(markExtraType, i)
 		}
 	}
 	return nil
@@ -79,36 +80,123 @@ func (p *Plan) applyAppInfo(r *tag.Record) error {
 			}
 			return &tag.FieldError{Field: "appInfo." + x.Key, Reason: mismatch(want, x.Value)}
 		case !ok:
-			mk.add("app_info:", x.Key)
+			mk.add(markAppInfo, i)
 		default:
-			mk.add("type:app_info:", x.Key, ":", x.Value.Type.String())
+			mk.add(markAppInfoType, i)
 		}
 	}
 	return nil
 }
 
-// marks gathers the marks of one record in one buffer, so that a record
-// with many unplanned extras costs one string, not one per mark.
+// marks gathers the marks of one record, noted as what they are about
+// (on the caller's stack for up to tag.MaxExtras+1 of them), and writes
+// them out at the end in one string of the exact size: a record with many
+// unplanned extras costs that string and the slice of its marks.
 type marks struct {
-	buf  []byte
-	ends []int
+	sec  section
+	n    int
+	refs [tag.MaxExtras + 1]markRef
+	more []markRef // past len(refs): more extras than a valid record has
 }
 
-func (m *marks) add(parts ...string) {
-	for _, p := range parts {
-		m.buf = append(m.buf, p...)
+// markRef is one mark: its kind and the extra (or app-info key) it is on.
+type markRef struct {
+	kind markKind
+	i    int
+}
+
+type markKind uint8
+
+const (
+	markTag         markKind = iota // <section>:<name>
+	markExtra                       // extra:<section>:<name>:<key>
+	markExtraType                   // type:extra:<section>:<name>:<key>:<type>
+	markAppInfo                     // app_info:<key>
+	markAppInfoType                 // type:app_info:<key>:<type>
+)
+
+func (m *marks) add(kind markKind, i int) {
+	if m.n < len(m.refs) {
+		m.refs[m.n] = markRef{kind, i}
+		m.n++
+		return
 	}
-	m.ends = append(m.ends, len(m.buf))
+	m.more = append(m.more, markRef{kind, i})
+}
+
+func (m *marks) ref(j int) *markRef {
+	if j < len(m.refs) {
+		return &m.refs[j]
+	}
+	return &m.more[j-len(m.refs)]
+}
+
+// write appends the mark ref to b.
+func (m *marks) write(b []byte, r *tag.Record, ref *markRef) []byte {
+	sec := sectionMarks[m.sec]
+	switch ref.kind {
+	case markTag:
+		b = append(append(append(b, sec...), ':'), r.Name...)
+	case markExtra, markExtraType:
+		x := &r.Extras[ref.i]
+		if ref.kind == markExtraType {
+			b = append(b, "type:"...)
+		}
+		b = append(append(append(b, "extra:"...), sec...), ':')
+		b = append(append(append(b, r.Name...), ':'), x.Key...)
+		if ref.kind == markExtraType {
+			b = append(append(b, ':'), x.Value.Type.String()...)
+		}
+	case markAppInfo, markAppInfoType:
+		x := &r.AppInfo[ref.i]
+		if ref.kind == markAppInfoType {
+			b = append(b, "type:"...)
+		}
+		b = append(append(b, "app_info:"...), x.Key...)
+		if ref.kind == markAppInfoType {
+			b = append(append(b, ':'), x.Value.Type.String()...)
+		}
+	}
+	return b
+}
+
+// size is the length of the mark ref.
+func (m *marks) size(r *tag.Record, ref *markRef) int {
+	sec := len(sectionMarks[m.sec])
+	switch ref.kind {
+	case markTag:
+		return sec + 1 + len(r.Name)
+	case markExtra:
+		return len("extra:") + sec + 1 + len(r.Name) + 1 + len(r.Extras[ref.i].Key)
+	case markExtraType:
+		x := &r.Extras[ref.i]
+		return len("type:extra:") + sec + 1 + len(r.Name) + 1 + len(x.Key) + 1 + len(x.Value.Type.String())
+	case markAppInfo:
+		return len("app_info:") + len(r.AppInfo[ref.i].Key)
+	}
+	x := &r.AppInfo[ref.i]
+	return len("type:app_info:") + len(x.Key) + 1 + len(x.Value.Type.String())
 }
 
 // flush appends the marks to r.Unplanned.
 func (m *marks) flush(r *tag.Record) {
-	if len(m.ends) == 0 {
+	n := m.n + len(m.more)
+	if n == 0 {
 		return
 	}
-	all := string(m.buf)
+	total := 0
+	for j := range n {
+		total += m.size(r, m.ref(j))
+	}
+	b := make([]byte, 0, total)
+	for j := range n {
+		b = m.write(b, r, m.ref(j))
+	}
+	all := string(b)
+	r.Unplanned = slices.Grow(r.Unplanned, n)
 	start := 0
-	for _, end := range m.ends {
+	for j := range n {
+		end := start + m.size(r, m.ref(j))
 		r.Unplanned = append(r.Unplanned, all[start:end])
 		start = end
 	}
