@@ -44,7 +44,10 @@ type Header struct {
 // returns nil, or returns an error; after an error some of the messages may
 // have been written, never acknowledged as a whole. Messages with the same key
 // keep their relative order. The log's time of each message is when it was
-// produced, whatever its Time field says. Safe for concurrent use.
+// produced, whatever its Time field says. Once Produce has returned nil it
+// no longer reads msgs: the caller may reuse their bytes (not after an
+// error, when a write cut short may still be under way). Safe for
+// concurrent use.
 type Producer interface {
 	Produce(ctx context.Context, msgs []Message) error
 	Close() error

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -530,10 +531,38 @@ type batch struct {
 
 type span struct{ keyEnd, end int }
 
-// newBatch sizes the arena by the body: records encoded for Kafka are
-// usually smaller than their JSON (tiny records are larger, and grow it).
+// newBatch takes an arena of at least the body's size from arenas, or
+// makes one: records encoded for Kafka are usually smaller than their JSON
+// (tiny records are larger, and grow it; a Segment message whose every 7
+// bytes make an extra grows it to 2.5 times the body).
 func newBatch(app *App, bodyLen int) *batch {
-	return &batch{app: app, arena: make([]byte, 0, bodyLen)}
+	b := &batch{app: app}
+	if p, ok := arenas.Get().(*[]byte); ok && cap(*p) >= bodyLen {
+		b.arena = (*p)[:0]
+	} else {
+		b.arena = make([]byte, 0, bodyLen)
+	}
+	return b
+}
+
+// arenas holds the arenas of finished requests for the next ones: an
+// arena grown by records larger than their JSON was, for each request,
+// 1.2 MB of garbage on a 500 KB Segment batch. Only an arena that no
+// producer can still read goes back (release).
+var arenas sync.Pool
+
+// maxPooledArena bounds what arenas keeps: a larger one is left to the
+// garbage collector.
+const maxPooledArena = 16 << 20
+
+// release gives b's arena back to arenas. b's records, and the messages
+// made of them, must not be read after.
+func (b *batch) release() {
+	if a := b.arena; cap(a) > 0 && cap(a) <= maxPooledArena {
+		a = a[:0]
+		arenas.Put(&a)
+	}
+	b.arena, b.ends = nil, nil
 }
 
 // maxListed bounds the rejections an answer lists: a body of many tiny bad
@@ -611,6 +640,15 @@ func (b *batch) messages() []bus.Message {
 func (s *Server) finish(w http.ResponseWriter, r *http.Request, b *batch, warnings []string) {
 	app := b.app
 	kept := len(b.ends)
+	// Once Produce has failed, the producer may still hold the messages
+	// (a write cut short by the deadline): the arena is left to the
+	// garbage collector. Otherwise nothing reads it past this call.
+	held := false
+	defer func() {
+		if !held {
+			b.release()
+		}
+	}()
 	rejected := orderRejections(b.rejected)
 	s.m.records.WithLabelValues(app.ID, "rejected").Add(float64(len(rejected) + b.unlisted))
 	if kept == 0 {
@@ -637,7 +675,9 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, b *batch, warnin
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ProduceTimeout)
 	defer cancel()
 	start := time.Now()
-	if err := s.prod.Produce(ctx, msgs); err != nil {
+	err := s.prod.Produce(ctx, msgs)
+	if err != nil {
+		held = true
 		s.failed.Store(time.Now().UnixNano())
 		s.m.produceErrors.Inc()
 		s.m.records.WithLabelValues(app.ID, "failed").Add(float64(kept))
