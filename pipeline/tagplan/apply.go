@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"unsafe"
 
 	"github.com/openengage/engage/pipeline/tag"
 )
@@ -192,7 +193,10 @@ func (m *marks) flush(r *tag.Record) {
 	for j := range n {
 		b = m.write(b, r, m.ref(j))
 	}
-	all := string(b)
+	// b is not written again: the string is made of its bytes rather
+	// than a copy of them (on a Segment batch of 64 unplanned extras a
+	// message, the copy was 0.5 MB a request).
+	all := unsafe.String(unsafe.SliceData(b), len(b))
 	r.Unplanned = slices.Grow(r.Unplanned, n)
 	start := 0
 	for j := range n {

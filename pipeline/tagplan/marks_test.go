@@ -48,3 +48,27 @@ func TestMarksInOrder(t *testing.T) {
 		}
 	}
 }
+
+// The marks of a record are written in one allocation, their string made
+// of it, and r.Unplanned grown once: two allocations for 64 unplanned
+// extras (three when the bytes were copied into a string).
+func TestMarksAllocations(t *testing.T) {
+	p := withMode(mustParseFile(t, "testdata/news.yaml"), ModeWarn)
+	var xs []tag.Extra
+	for i := range tag.MaxExtras {
+		xs = append(xs, x(fmt.Sprintf("k%03d", i), tag.Number(1)))
+	}
+	r := rec(tag.KindEvent, "article_read", xs...)
+	n := testing.AllocsPerRun(100, func() {
+		r.Unplanned = nil
+		if err := p.Apply(&r); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if len(r.Unplanned) != tag.MaxExtras || r.Unplanned[tag.MaxExtras-1] != fmt.Sprintf("extra:event:article_read:k%03d", tag.MaxExtras-1) {
+		t.Fatalf("marks %q", r.Unplanned)
+	}
+	if n != 2 {
+		t.Fatalf("%v allocations for the marks of %d unplanned extras, want 2", n, tag.MaxExtras)
+	}
+}
