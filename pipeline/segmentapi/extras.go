@@ -111,6 +111,7 @@ type scratch struct {
 	prefix  string // prepended to every key ("group_")
 	drops   dropList
 	slab    []tag.Record // see one
+	parts   int          // partitions made, for the tests of what is sorted
 }
 
 // one returns r in a slice of its own, cut from a block that the records
@@ -698,6 +699,18 @@ func (sc *scratch) sortCands(c []candidate) {
 	}
 }
 
+// inOrder reports whether c is sorted already: keys sent in order, or a
+// run of one key (200 keys renamed to one), which the selection would
+// shuffle and then sort again.
+func (sc *scratch) inOrder(c []candidate) bool {
+	for i := 1; i < len(c); i++ {
+		if sc.less(&c[i], &c[i-1]) {
+			return false
+		}
+	}
+	return true
+}
+
 // orderRun orders by source, then order found, the first need candidates
 // of run, all of one key and rank (renamed or flattened): their sources
 // are written once each. The others follow in no order.
@@ -761,6 +774,7 @@ func (sc *scratch) sort(c []candidate, depth int) {
 // partition puts a median of three of c at c[j], the candidates less than
 // it before, the others after, and returns j. len(c) > 2.
 func (sc *scratch) partition(c []candidate) int {
+	sc.parts++
 	h, m := len(c)-1, len(c)/2
 	if sc.less(&c[m], &c[0]) {
 		c[0], c[m] = c[m], c[0]
@@ -822,7 +836,7 @@ func (sc *scratch) order(nfixed int) int {
 	c := sc.cands
 	want := tag.MaxExtras + maxListed + 1
 	nf := c[nfixed:] // buildExtras adds the fixed ones first
-	if len(nf) <= 2*want {
+	if len(nf) <= 2*want || sc.inOrder(c) {
 		sc.sortCands(c)
 		return len(c)
 	}

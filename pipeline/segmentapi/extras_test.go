@@ -404,3 +404,36 @@ func TestAppendQuoted(t *testing.T) {
 		}
 	}
 }
+
+// Candidates already in order are not shuffled by the selection and then
+// sorted again: 200 keys all renamed to one, from one source, need no
+// partition at all (the selection made a dozen), and the first is kept.
+func TestInOrderNotSelected(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"event":"e","anonymousId":"a","properties":{`)
+	for i := range 200 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"k-":%d`, i)
+	}
+	b.WriteString(`}}`)
+	dec, err := newDecoder(env, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := dec.message(0, []byte(b.String()), CallTrack)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if x := res.Records[0].Extras; len(x) != 1 || x[0] != (tag.Extra{Key: "k_", Value: tag.Number(0)}) {
+		t.Fatalf("extras %+v, want k_ = 0", x)
+	}
+	d := res.Dropped
+	if len(d) != maxListed+1 || d[0] != "properties.k-: same key k_ as properties.k-" || d[maxListed] != "properties: 189 more dropped fields not listed (at most 10 a message)" {
+		t.Fatalf("dropped %q", d)
+	}
+	if dec.sc.parts != 0 {
+		t.Fatalf("%d partitions for candidates in order, want 0", dec.sc.parts)
+	}
+}
