@@ -281,7 +281,9 @@ func GenerateID(r *Record, clientTime time.Time) string {
 		idRand.Put(g)
 		return prefixedHex("r-", b[:])
 	}
-	var stack [512]byte
+	// Room on the stack for a record of 64 short extras (a Segment
+	// message of many properties): past it, buf is grown on the heap.
+	var stack [1024]byte
 	buf := stack[:0]
 	buf = append(buf, byte(r.Kind))
 	for _, s := range [...]string{r.AppID, r.DeviceID, r.UserID, r.SessionID, r.Name, r.Activity, r.JobID} {

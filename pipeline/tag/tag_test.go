@@ -198,3 +198,24 @@ func TestTokenDeadOnlyFromThePlatform(t *testing.T) {
 		t.Fatal("an unknown action passed ValidateStored")
 	}
 }
+
+// A record of 64 short extras is hashed for its id in a buffer on the
+// stack: the id string is GenerateID's one allocation (two when the
+// buffer was 512 bytes).
+func TestGenerateIDAllocations(t *testing.T) {
+	r := Record{Kind: KindEvent, AppID: "app1", DeviceID: "dev-1234", UserID: "u1", Name: "shared", Time: t0}
+	for i := range MaxExtras {
+		r.Extras = append(r.Extras, Extra{Key: "x_1" + string([]byte{byte('0' + i/10), byte('0' + i%10)}) + "_", Value: Number(1)})
+	}
+	if !extrasSorted(r.Extras) {
+		t.Fatal("extras not in key order")
+	}
+	id := GenerateID(&r, t0)
+	if n := testing.AllocsPerRun(100, func() {
+		if GenerateID(&r, t0) != id {
+			t.Fatal("id not stable")
+		}
+	}); n != 1 {
+		t.Fatalf("%v allocations for the id of a record of %d short extras, want 1", n, MaxExtras)
+	}
+}
