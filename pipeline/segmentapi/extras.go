@@ -327,14 +327,9 @@ func prefix8(k []byte) uint64 {
 	if len(k) >= 8 {
 		return binary.BigEndian.Uint64(k)
 	}
-	var p uint64
-	for i := range 8 {
-		p <<= 8
-		if i < len(k) {
-			p |= uint64(k[i])
-		}
-	}
-	return p
+	var b [8]byte
+	copy(b[:], k)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // appendSrc appends the source of c: its key as sent, as a warning names
@@ -397,14 +392,21 @@ func (sc *scratch) add(i int32) {
 		sc.drop(k, nil, why)
 		return
 	}
-	if sc.prefix == "" && validKey(k) {
-		sc.cand(m.key, rankExact, i, -1, v) // the key as sent, as it is in keys
-		return
+	var key span
+	var renamed, ok bool
+	if sc.prefix == "" {
+		if validKey(k) {
+			sc.cand(m.key, rankExact, i, -1, v) // the key as sent, as it is in keys
+			return
+		}
+		key, ok = sc.rename(k)
+		renamed = true
+	} else {
+		sc.tmp = sc.tmp[:0]
+		sc.tmp = append(sc.tmp, sc.prefix...)
+		sc.tmp = append(sc.tmp, k...)
+		key, renamed, ok = sc.newKey()
 	}
-	sc.tmp = sc.tmp[:0]
-	sc.tmp = append(sc.tmp, sc.prefix...)
-	sc.tmp = append(sc.tmp, k...)
-	key, renamed, ok := sc.newKey()
 	if !ok {
 		sc.drop(k, nil, "invalid key, even with invalid characters replaced by _")
 		return
@@ -481,16 +483,28 @@ func (sc *scratch) newKey() (key span, renamed, ok bool) {
 		sc.keys = append(sc.keys, k...)
 		return span{int32(off), int32(len(k))}, false, true
 	}
+	key, ok = sc.rename(k)
+	return key, true, ok
+}
+
+// rename appends to keys k, an invalid key, with each character other
+// than an ASCII letter, digit or _ replaced by _, and x_ prepended if it
+// does not start with a letter. It reports whether the result is valid:
+// made of those characters and starting with a letter, it is unless k is
+// empty or the result too long. k may be in keys.
+func (sc *scratch) rename(k []byte) (key span, ok bool) {
 	if len(k) == 0 {
-		return span{}, false, false
+		return span{}, false
 	}
+	off := len(sc.keys)
+	sc.keys = slices.Grow(sc.keys, len(k)+2)
 	if !isLetter(k[0]) {
 		sc.keys = append(sc.keys, "x_"...)
 	}
 	for i := 0; i < len(k); {
 		if len(sc.keys)-off > tag.MaxKeyLen {
 			sc.keys = sc.keys[:off]
-			return span{}, true, false
+			return span{}, false
 		}
 		c := k[i]
 		if c >= utf8.RuneSelf {
@@ -502,17 +516,16 @@ func (sc *scratch) newKey() (key span, renamed, ok bool) {
 		} else {
 			i++
 		}
-		if isLetter(c) || c >= '0' && c <= '9' || c == '_' {
-			sc.keys = append(sc.keys, c)
-		} else {
-			sc.keys = append(sc.keys, '_')
+		if !(isLetter(c) || c >= '0' && c <= '9' || c == '_') {
+			c = '_'
 		}
+		sc.keys = append(sc.keys, c)
 	}
-	if !validKey(sc.keys[off:]) {
+	if len(sc.keys)-off > tag.MaxKeyLen {
 		sc.keys = sc.keys[:off]
-		return span{}, true, false
+		return span{}, false
 	}
-	return span{int32(off), int32(len(sc.keys) - off)}, true, true
+	return span{int32(off), int32(len(sc.keys) - off)}, true
 }
 
 // validKey is tag.ValidKey on bytes.
