@@ -347,19 +347,26 @@ func (sc *scratch) appendSrc(b []byte, c *candidate) []byte {
 	return appendSrcKey(append(b, '.'), sc.child)
 }
 
-// value reads the raw value at v in sc.raw: a string is kept raw (checked
-// valid by json.Valid with the body), a number or bool read; for anything
-// else it says why not.
-func (sc *scratch) value(v span) (candValue, string) {
+// readValue reads the raw value at v in sc.raw into a new last entry of
+// vals, where the candidate made of it (candLast) finds it: a string is
+// kept raw (checked valid by json.Valid with the body), a number or bool
+// read. For anything else it says why not, and adds no entry. (Written in
+// place: a candValue returned, then passed on, was copied three times.)
+func (sc *scratch) readValue(v span) string {
+	sc.vals = append(sc.vals, candValue{})
+	p := &sc.vals[len(sc.vals)-1]
 	raw := v.of(sc.raw)
 	if len(raw) == 0 {
-		return candValue{}, "empty"
+		sc.vals = sc.vals[:len(sc.vals)-1]
+		return "empty"
 	}
 	switch c := raw[0]; {
 	case c == '"':
-		return candValue{kind: valString, str: v}, ""
+		p.kind, p.str = valString, v
+		return ""
 	case c == 't', c == 'f':
-		return candValue{kind: valBool, b: c == 't'}, ""
+		p.kind, p.b = valBool, c == 't'
+		return ""
 	case c >= '1' && c <= '9' && len(raw) <= 15:
 		// A small positive integer (the usual number), as scalar
 		// reads it.
@@ -370,11 +377,28 @@ func (sc *scratch) value(v span) (candValue, string) {
 			}
 			n = n*10 + int64(d-'0')
 		}
-		return candValue{kind: valNumber, num: float64(n)}, ""
+		p.kind, p.num = valNumber, float64(n)
+		return ""
 	}
 other:
 	x, why := scalar(raw)
-	return candValue{kind: valNumber, num: x.Num}, why
+	if why != "" {
+		sc.vals = sc.vals[:len(sc.vals)-1]
+		return why
+	}
+	p.kind, p.num = valNumber, x.Num
+	return ""
+}
+
+// unread removes the value readValue added last, of a candidate not made.
+func (sc *scratch) unread() { sc.vals = sc.vals[:len(sc.vals)-1] }
+
+// candLast adds the candidate of the value readValue added last.
+func (sc *scratch) candLast(key span, rank int, m, k int32) {
+	idx := len(sc.vals) - 1
+	v := &sc.vals[idx]
+	v.m, v.k, v.split, v.src = m, k, -1, span{n: -1}
+	sc.cands = append(sc.cands, candidate{pre: prefix8(sc.at(key)), key: key, rank: int32(rank), idx: int32(idx)})
 }
 
 // add adds the candidates of the first-level member sc.obj[i].
@@ -387,8 +411,7 @@ func (sc *scratch) add(i int32) {
 		}
 		return
 	}
-	v, why := sc.value(m.val)
-	if why != "" {
+	if why := sc.readValue(m.val); why != "" {
 		sc.drop(k, nil, why)
 		return
 	}
@@ -396,7 +419,7 @@ func (sc *scratch) add(i int32) {
 	var renamed, ok bool
 	if sc.prefix == "" {
 		if validKey(k) {
-			sc.cand(m.key, rankExact, i, -1, v) // the key as sent, as it is in keys
+			sc.candLast(m.key, rankExact, i, -1) // the key as sent, as it is in keys
 			return
 		}
 		key, ok = sc.rename(k)
@@ -408,6 +431,7 @@ func (sc *scratch) add(i int32) {
 		key, renamed, ok = sc.newKey()
 	}
 	if !ok {
+		sc.unread()
 		sc.drop(k, nil, "invalid key, even with invalid characters replaced by _")
 		return
 	}
@@ -415,13 +439,13 @@ func (sc *scratch) add(i int32) {
 	if renamed {
 		rank = rankRenamed
 	}
-	sc.cand(key, rank, i, -1, v)
+	sc.candLast(key, rank, i, -1)
 }
 
 // addChild adds the member sc.kids[j] of the object parent, sc.obj[i].
 func (sc *scratch) addChild(parent []byte, i, j int32) {
 	c := &sc.kids[j]
-	v, why := sc.value(c.val)
+	why := sc.readValue(c.val)
 	if why == "object" {
 		why = "object nested in an object: only one level is flattened"
 	}
@@ -442,13 +466,14 @@ func (sc *scratch) addChild(parent []byte, i, j int32) {
 	}
 	key, renamed, ok := sc.newKey()
 	if !ok {
+		sc.unread()
 		if !sc.drops.full() {
 			why = "flattened key " + quoteShort(string(sc.tmp)) + " is invalid"
 		}
 		sc.drop(parent, child, why)
 		return
 	}
-	sc.cand(key, rankFlattened, i, j, v)
+	sc.candLast(key, rankFlattened, i, j)
 	if !renamed && len(parent) > 0 && len(child) > 0 {
 		// parent_child as sent, both plain: its source is
 		// parent.child, and of two such of one key the one of the
