@@ -160,6 +160,16 @@ func checkText(field, v string, max int) *FieldError {
 	if len(v) > max {
 		return fieldErr(field, "%d bytes, more than the limit of %d", len(v), max)
 	}
+	// Printable ASCII, the usual id or name, is valid: one pass over it.
+	// Anything else is checked for UTF-8 first, then for control
+	// characters, whatever comes first in v.
+	i := 0
+	for i < len(v) && v[i] >= 0x20 && v[i] < 0x7f {
+		i++
+	}
+	if i == len(v) {
+		return nil
+	}
 	if !utf8.ValidString(v) {
 		return fieldErr(field, "not valid UTF-8")
 	}
