@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -69,5 +70,44 @@ func TestArenaNotReusedAfterFailedProduce(t *testing.T) {
 		if !bytes.Equal(m.Key, []byte("a/first")) {
 			t.Fatalf("message %d of the failed produce overwritten by a later request: key %q, want a/first", i, m.Key)
 		}
+	}
+}
+
+// Requests served one after the other reuse the buffers of the one
+// before: each hands Kafka its own records, however many the one before
+// had.
+func TestPooledBuffersReused(t *testing.T) {
+	apps, err := collector.NewApps(&collector.App{ID: "a", WriteKeys: []string{key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := bus.NewMemory("tags", 1)
+	s, err := collector.New(collector.DefaultConfig(), apps, log, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.Handler()
+	total := 0
+	for i, n := range []int{50, 10, 30, 1} {
+		device := fmt.Sprintf("dev%d", i)
+		rec := `{"type":"event","deviceId":"` + device + `","name":"level_up"}` + "\n"
+		req := httptest.NewRequest(http.MethodPost, "/v1/tags", strings.NewReader(strings.Repeat(rec, n)))
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.Header.Set("X-Write-Key", key)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			t.Fatalf("request %d: status %d", i, w.Code)
+		}
+		msgs := log.Messages("tags")
+		if len(msgs) != total+n {
+			t.Fatalf("request %d of %d records: %d messages in the log, want %d", i, n, len(msgs)-total, n)
+		}
+		for _, m := range msgs[total:] {
+			if string(m.Key) != "a/"+device {
+				t.Fatalf("request %d: a message keyed %q, want a/%s", i, m.Key, device)
+			}
+		}
+		total += n
 	}
 }
