@@ -437,3 +437,38 @@ func TestInOrderNotSelected(t *testing.T) {
 		t.Fatalf("%d partitions for candidates in order, want 0", dec.sc.parts)
 	}
 }
+
+// A short key followed by other bytes (as keys are in scratch.keys) has
+// the prefix of the key alone: the bytes past it read, then cleared.
+func TestCandidatePrefixInBuffer(t *testing.T) {
+	buf := []byte("abcdefghijklmnop\xff\xff\xff\xff\xff\xff\xff\xff")
+	for n := range 9 {
+		for off := 0; off+n <= 16; off++ {
+			k := buf[off : off+n]
+			alone := append([]byte(nil), k...)[:n:n]
+			if got, want := prefix8(k), prefix8(alone); got != want {
+				t.Fatalf("%q followed by %q: prefix %x, want %x", k, buf[off+n:], got, want)
+			}
+		}
+	}
+	if p := prefix8([]byte("ab")[:2:2]); p != 0x6162<<48 {
+		t.Fatalf("prefix of ab alone %x", p)
+	}
+}
+
+// The extras of a batch's messages are cut from one block, each its own
+// slice: appending to one message's extras leaves the next one's as they
+// were.
+func TestExtrasOwnSlices(t *testing.T) {
+	body := `{"batch":[{"type":"track","event":"e","userId":"u","properties":{"a":1,"b":2}},{"type":"track","event":"e","userId":"u","properties":{"c":3}}]}`
+	res, err := DecodeBatch([]byte(body), env, nil)
+	if err != nil || len(res) != 2 || res[0].Err != nil || res[1].Err != nil {
+		t.Fatalf("%v %+v", err, res)
+	}
+	first := &res[0].Records[0]
+	first.Extras = append(first.Extras, tag.Extra{Key: "z", Value: tag.Number(9)})
+	want := []tag.Extra{{Key: "c", Value: tag.Number(3)}}
+	if got := res[1].Records[0].Extras; !slices.Equal(got, want) {
+		t.Fatalf("the second message's extras %+v after an append to the first's, want %+v", got, want)
+	}
+}
