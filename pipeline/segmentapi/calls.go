@@ -37,7 +37,7 @@ func (d *decoder) track(m *message, mp *mapped) ([]tag.Record, *MessageError) {
 	if err != nil {
 		return nil, err
 	}
-	return d.sc.one(mp.record(kind, m.Event, dur, extras, nil)), nil
+	return mp.record(kind, m.Event, dur, extras, nil), nil
 }
 
 // jobDuration takes the duration of a job out of its properties: duration
@@ -93,7 +93,7 @@ func (mp *mapped) activity(m *message) ([]tag.Record, *MessageError) {
 	if err != nil {
 		return nil, err
 	}
-	return mp.sc.one(mp.record(tag.KindActivityStart, name, 0, extras, nil)), nil
+	return mp.record(tag.KindActivityStart, name, 0, extras, nil), nil
 }
 
 // identifyCall maps the traits of an identify call to app-info.
@@ -109,7 +109,7 @@ func (mp *mapped) identifyCall(m *message) ([]tag.Record, *MessageError) {
 	if len(info) == 0 {
 		return nil, nil
 	}
-	return mp.sc.one(mp.record(tag.KindAppInfo, "", 0, nil, info)), nil
+	return mp.record(tag.KindAppInfo, "", 0, nil, info), nil
 }
 
 // group maps a group call to app-info about the group.
@@ -133,7 +133,7 @@ func (mp *mapped) group(m *message) ([]tag.Record, *MessageError) {
 	if err != nil {
 		return nil, err
 	}
-	return mp.sc.one(mp.record(tag.KindAppInfo, "", 0, nil, info)), nil
+	return mp.record(tag.KindAppInfo, "", 0, nil, info), nil
 }
 
 // alias maps an alias call to an event.
@@ -155,7 +155,7 @@ func (mp *mapped) alias(m *message) ([]tag.Record, *MessageError) {
 		{Key: "previous_id", Value: tag.String(prev)},
 		{Key: "user_id", Value: tag.String(mp.base.UserID)},
 	}
-	return mp.sc.one(mp.record(tag.KindEvent, AliasEvent, 0, extras, nil)), nil
+	return mp.record(tag.KindEvent, AliasEvent, 0, extras, nil), nil
 }
 
 // AliasEvent is the name of the event an alias call maps to.

@@ -115,14 +115,14 @@ type scratch struct {
 	parts   int          // partitions made, for the tests of what is sorted
 }
 
-// one returns r in a slice of its own, cut from a block that the records
-// of a request's messages share: one allocation for many messages.
-func (sc *scratch) one(r tag.Record) []tag.Record {
+// one returns a zero record in a slice of its own, cut from a block that
+// the records of a request's messages share: one allocation for many
+// messages.
+func (sc *scratch) one() []tag.Record {
 	if len(sc.slab) == 0 {
 		sc.slab = make([]tag.Record, 32)
 	}
 	s := sc.slab[:1:1]
-	s[0] = r
 	sc.slab = sc.slab[1:]
 	return s
 }

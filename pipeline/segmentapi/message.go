@@ -251,15 +251,20 @@ func (mp *mapped) times(m *message, d *decoder) *MessageError {
 	return nil
 }
 
-// record returns a record of the message with the given content and its
-// message id (derived from the content when the message has none).
-func (mp *mapped) record(kind tag.Kind, name string, dur time.Duration, extras, appInfo []tag.Extra) tag.Record {
-	r := mp.base
+// record returns the record of the message with the given content and
+// its message id (derived from the content when the message has none), in
+// a slice of its own (sc.one). It is made in place: a record is 320
+// bytes, and returning it, then copying it into the slice, cost more
+// than the rest of a tiny message's mapping.
+func (mp *mapped) record(kind tag.Kind, name string, dur time.Duration, extras, appInfo []tag.Extra) []tag.Record {
+	recs := mp.sc.one()
+	r := &recs[0]
+	*r = mp.base
 	r.Kind, r.Name, r.Duration, r.Extras, r.AppInfo = kind, name, dur, extras, appInfo
 	if r.MessageID == "" {
-		r.MessageID = tag.GenerateID(&r, mp.client)
+		r.MessageID = tag.GenerateID(r, mp.client)
 	}
-	return r
+	return recs
 }
 
 // fieldError turns a validation error of a record into a message error
