@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/openengage/engage/pipeline/tag"
@@ -104,7 +105,17 @@ func DecodeBatch(body []byte, env tag.Envelope, d Declarer) ([]Result, error) {
 	if batch.absent() {
 		return nil, errors.New(`batch: missing: the body of /v1/batch is {"batch": [<messages>]}`)
 	}
-	msgs := make([]rawJSON, 0, 64)
+	var msgs []rawJSON
+	if p, ok := msgLists.Get().(*[]rawJSON); ok {
+		msgs = (*p)[:0]
+	} else {
+		msgs = make([]rawJSON, 0, 64)
+	}
+	defer func() {
+		clear(msgs) // parts of this body: not to be kept alive by the pool
+		msgs = msgs[:0]
+		msgLists.Put(&msgs)
+	}()
 	if !elements(batch, func(val []byte) { msgs = append(msgs, val) }) {
 		return nil, fmt.Errorf("batch: expected an array of messages, got JSON %s", jsonKind(batch))
 	}
@@ -118,6 +129,11 @@ func DecodeBatch(body []byte, env tag.Envelope, d Declarer) ([]Result, error) {
 	}
 	return results, nil
 }
+
+// msgLists holds the lists of a batch's messages, reused from one request
+// to the next: a batch of 10,000 tiny messages grew its list to 240 KB,
+// with a megabyte of garbage on the way.
+var msgLists sync.Pool
 
 // DecodeSingle decodes the body of POST /v1/<call> for a call other than
 // batch: one message, whose type is the call; a "type" in the body must

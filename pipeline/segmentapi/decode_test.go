@@ -257,3 +257,31 @@ func TestBadMessagesAmongGood(t *testing.T) {
 		t.Errorf("Error() = %s", got)
 	}
 }
+
+// Batches decoded one after the other reuse the list of messages of the
+// one before: each gets its own messages, however many the one before had.
+func TestBatchesReuseMessageList(t *testing.T) {
+	for _, n := range []int{100, 3, 70, 1} {
+		var b strings.Builder
+		b.WriteString(`{"batch":[`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"type":"track","event":"e%d_%d","userId":"u"}`, n, i)
+		}
+		b.WriteString(`]}`)
+		res, err := DecodeBatch([]byte(b.String()), env, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res) != n {
+			t.Fatalf("a batch of %d messages: %d results", n, len(res))
+		}
+		for i, r := range res {
+			if want := fmt.Sprintf("e%d_%d", n, i); r.Err != nil || r.Records[0].Name != want {
+				t.Fatalf("batch of %d, message %d: %+v, want event %s", n, i, r, want)
+			}
+		}
+	}
+}
