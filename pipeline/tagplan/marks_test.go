@@ -68,7 +68,14 @@ func TestMarksAllocations(t *testing.T) {
 	if len(r.Unplanned) != tag.MaxExtras || r.Unplanned[tag.MaxExtras-1] != fmt.Sprintf("extra:event:article_read:k%03d", tag.MaxExtras-1) {
 		t.Fatalf("marks %q", r.Unplanned)
 	}
-	if n != 2 {
-		t.Fatalf("%v allocations for the marks of %d unplanned extras, want 2", n, tag.MaxExtras)
+	// Two: the slice of marks and the one string they are cut from. Under
+	// the race detector (make test) the count is one more: its
+	// instrumentation changes what escapes to the heap.
+	want := 2.0
+	if raceEnabled {
+		want = 3
+	}
+	if n != want {
+		t.Fatalf("%v allocations for the marks of %d unplanned extras, want %v", n, tag.MaxExtras, want)
 	}
 }

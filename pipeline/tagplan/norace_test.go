@@ -1,0 +1,5 @@
+//go:build !race
+
+package tagplan
+
+const raceEnabled = false
