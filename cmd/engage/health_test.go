@@ -137,6 +137,7 @@ func TestCollectorReadyRecoversWhenTheBrokerReturns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: a broker of its own, stopped and started")
 	}
+	t.Parallel() // a broker of its own: overlaps the other tests that start their own
 	k := servicetest.Start(t, "kafka")
 	e := servicetest.BuildEngage(t)
 	s := e.Start("collect", "-addr", "/readyz", "-log.level", "warn", "-kafka.brokers", k.Addr(), "-kafka.partitions", "2",

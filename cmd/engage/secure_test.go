@@ -26,6 +26,7 @@ import (
 )
 
 func TestServicesOverTLSAndSASL(t *testing.T) {
+	t.Parallel() // a broker and a ClickHouse of its own: overlaps the other tests that start their own
 	sec := servicetest.StartSecure(t)
 	e := servicetest.BuildEngage(t)
 	// The passwords come from the environment, as the help says they should.

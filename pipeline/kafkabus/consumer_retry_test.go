@@ -36,6 +36,7 @@ func (l *lockedLog) String() string {
 // next message once the broker is back, with no error in between. The
 // broker is the test's own.
 func TestConsumerFetchRidesOutBrokerRestart(t *testing.T) {
+	t.Parallel() // a broker of its own: overlaps the other tests that start their own
 	broker := servicetest.Start(t, "kafka")
 	brokers := []string{broker.Addr()}
 	topic := kafkatest.NewTopic(t, brokers, 1)

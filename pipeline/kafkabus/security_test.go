@@ -104,6 +104,7 @@ func TestConfigureOnce(t *testing.T) {
 // the broker's certificate and a server name it does not carry each fail
 // at once with an error naming the failure, which is not transient.
 func TestCheckAuthRealKafka(t *testing.T) {
+	t.Parallel() // a broker and a ClickHouse of its own: overlaps the other tests that start their own
 	sec := servicetest.StartSecure(t)
 	otherCA := t.TempDir()
 	if err := servicetest.WriteTestCerts(otherCA, "127.0.0.1"); err != nil {
