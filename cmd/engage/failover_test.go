@@ -271,27 +271,36 @@ func setTopicConfig(t *testing.T, brokers []string, topic, key, value string) {
 func leaderOf(t *testing.T, brokers []string, topic string, p int) (int, []int) {
 	t.Helper()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
-	md, err := client.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(md.Topics) != 1 {
-		t.Fatalf("metadata of %s: %v", topic, err)
-	}
-	leader := -1
-	for _, part := range md.Topics[0].Partitions {
-		if part.ID == p {
-			leader = part.Leader.ID
+	// A broker may answer before it has learnt the leaders of a topic just
+	// made (leader -1, or the partition missing): ask again for a while.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		md, err := client.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil || len(md.Topics) != 1 {
+			t.Fatalf("metadata of %s: %v", topic, err)
 		}
-	}
-	var led []int
-	for _, part := range md.Topics[0].Partitions {
-		if part.Leader.ID == leader {
-			led = append(led, part.ID)
+		leader := -1
+		for _, part := range md.Topics[0].Partitions {
+			if part.ID == p {
+				leader = part.Leader.ID
+			}
 		}
+		if leader < 1 || leader > len(brokers) {
+			if time.Now().After(deadline) {
+				t.Fatalf("partition %d of %s: leader %d after 30 s", p, topic, leader)
+			}
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		var led []int
+		for _, part := range md.Topics[0].Partitions {
+			if part.Leader.ID == leader {
+				led = append(led, part.ID)
+			}
+		}
+		sort.Ints(led)
+		return leader - 1, led // services.sh numbers the brokers from 1
 	}
-	sort.Ints(led)
-	if leader < 1 || leader > len(brokers) {
-		t.Fatalf("partition %d of %s: leader %d", p, topic, leader)
-	}
-	return leader - 1, led // services.sh numbers the brokers from 1
 }
 
 // underReplicated counts the partitions of the platform's topics with
