@@ -39,20 +39,7 @@ func TestReadyRecoversWithoutTrafficOnceKafkaAnswers(t *testing.T) {
 		}
 		return nil
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	base := "http://" + ln.Addr().String()
+	base := runServer(t, s)
 	ready := func() (int, string) {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
@@ -131,24 +118,12 @@ func TestReadyFollowsTheProbeWithoutTraffic(t *testing.T) {
 		}
 		return nil
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	base := runServer(t, s)
 	wait := func(want int, prefix string) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			resp, err := http.Get("http://" + ln.Addr().String() + "/readyz")
+			resp, err := http.Get(base + "/readyz")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -168,4 +143,24 @@ func TestReadyFollowsTheProbeWithoutTraffic(t *testing.T) {
 	wait(http.StatusServiceUnavailable, "kafka: brokers 127.0.0.1:1 do not answer")
 	down.Store(false)
 	wait(200, "ready")
+}
+
+// runServer runs s on a loopback port until the test ends and returns its
+// URL.
+func runServer(t *testing.T, s *collector.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
