@@ -307,3 +307,18 @@ func (c *Claim) Feed(ctx context.Context, buffer int) (msgs <-chan bus.Message, 
 	}()
 	return out, errs
 }
+
+// GroupReady says whether a member of a consumer group that restores each
+// partition's state from a changelog can do its work (for /readyz): nil
+// once it owns partitions of topic and has restored them all, else what it
+// is still doing. A member that owns no partition (joining the group, or
+// more members than partitions) is not ready: it does no work.
+func GroupReady(topic string, owned int, restoring int32) error {
+	if restoring > 0 {
+		return fmt.Errorf("restoring the state of %d partitions from the changelog", restoring)
+	}
+	if owned == 0 {
+		return fmt.Errorf("owns no partition of %s yet (joining the group, or more instances than partitions)", topic)
+	}
+	return nil
+}

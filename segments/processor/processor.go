@@ -157,16 +157,10 @@ func (p *Processor) Ready() error {
 	if !p.configured.Load() {
 		return errors.New("reading the segment configuration")
 	}
-	if n := p.restoring.Load(); n > 0 {
-		return fmt.Errorf("restoring the state of %d partitions from the changelog", n)
-	}
 	p.mu.Lock()
 	owned := len(p.parts)
 	p.mu.Unlock()
-	if owned == 0 {
-		return fmt.Errorf("owns no partition of %s yet (joining the group, or more instances than partitions)", p.cfg.Topic)
-	}
-	return nil
+	return kafkabus.GroupReady(p.cfg.Topic, owned, p.restoring.Load())
 }
 
 // New returns a processor that produces through prod (a producer whose

@@ -146,16 +146,10 @@ func (s *Service) Ready() error {
 	if !s.configured.Load() {
 		return errors.New("reading the campaigns")
 	}
-	if n := s.restoring.Load(); n > 0 {
-		return fmt.Errorf("restoring the state of %d partitions from the changelog", n)
-	}
 	s.mu.Lock()
 	owned := len(s.parts)
 	s.mu.Unlock()
-	if owned == 0 {
-		return fmt.Errorf("owns no partition of %s yet (joining the group, or more instances than partitions)", s.cfg.Topic)
-	}
-	return nil
+	return kafkabus.GroupReady(s.cfg.Topic, owned, s.restoring.Load())
 }
 
 // Run follows the configuration, then consumes the input as a member of
